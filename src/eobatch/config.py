@@ -1,0 +1,77 @@
+"""One settings object for the whole service, read from `EOBATCH_*` environment variables."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Deployment settings. Every field can be set as `EOBATCH_<FIELD>` (upper case)."""
+
+    model_config = SettingsConfigDict(env_prefix="EOBATCH_", extra="ignore")
+
+    data_dir: Path = Field(default=Path("eobatch-data"), description="Root of all embedded state.")
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; default: SQLite file in the data directory."
+    )
+    dask_scheduler: str | None = Field(
+        default=None, description="Address of an existing Dask scheduler; default: LocalCluster."
+    )
+    workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
+    s3_endpoint: str | None = Field(
+        default=None,
+        description="S3-compatible endpoint for s3:// locators; unset: s3://<bucket> is the local "
+        "folder <data_dir>/buckets/<bucket>.",
+    )
+    s3_access_key: str | None = Field(default=None, description="Deployment S3 key (BYOC reads).")
+    s3_secret_key: str | None = None
+    cloud: str = Field(default="aws", description="Cloud the deployment runs in (aws or gcp).")
+    region: str = Field(default="eu-central-1", description="Region the deployment runs in.")
+    jwt_secret: str | None = Field(
+        default=None, description="Key that signs access tokens; default: generated once per data dir."
+    )
+    token_lifetime_s: int = Field(default=3600, ge=60)
+    max_in_flight: int | None = Field(
+        default=None, ge=1, description="Feature jobs in flight per controller; default 2 x workers."
+    )
+    feature_attempts: int = Field(default=3, ge=1, description="Attempts before a feature is FATAL.")
+    execution_db_interval_s: float = Field(default=30.0, gt=0)
+    controller_poll_s: float = Field(default=0.5, gt=0)
+    lease_s: float = Field(default=30.0, gt=0, description="Controller lease on a task.")
+    script_timeout_s: float = Field(default=120.0, gt=0, description="CPU time per feature script.")
+    script_heap_mb: int = Field(default=2048, ge=64, description="V8 heap cap per worker.")
+    restart_lock_s: float = Field(default=1800.0, ge=0, description="No restart after a user stop.")
+    min_balance_pu: float = Field(default=1000.0, ge=0, description="Balance needed to create.")
+
+    @cached_property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{(self.data_dir / 'eobatch.sqlite').resolve()}"
+
+    @cached_property
+    def buckets_dir(self) -> Path:
+        """Folder holding the local-folder buckets of the embedded default."""
+        return (self.data_dir / "buckets").resolve()
+
+    @cached_property
+    def resolved_jwt_secret(self) -> str:
+        if self.jwt_secret:
+            return self.jwt_secret
+        key_file = self.data_dir / "jwt.key"
+        if not key_file.exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            key_file.write_text(secrets.token_urlsafe(48))
+            key_file.chmod(0o600)
+        return key_file.read_text().strip()
+
+    @property
+    def in_flight_window(self) -> int:
+        return self.max_in_flight or 2 * self.workers

@@ -1,0 +1,149 @@
+"""SQLAlchemy models of the task store, the single source of truth."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    TypeDecorator,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite drops the zone otherwise)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime given to the store")
+        return value.astimezone(UTC) if value is not None else None
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Account(Base):
+    __tablename__ = "accounts"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    balance_pu: Mapped[float] = mapped_column(Float, default=0.0)
+    created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class OAuthClient(Base):
+    __tablename__ = "oauth_clients"
+
+    client_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    secret_hash: Mapped[str] = mapped_column(String(200))
+    created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Task(Base):
+    __tablename__ = "tasks"
+    __table_args__ = (Index("ix_tasks_account_created", "account_id", "created"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    # The request as submitted (with credentials: workers need them); never echoed unredacted.
+    request: Mapped[dict[str, Any]] = mapped_column(JSON)
+    description: Mapped[str | None] = mapped_column(Text, nullable=True)
+    status: Mapped[str] = mapped_column(String(20), default="CREATED", index=True)
+    user_action: Mapped[str] = mapped_column(String(10), default="NONE")
+    user_action_updated: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # True from the moment the API records a user action until the controller has acted on it.
+    action_pending: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
+    stopped_status_reason: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_updated: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    cost_pu: Mapped[float] = mapped_column(Float, default=0.0)
+    completion_percentage: Mapped[float] = mapped_column(Float, default=0.0)
+    analysed: Mapped[bool] = mapped_column(Boolean, default=False)
+    feature_count: Mapped[int] = mapped_column(Integer, default=0)
+    # Controller lease: which controller works on the task and until when.
+    controller_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class Feature(Base):
+    __tablename__ = "features"
+    __table_args__ = (Index("ix_features_task_status", "task_id", "status"),)
+
+    task_id: Mapped[str] = mapped_column(
+        ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    name: Mapped[str] = mapped_column(String(200))
+    epsg: Mapped[int] = mapped_column(Integer)
+    minx: Mapped[float] = mapped_column(Float)
+    miny: Mapped[float] = mapped_column(Float)
+    maxx: Mapped[float] = mapped_column(Float)
+    maxy: Mapped[float] = mapped_column(Float)
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    geometry: Mapped[bytes] = mapped_column(LargeBinary)  # WKB of the footprint, feature CRS
+    status: Mapped[str] = mapped_column(String(10), default="PENDING")  # PENDING|DONE|FATAL
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    delivered: Mapped[bool] = mapped_column(Boolean, default=False)
+    cost_pu: Mapped[float] = mapped_column(Float, default=0.0)
+    billed: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class Collection(Base):
+    __tablename__ = "byoc_collections"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    account_id: Mapped[str] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(500))
+    s3_bucket: Mapped[str] = mapped_column(String(255))
+    no_data: Mapped[float | None] = mapped_column(Float, nullable=True)
+    bands: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Tile(Base):
+    __tablename__ = "byoc_tiles"
+    __table_args__ = (Index("ix_tiles_collection_path", "collection_id", "path", unique=True),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    collection_id: Mapped[str] = mapped_column(
+        ForeignKey("byoc_collections.id", ondelete="CASCADE")
+    )
+    path: Mapped[str] = mapped_column(String(1024))
+    sensing_time: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    cover_geometry: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)  # CRS84
+    tile_geometry: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)  # tile CRS
+    epsg: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    status: Mapped[str] = mapped_column(String(12), default="WAITING")
+    failed_cause: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    ingestion_start: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
