@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-25 00:17:45.525735
+Create Date: 2026-11-25 01:31:41.282550
 """
 
 from __future__ import annotations
@@ -57,6 +57,7 @@ def upgrade() -> None:
     sa.Column('status', sa.String(length=20), nullable=False),
     sa.Column('user_action', sa.String(length=10), nullable=False),
     sa.Column('user_action_updated', eobatch.store.models.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('action_pending', sa.Boolean(), nullable=False),
     sa.Column('stopped_status_reason', sa.String(length=20), nullable=True),
     sa.Column('error', sa.Text(), nullable=True),
     sa.Column('created', eobatch.store.models.UTCDateTime(timezone=True), nullable=False),
@@ -72,6 +73,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('tasks', schema=None) as batch_op:
         batch_op.create_index('ix_tasks_account_created', ['account_id', 'created'], unique=False)
+        batch_op.create_index(batch_op.f('ix_tasks_action_pending'), ['action_pending'], unique=False)
         batch_op.create_index(batch_op.f('ix_tasks_status'), ['status'], unique=False)
 
     op.create_table('byoc_tiles',
@@ -131,6 +133,7 @@ def downgrade() -> None:
     op.drop_table('byoc_tiles')
     with op.batch_alter_table('tasks', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_tasks_status'))
+        batch_op.drop_index(batch_op.f('ix_tasks_action_pending'))
         batch_op.drop_index('ix_tasks_account_created')
 
     op.drop_table('tasks')
