@@ -1,0 +1,6 @@
+"""Data sources: scenes of a collection and the reader that mosaics them onto a feature grid."""
+
+from eobatch.sources.mosaic import PixelGrid, read_mosaic
+from eobatch.sources.scenes import BandSource, Scene, filter_time, order_scenes
+
+__all__ = ["BandSource", "PixelGrid", "Scene", "filter_time", "order_scenes", "read_mosaic"]

@@ -1,0 +1,97 @@
+"""The reader against the independent nearest-neighbour model of the demo data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import shapely
+from affine import Affine
+
+from eobatch.demo_data import DEMO_SCENES, write_demo_collection
+from eobatch.sources import BandSource, PixelGrid, Scene, filter_time, order_scenes, read_mosaic
+from eobatch.sources.mosaic import WARP_TOLERANCE_PX
+from tests.reference import matches_nearest, nearest_mosaic
+
+BANDS = ["B04", "B08"]
+# One LAEA 20 km cell at 20 m that the demo data covers in part.
+GRID = PixelGrid(3035, Affine(20, 0, 4620000, 0, -20, 2820040), 1002, 1002)
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("demo")
+    write_demo_collection(folder)
+    return folder
+
+
+def as_scene(folder: Path, demo, cover: bytes | None = None) -> Scene:  # type: ignore[no-untyped-def]
+    bands = {
+        b: BandSource(str(folder / demo.path_template.replace("(BAND)", b)), 1, 0)
+        for b in ("B02", "B03", "B04", "B08")
+    }
+    return Scene(demo.name, demo.sensing_time, None, bands, cover)
+
+
+def test_mosaic_matches_the_nearest_neighbour_model(folder: Path) -> None:
+    scenes = order_scenes([as_scene(folder, d) for d in DEMO_SCENES], "mostRecent")
+    by_name = {d.name: d for d in DEMO_SCENES}
+    bands, mask = read_mosaic(scenes, BANDS, GRID)
+
+    def expected(band: str):  # type: ignore[no-untyped-def]
+        def at(shift):  # type: ignore[no-untyped-def]
+            values, _ = nearest_mosaic([by_name[s.id] for s in scenes], BANDS, 3035,
+                                       GRID.transform, GRID.width, GRID.height, shift)  # fmt: skip
+            return values[band].astype(np.float32)
+
+        return at
+
+    _, exact_mask = nearest_mosaic([by_name[s.id] for s in scenes], BANDS, 3035,
+                                   GRID.transform, GRID.width, GRID.height)  # fmt: skip
+    assert 0.1 < exact_mask.mean() < 0.9  # the cell is partly covered: edges are exercised
+    assert (mask.astype(bool) == exact_mask).mean() > 0.9999
+    for band in BANDS:
+        ok = matches_nearest(bands[band], expected(band), 2 * WARP_TOLERANCE_PX)
+        assert ok.all(), f"{band}: {np.count_nonzero(~ok)} pixels differ"
+    assert np.isnan(bands["B04"][mask == 0]).all()
+
+
+def test_most_recent_scene_wins_and_holes_fall_back(folder: Path) -> None:
+    newest, older = DEMO_SCENES[3], DEMO_SCENES[1]  # 2024-09-20 (with a cloud hole), 2024-05-10
+    grid = PixelGrid(32633, Affine(10, 0, newest.bounds[0], 0, -10, newest.bounds[3]),
+                     newest.width, newest.height)  # fmt: skip
+    bands, mask = read_mosaic([as_scene(folder, newest), as_scene(folder, older)], BANDS, grid)
+    rows, cols = np.mgrid[0 : grid.height, 0 : grid.width]
+    top = newest.values("B04", rows, cols)
+    col0 = round((newest.bounds[0] - older.bounds[0]) / 10)
+    row0 = round((older.bounds[3] - newest.bounds[3]) / 10)
+    below = older.values("B04", rows + row0, cols + col0)
+    assert mask.all()
+    assert (top == 0).any()  # the hole exists ...
+    np.testing.assert_array_equal(bands["B04"], np.where(top == 0, below, top))  # ... and is filled
+
+
+def test_cover_geometry_masks_pixels_outside(folder: Path) -> None:
+    demo = DEMO_SCENES[1]
+    grid = PixelGrid(32633, demo.transform, demo.width, demo.height)
+    west_half = shapely.box(0, 40, 14.29, 60)  # lon/lat
+    _, mask = read_mosaic([as_scene(folder, demo, shapely.to_wkb(west_half))], BANDS, grid)
+    assert 0.3 < mask.mean() < 0.7
+    assert mask[:, 0].all() and not mask[:, -1].any()
+
+
+def test_scene_outside_the_grid_is_skipped(folder: Path) -> None:
+    far = PixelGrid(3035, Affine(20, 0, 3000000, 0, -20, 2000000), 100, 100)
+    bands, mask = read_mosaic([as_scene(folder, DEMO_SCENES[0])], BANDS, far)
+    assert not mask.any() and np.isnan(bands["B08"]).all()
+
+
+def test_time_filter_is_inclusive_and_order_is_deterministic(folder: Path) -> None:
+    scenes = [as_scene(folder, d) for d in DEMO_SCENES]
+    kept = filter_time(scenes, DEMO_SCENES[1].sensing_time, DEMO_SCENES[2].sensing_time)
+    assert [s.id for s in kept] == ["2024-05-10", "2024-07-15"]
+    assert order_scenes(scenes, "leastRecent")[0].id == "2023-08-01"
+    assert order_scenes(scenes, "mostRecent")[0].id == "2024-09-20"
+    with pytest.raises(ValueError, match="leastCC"):
+        order_scenes(scenes, "leastCC")
