@@ -1,0 +1,109 @@
+"""Batch V2 routes (batch-v2-api.md §2): thin wrappers around `eobatch.lifecycle.tasks`."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.concurrency import run_in_threadpool
+
+from eobatch.api.auth import current_account
+from eobatch.api.pagination import page, page_window
+from eobatch.errors import InvalidRequest, NotFound
+from eobatch.lifecycle import tasks
+from eobatch.lifecycle.states import UserAction
+from eobatch.planning import GRIDS
+from eobatch.schemas import parse_json
+
+router = APIRouter(prefix="/api/v2/batch", tags=["batch"])
+
+
+async def _create_body(request: Request) -> tuple[object, str | None]:
+    """The request JSON and, for multipart bodies, the separate evalscript part."""
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith("multipart/form-data"):
+        form = await request.form()
+        part = form.get("request")
+        if part is None:
+            raise InvalidRequest.at("request", "the multipart body needs a 'request' part")
+        raw = await part.read() if hasattr(part, "read") else str(part).encode()
+        script = form.get("evalscript")
+        if script is not None and hasattr(script, "read"):
+            script = (await script.read()).decode("utf-8", errors="replace")
+        return parse_json(raw), script  # type: ignore[return-value]
+    return parse_json(await request.body()), None
+
+
+@router.post("/process", status_code=201)
+async def create(request: Request, account: str = Depends(current_account)) -> dict:
+    body, evalscript = await _create_body(request)
+    state = request.app.state
+    return await run_in_threadpool(
+        tasks.create_task, state.db, state.settings, account, body, evalscript
+    )
+
+
+@router.get("/process")
+def list_tasks(
+    request: Request,
+    count: int | None = None,
+    viewtoken: str | None = None,
+    sort: str | None = None,
+    search: str | None = None,
+    account: str = Depends(current_account),
+) -> dict:
+    offset, limit = page_window(count, viewtoken)
+    items = tasks.list_tasks(request.app.state.db, account, offset, limit, sort, search)
+    return page(request, items, offset, limit)
+
+
+@router.get("/process/{task_id}")
+def get_task(task_id: str, request: Request, account: str = Depends(current_account)) -> dict:
+    return tasks.get_task(request.app.state.db, account, task_id)
+
+
+@router.put("/process/{task_id}")
+async def update_task(
+    task_id: str, request: Request, account: str = Depends(current_account)
+) -> dict:
+    body = parse_json(await request.body())
+    return await run_in_threadpool(
+        tasks.update_description, request.app.state.db, account, task_id, body
+    )
+
+
+def _action(action: UserAction):  # type: ignore[no-untyped-def]
+    def act(task_id: str, request: Request, account: str = Depends(current_account)) -> Response:
+        state = request.app.state
+        tasks.record_user_action(state.db, state.settings, account, task_id, action)
+        return Response(status_code=204)
+
+    return act
+
+
+for _name, _act in (("analyse", UserAction.ANALYSE), ("start", UserAction.START),
+                    ("stop", UserAction.STOP)):  # fmt: skip
+    router.add_api_route(f"/process/{{task_id}}/{_name}", _action(_act), methods=["POST"],
+                         status_code=204)  # fmt: skip
+
+
+@router.get("/tilinggrids")
+def list_grids(
+    request: Request,
+    count: int | None = None,
+    viewtoken: str | None = None,
+    _: str = Depends(current_account),
+) -> dict:
+    offset, limit = page_window(count, viewtoken)
+    grids = [g.descriptor() for g in GRIDS.values()]
+    return page(request, grids[offset : offset + limit + 1], offset, limit)
+
+
+@router.get("/tilinggrids/{grid_id}")
+def get_grid(grid_id: str, _: str = Depends(current_account)) -> dict:
+    try:
+        grid = GRIDS[int(grid_id)]
+    except (ValueError, KeyError):
+        raise NotFound(
+            f"Tiling grid {grid_id} not found; available: {', '.join(map(str, GRIDS))}"
+        ) from None
+    return grid.descriptor()
+

@@ -1,0 +1,42 @@
+"""Offset pagination with Sentinel Hub's `View` links (batch-v2-api.md §2.1)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import Request
+
+from eobatch.errors import InvalidRequest
+
+MAX_COUNT = 100
+
+
+def page_window(count: int | None, viewtoken: str | None) -> tuple[int, int]:
+    """(offset, limit) from the query; the view token is an opaque stringified offset."""
+    limit = MAX_COUNT if count is None else count
+    if not 1 <= limit <= MAX_COUNT:
+        raise InvalidRequest.at("count", f"must be between 1 and {MAX_COUNT}")
+    try:
+        offset = int(viewtoken) if viewtoken not in (None, "") else 0
+    except ValueError:
+        offset = -1
+    if offset < 0:
+        raise InvalidRequest.at("viewtoken", "is not a token returned by this endpoint")
+    return offset, limit
+
+
+def page(request: Request, items: list[Any], offset: int, limit: int) -> dict[str, Any]:
+    """`{data, links}` for `items`, which holds up to limit + 1 rows (the extra one = more exist)."""
+    url = request.url
+    links: dict[str, Any] = {
+        "currentToken": str(offset),
+        "@id": str(url.include_query_params(viewtoken=str(offset))),
+    }
+    if len(items) > limit:
+        links["nextToken"] = str(offset + limit)
+        links["next"] = str(url.include_query_params(viewtoken=str(offset + limit)))
+    if offset > 0:
+        previous = max(0, offset - limit)
+        links["previousToken"] = str(previous)
+        links["previous"] = str(url.include_query_params(viewtoken=str(previous)))
+    return {"data": items[:limit], "links": links}
