@@ -1,0 +1,106 @@
+"""Analysis of a task: check the script against the request, plan the features, write the manifest.
+
+Re-running an analysis (e.g. after a controller crash) replaces its features, so it is idempotent.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import delete, insert
+
+from eobatch.config import Settings
+from eobatch.errors import AnalysisError
+from eobatch.lifecycle.context import TaskContext
+from eobatch.planning import Feature, ManifestRow, feature_manifest_bytes, plan_tiling_grid
+from eobatch.schemas.batch import TilingGridInput
+from eobatch.script import EvalscriptError, ScriptSetup, parse_setup
+from eobatch.store import Database
+from eobatch.store.models import Feature as FeatureRow
+from eobatch.store.models import Task
+
+MANIFEST_FILE = "featureManifest-{request_id}.gpkg"
+
+
+def check_script(source: str, context: TaskContext) -> ScriptSetup:
+    """Parse `setup()` and check it against the request's outputs and the collection's bands."""
+    try:
+        setup = parse_setup(source)
+    except EvalscriptError as exc:
+        raise AnalysisError(f"Evalscript error: {exc}") from exc
+    if setup.mosaicking != "SIMPLE":
+        raise AnalysisError(
+            f"Evalscript error: mosaicking {setup.mosaicking} is not supported by this server yet; "
+            "use SIMPLE"
+        )
+    output_ids = {o.id for o in setup.outputs}
+    for response in context.request.process_request.output.responses:
+        if response.identifier != "userdata" and response.identifier not in output_ids:
+            raise AnalysisError(
+                f"Output '{response.identifier}' requested in processRequest.output.responses is "
+                f"not defined in the evalscript's setup() (outputs: {', '.join(sorted(output_ids))})"
+            )
+        if response.identifier == "userdata":
+            raise AnalysisError("The 'userdata' output is not supported by this server yet")
+    missing = [b for b in setup.bands if b != "dataMask" and b not in context.bands]
+    if missing:
+        raise AnalysisError(
+            f"Evalscript input band(s) {', '.join(missing)} not in the collection; available: "
+            f"{', '.join(sorted(context.bands)) or 'none (the collection has no bands yet)'}"
+        )
+    return setup
+
+
+def plan_features(context: TaskContext) -> list[Feature]:
+    grid = context.request.input
+    assert isinstance(grid, TilingGridInput)  # other inputs are refused at create
+    return plan_tiling_grid(
+        grid.id, grid.resolution, grid.buffer_x or 0, grid.buffer_y or 0, context.aoi
+    )
+
+
+def analyse_task(db: Database, settings: Settings, task: Task) -> int:
+    """Analyse `task`, store its features (PENDING) and upload the manifest; returns the count."""
+    context = TaskContext.build(db, settings, task)
+    check_script(context.evalscript, context)
+    features = plan_features(context)
+    rows = [
+        ManifestRow(
+            output_id=target.output_id,
+            identifier=feature.name,
+            path=context.delivery.url_for(target.key),
+            width=feature.width,
+            height=feature.height,
+            epsg=feature.epsg,
+            geometry=feature.geometry,
+        )
+        for feature in features
+        for target in context.targets(feature)
+    ]
+    context.delivery.put(MANIFEST_FILE.format(request_id=task.id), feature_manifest_bytes(rows))
+    with db.session() as session:
+        session.execute(delete(FeatureRow).where(FeatureRow.task_id == task.id))
+        if features:
+            session.execute(
+                insert(FeatureRow),
+                [
+                    {
+                        "task_id": task.id,
+                        "id": f.id,
+                        "name": f.name,
+                        "epsg": f.epsg,
+                        "minx": f.bounds[0],
+                        "miny": f.bounds[1],
+                        "maxx": f.bounds[2],
+                        "maxy": f.bounds[3],
+                        "width": f.width,
+                        "height": f.height,
+                        "geometry": f.geometry.wkb,
+                        "status": "PENDING",
+                        "attempts": 0,
+                        "delivered": False,
+                        "cost_pu": 0.0,
+                        "billed": False,
+                    }
+                    for f in features
+                ],
+            )
+    return len(features)

@@ -1,0 +1,134 @@
+"""What the controller derives once per task to analyse it and to build its feature jobs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC
+
+import numpy as np
+import shapely
+from pyproj import Transformer
+from sqlalchemy import select
+
+from eobatch.config import Settings
+from eobatch.engine import FeatureJob, OutputTarget
+from eobatch.errors import AnalysisError, InvalidRequest
+from eobatch.lifecycle.validation import validate_request
+from eobatch.planning import AOI, Feature
+from eobatch.schemas.batch import BatchRequest
+from eobatch.script import ScriptSetup
+from eobatch.sinks import DeliveryTemplate
+from eobatch.sources import Scene, filter_time, order_scenes
+from eobatch.sources.byoc import collection_scenes
+from eobatch.storage import Location
+from eobatch.store import Database
+from eobatch.store.models import Collection, Task
+
+
+@dataclass
+class TaskContext:
+    task_id: str
+    request: BatchRequest
+    evalscript: str
+    aoi: AOI
+    delivery: Location  # delivery root
+    template: DeliveryTemplate
+    bands: dict
+    scenes: list[Scene]  # time-filtered, in mosaicking priority order
+    footprints: shapely.STRtree  # WGS84 footprint of scenes[i] at index i
+    upsampling: str
+    downsampling: str
+
+    @classmethod
+    def build(cls, db: Database, settings: Settings, task: Task) -> TaskContext:
+        request = BatchRequest.model_validate(task.request)
+        with db.session() as session:
+            owned = set(
+                session.scalars(select(Collection.id).where(Collection.account_id == task.account_id))
+            )
+        try:
+            checked = validate_request(request, settings, owned)
+        except InvalidRequest as exc:
+            raise AnalysisError(f"The request is no longer valid: {exc.message}") from exc
+        source = request.process_request.input.data[0]
+        with_footprints, bands = collection_scenes(
+            db, settings, task.account_id, checked.collection_ids[0]
+        )
+        data_filter = source.data_filter
+        time_range = data_filter.time_range if data_filter else None
+        kept = filter_time(
+            [scene for scene, _ in with_footprints],
+            _utc(time_range.from_ if time_range else None),
+            _utc(time_range.to if time_range else None),
+        )
+        order = (data_filter.mosaicking_order if data_filter else None) or "mostRecent"
+        if order == "leastCC":
+            raise AnalysisError("mosaickingOrder leastCC needs cloud cover, which BYOC tiles lack")
+        ordered = order_scenes(kept, order)
+        footprint_of = {scene.id: fp for scene, fp in with_footprints}
+        processing = source.processing
+        return cls(
+            task_id=task.id,
+            request=request,
+            evalscript=request.process_request.evalscript or "",
+            aoi=checked.aoi,
+            delivery=checked.delivery,
+            template=checked.template,
+            bands=bands,
+            scenes=ordered,
+            footprints=shapely.STRtree(
+                [footprint_of[s.id] or shapely.box(-180, -90, 180, 90) for s in ordered]
+            ),
+            upsampling=(processing.upsampling if processing else None) or "NEAREST",
+            downsampling=(processing.downsampling if processing else None) or "NEAREST",
+        )
+
+    def targets(self, feature: Feature) -> tuple[OutputTarget, ...]:
+        """The GeoTIFFs a feature delivers, one per image/tiff response."""
+        return tuple(
+            OutputTarget(
+                r.identifier,
+                self.template.key(self.task_id, feature.name, feature.id, r.identifier, "tiff"),
+            )
+            for r in self.request.process_request.output.responses
+            if r.format.type == "image/tiff"
+        )
+
+    def scenes_for(self, feature: Feature) -> tuple[Scene, ...]:
+        """Scenes whose footprint meets the feature's output area, in priority order."""
+        hits = self.footprints.query(_footprint_wgs84(feature), predicate="intersects")
+        return tuple(self.scenes[i] for i in sorted(int(h) for h in hits))
+
+    def job(self, feature: Feature, setup: ScriptSetup, settings: Settings) -> FeatureJob:
+        return FeatureJob(
+            task_id=self.task_id,
+            feature=feature,
+            evalscript=self.evalscript,
+            setup=setup,
+            scenes=self.scenes_for(feature),
+            upsampling=self.upsampling,
+            downsampling=self.downsampling,
+            targets=self.targets(feature),
+            delivery=self.delivery,
+            script_timeout_s=settings.script_timeout_s,
+            script_heap_mb=settings.script_heap_mb,
+        )
+
+
+def _utc(value):  # type: ignore[no-untyped-def]
+    if value is None:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _footprint_wgs84(feature: Feature) -> shapely.Geometry:
+    box = shapely.segmentize(shapely.box(*feature.bounds), (feature.bounds[2] - feature.bounds[0]) / 8)
+    if feature.epsg == 4326:
+        return box
+    to_wgs = Transformer.from_crs(feature.epsg, 4326, always_xy=True)
+
+    def project(xy: np.ndarray) -> np.ndarray:
+        x, y = to_wgs.transform(xy[:, 0], xy[:, 1])
+        return np.column_stack([x, y])
+
+    return shapely.transform(box, project)

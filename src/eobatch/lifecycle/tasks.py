@@ -1,0 +1,214 @@
+"""What the API does with tasks: create, read, list, describe, and record user actions.
+
+Nothing here runs analysis or processing; that is the controller's job.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, or_, select
+
+from eobatch.config import Settings
+from eobatch.errors import Conflict, Forbidden, InvalidRequest, NotFound
+from eobatch.lifecycle.states import (
+    Status,
+    StoppedReason,
+    TaskState,
+    UserAction,
+    accept_user_action,
+)
+from eobatch.lifecycle.validation import validate_request
+from eobatch.schemas import BatchRequest, DescriptionUpdate, parse_model
+from eobatch.store import Database
+from eobatch.store.models import Account, Collection, Task
+from eobatch.storage import redact_locator
+
+REQUEST_FILE = "request-{request_id}.json"
+SORTS = {
+    "created": (Task.created.asc(),),
+    "created:asc": (Task.created.asc(),),
+    "created:desc": (Task.created.desc(),),
+    "status": (Task.status.asc(), Task.created.desc()),
+    "status:asc": (Task.status.asc(), Task.created.desc()),
+    "status:desc": (Task.status.desc(), Task.created.desc()),
+}
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z") if value else None
+
+
+def redacted_request(body: dict[str, Any]) -> dict[str, Any]:
+    """The submitted request with every storage credential masked."""
+    echo = copy.deepcopy(body)
+    output = echo.get("output")
+    if isinstance(output, dict) and isinstance(output.get("delivery"), dict):
+        output["delivery"] = redact_locator(output["delivery"])
+    task_input = echo.get("input")
+    if isinstance(task_input, dict) and isinstance(task_input.get("features"), dict):
+        task_input["features"] = redact_locator(task_input["features"])
+    return echo
+
+
+def task_json(task: Task) -> dict[str, Any]:
+    """`BatchV2ProcessTask` (batch-v2-api.md §5)."""
+    body: dict[str, Any] = {
+        "id": task.id,
+        "request": redacted_request(task.request),
+        "domainAccountId": task.account_id,
+        "projectId": task.account_id,
+        "status": task.status,
+        "userAction": task.user_action,
+        "userActionUpdated": _iso(task.user_action_updated),
+        "created": _iso(task.created),
+        "lastUpdated": _iso(task.last_updated),
+        "completionPercentage": round(task.completion_percentage, 2),
+        "costPU": round(task.cost_pu, 6),
+    }
+    if task.error:
+        body["error"] = task.error
+    if task.status == Status.STOPPED and task.stopped_status_reason:
+        body["stoppedStatusReason"] = task.stopped_status_reason
+    return {k: v for k, v in body.items() if v is not None}
+
+
+def create_task(
+    db: Database, settings: Settings, account_id: str, body: Any, evalscript: str | None = None
+) -> dict[str, Any]:
+    """Validate and store a new task (CREATED) and upload the request JSON; returns the task."""
+    if evalscript is not None:
+        if not isinstance(body, dict) or not isinstance(body.get("processRequest"), dict):
+            raise InvalidRequest.at("request->processRequest", "is required")
+        body = {**body, "processRequest": {**body["processRequest"], "evalscript": evalscript}}
+    request = parse_model(BatchRequest, body)
+    with db.session() as session:
+        owned = set(session.scalars(select(Collection.id).where(Collection.account_id == account_id)))
+        account = session.get(Account, account_id)
+        if account is None:
+            raise NotFound("Account not found")
+        balance = account.balance_pu
+    checked = validate_request(request, settings, owned)
+    if balance < settings.min_balance_pu:
+        raise Forbidden(
+            f"Creating a batch task needs at least {settings.min_balance_pu:g} PU on the account; "
+            f"it holds {balance:g} PU. Top the account up and try again."
+        )
+
+    task_id = str(uuid.uuid4())
+    now = datetime.now(UTC)
+    request_key = REQUEST_FILE.format(request_id=task_id)
+    bookkeeping = checked.delivery
+    bookkeeping.put(request_key, json.dumps(redacted_request(body), indent=2).encode())
+    try:
+        with db.session() as session:
+            task = Task(
+                id=task_id,
+                account_id=account_id,
+                request=body,
+                description=request.description,
+                status=Status.CREATED,
+                user_action=UserAction.NONE,
+                created=now,
+                last_updated=now,
+            )
+            session.add(task)
+        return task_json(task)
+    except Exception:
+        bookkeeping.delete(request_key)
+        raise
+
+
+def _owned_task(session: Any, account_id: str, task_id: str, lock: bool = False) -> Task:
+    try:
+        uuid.UUID(task_id)
+    except ValueError:
+        raise NotFound(f"Batch task {task_id} not found") from None
+    query = select(Task).where(Task.id == task_id, Task.account_id == account_id)
+    if lock:
+        query = query.with_for_update()
+    task = session.scalars(query).first()
+    if task is None:
+        raise NotFound(f"Batch task {task_id} not found")
+    return task
+
+
+def get_task(db: Database, account_id: str, task_id: str) -> dict[str, Any]:
+    with db.session() as session:
+        return task_json(_owned_task(session, account_id, task_id))
+
+
+def list_tasks(
+    db: Database,
+    account_id: str,
+    offset: int,
+    limit: int,
+    sort: str | None = None,
+    search: str | None = None,
+) -> list[dict[str, Any]]:
+    """Up to limit + 1 tasks of the account (one extra tells the caller another page exists)."""
+    order = SORTS.get(sort or "created:desc")
+    if order is None:
+        raise InvalidRequest.at("sort", f"must be one of {', '.join(SORTS)}")
+    query = select(Task).where(Task.account_id == account_id)
+    if search:
+        query = query.where(_search_clause(search))
+    query = query.order_by(*order, Task.id).offset(offset).limit(limit + 1)
+    with db.session() as session:
+        return [task_json(t) for t in session.scalars(query)]
+
+
+def _search_clause(search: str):  # type: ignore[no-untyped-def]
+    """Words joined by `|` (or) and `&` (and), each matched in the description or the id."""
+
+    def word(w: str):  # type: ignore[no-untyped-def]
+        pattern = f"%{w.strip()}%"
+        return or_(Task.description.ilike(pattern), Task.id.ilike(pattern))
+
+    return or_(*(and_(*(word(w) for w in alt.split("&"))) for alt in search.split("|")))
+
+
+def update_description(db: Database, account_id: str, task_id: str, body: Any) -> dict[str, Any]:
+    """Change the description; refused (409) while the task is being worked on."""
+    update = parse_model(DescriptionUpdate, body)
+    with db.session() as session:
+        task = _owned_task(session, account_id, task_id, lock=True)
+        if task.status in (Status.ANALYSING, Status.PROCESSING) or task.action_pending:
+            raise Conflict(
+                f"The task is {task.status}; its description can be changed when it is not "
+                "being analysed, processed or about to be."
+            )
+        if update.description is not None:
+            task.description = update.description
+            task.request = {**task.request, "description": update.description}
+            task.last_updated = datetime.now(UTC)
+        echo = redacted_request(task.request)
+    return {k: echo[k] for k in ("processRequest", "input", "output", "description") if k in echo}
+
+
+def record_user_action(
+    db: Database, settings: Settings, account_id: str, task_id: str, action: UserAction
+) -> None:
+    """Record ANALYSE / START / STOP if the task's status allows it (else `IllegalAction`)."""
+    now = datetime.now(UTC)
+    with db.session() as session:
+        task = _owned_task(session, account_id, task_id, lock=True)
+        state = TaskState(
+            Status(task.status),
+            UserAction(task.user_action),
+            task.user_action_updated,
+            StoppedReason(task.stopped_status_reason) if task.stopped_status_reason else None,
+        )
+        if action is UserAction.START and state.status is Status.STOPPED:
+            balance = session.get(Account, account_id).balance_pu  # type: ignore[union-attr]
+            if balance <= 0:
+                raise Forbidden("The account has no PU left; top it up before restarting.")
+        new = accept_user_action(state, action, now, timedelta(seconds=settings.restart_lock_s))
+        task.user_action = new.user_action
+        task.user_action_updated = new.user_action_updated
+        task.action_pending = True
+        task.last_updated = now

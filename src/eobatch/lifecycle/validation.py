@@ -1,0 +1,171 @@
+"""Everything checked when a task is created: the request must be runnable except its script.
+
+Each problem becomes one `Violation`; all of them are reported together in one 400.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from eobatch.config import Settings
+from eobatch.errors import InvalidRequest, Violation
+from eobatch.planning import AOI, parse_aoi, validate_tiling_input
+from eobatch.schemas.batch import BatchRequest, RasterOutput, TilingGridInput
+from eobatch.sinks import DeliveryTemplate
+from eobatch.storage import Location, open_location
+
+_BYOC_TYPE = re.compile(r"^byoc-(?P<id>[0-9a-fA-F-]{36})$")
+# Data collections of Sentinel Hub that this deployment does not serve (yet).
+_KNOWN_SH_TYPES = frozenset(
+    {
+        "sentinel-2-l1c", "sentinel-2-l2a", "sentinel-1-grd", "landsat-8-l1c", "landsat-ot-l1",
+        "landsat-ot-l2", "landsat-etm-l1", "landsat-etm-l2", "landsat-tm-l1", "landsat-tm-l2",
+        "landsat-mss-l1", "modis", "dem", "hls", "sentinel-3-olci", "sentinel-3-olci-l2",
+        "sentinel-3-slstr", "sentinel-5p-l2", "S2L1C", "S2L2A",
+    }
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ValidatedRequest:
+    """A request that passed every create-time check, with what those checks derived."""
+
+    request: BatchRequest
+    aoi: AOI
+    delivery: Location  # the delivery root: bookkeeping files go here, outputs below it
+    template: DeliveryTemplate
+    collection_ids: tuple[str, ...]
+
+
+def collection_id_of(source_type: str, filter_collection_id: str | None) -> str | None:
+    """The BYOC collection id a data source refers to (`byoc-<id>` or the legacy aliases)."""
+    match = _BYOC_TYPE.match(source_type)
+    if match:
+        return match["id"].lower()
+    if source_type in ("CUSTOM", "byoc") and filter_collection_id:
+        return filter_collection_id.lower()
+    return None
+
+
+def validate_request(
+    request: BatchRequest, settings: Settings, owned_collections: set[str]
+) -> ValidatedRequest:
+    """Check `request` for the account owning `owned_collections`; raises `InvalidRequest`."""
+    found: list[Violation] = []
+
+    def check(fn, *args):  # type: ignore[no-untyped-def]
+        try:
+            return fn(*args)
+        except InvalidRequest as exc:
+            found.extend(exc.errors or [Violation("body", exc.message)])
+            return None
+
+    process = request.process_request
+    if not (process.evalscript or "").strip():
+        found.append(Violation("processRequest->evalscript", "Missing or empty evalscript."))
+
+    aoi = None
+    if isinstance(request.input, TilingGridInput):
+        grid = request.input
+        check(validate_tiling_input, grid.id, grid.resolution, grid.buffer_x or 0, grid.buffer_y or 0)
+        bounds = process.input.bounds
+        if bounds is None or (bounds.bbox is None and bounds.geometry is None):
+            found.append(
+                Violation(
+                    "processRequest->input->bounds",
+                    "is required for tiling-grid input: give a bbox and/or a geometry",
+                )
+            )
+        else:
+            crs = bounds.properties.crs if bounds.properties else None
+            aoi = check(parse_aoi, bounds.bbox, bounds.geometry, crs)
+    else:
+        found.append(
+            Violation("input->type", "geopackage input is not supported by this server yet")
+        )
+
+    collection_ids = []
+    sources = process.input.data
+    for i, source in enumerate(sources):
+        where = f"processRequest->input->data->{i}->type"
+        filter_id = source.data_filter.collection_id if source.data_filter else None
+        collection_id = collection_id_of(source.type, filter_id)
+        if collection_id is None:
+            if source.type in _KNOWN_SH_TYPES:
+                found.append(
+                    Violation(where, f"data collection '{source.type}' is not available on this "
+                              "deployment; use a BYOC collection (byoc-<collectionId>)")
+                )
+            else:
+                found.append(
+                    Violation(where, f"unknown data collection type '{source.type}'; expected "
+                              "byoc-<collectionId>")
+                )
+        elif collection_id not in owned_collections:
+            found.append(Violation(where, f"BYOC collection {collection_id} not found"))
+        else:
+            collection_ids.append(collection_id)
+    if len(sources) > 1:
+        found.append(
+            Violation("processRequest->input->data",
+                      "data fusion (several data sources) is not supported by this server yet")
+        )
+
+    responses = process.output.responses
+    ids = [r.identifier for r in responses]
+    for i, response in enumerate(responses):
+        where = f"processRequest->output->responses->{i}"
+        if ids.count(response.identifier) > 1:
+            found.append(Violation(f"{where}->identifier",
+                                   f"duplicate identifier '{response.identifier}'"))
+        kind = response.format.type
+        if isinstance(request.output, RasterOutput) and kind == "zarr/array":
+            found.append(Violation(f"{where}->format->type",
+                                   "zarr/array needs output type zarr; raster output allows "
+                                   "image/tiff and application/json"))
+        if kind == "application/json" and response.identifier != "userdata":
+            found.append(Violation(f"{where}->format->type",
+                                   "application/json is only allowed for the 'userdata' output"))
+
+    delivery = template = None
+    output = request.output
+    if isinstance(output, RasterOutput):
+        delivery, template = _check_delivery(output, responses, settings, found)
+        if output.create_collection and not output.cog_output:
+            found.append(Violation("output->createCollection", "requires cogOutput: true"))
+        if output.create_collection or output.collection_id:
+            found.append(Violation("output->createCollection",
+                                   "BYOC ingestion of results is not supported by this server yet"))
+        if output.cog_output:
+            found.append(Violation("output->cogOutput",
+                                   "COG output is not supported by this server yet"))
+    else:
+        found.append(Violation("output->type", "zarr output is not supported by this server yet"))
+
+    if found:
+        summary = "; ".join(f"{v.parameter}: {v.violation}" for v in found[:5])
+        more = f" (and {len(found) - 5} more)" if len(found) > 5 else ""
+        raise InvalidRequest(f"Invalid request: {summary}{more}", found)
+    assert aoi is not None and delivery is not None and template is not None
+    return ValidatedRequest(request, aoi, delivery, template, tuple(collection_ids))
+
+
+def _check_delivery(
+    output: RasterOutput, responses: list, settings: Settings, found: list[Violation]
+) -> tuple[Location | None, DeliveryTemplate | None]:
+    """The delivery root location and path template, or (None, None) with violations added."""
+    locator = output.delivery.wire()
+    try:
+        if output.delivery.s3 is None:
+            return open_location(locator, settings, "output->delivery"), None
+        ids = [r.identifier for r in responses if r.format.type == "image/tiff"]
+        template = DeliveryTemplate.parse(
+            output.delivery.s3.url, ids or [r.identifier for r in responses],
+            "output->delivery->s3->url",
+        )
+        root = {"s3": {**locator["s3"], "url": template.root}}
+        return open_location(root, settings, "output->delivery"), template
+    except InvalidRequest as exc:
+        found.extend(exc.errors or [Violation("output->delivery", exc.message)])
+        return None, None
