@@ -1,0 +1,131 @@
+"""`eobatch` command line: serve, accounts, grids, demo."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from eobatch import accounts as account_store
+from eobatch.config import Settings
+from eobatch.errors import EobatchError
+
+app = typer.Typer(
+    help="eobatch: a self-hostable Sentinel Hub Batch Processing V2 service.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+accounts_app = typer.Typer(help="Accounts and their OAuth clients.", no_args_is_help=True)
+app.add_typer(accounts_app, name="accounts")
+console = Console()
+
+DataDir = typer.Option(None, "--data-dir", help="Data directory (default: $EOBATCH_DATA_DIR or ./eobatch-data).")
+
+
+def _settings(data_dir: Path | None) -> Settings:
+    return Settings(data_dir=data_dir) if data_dir else Settings()
+
+
+def _db(settings: Settings):  # type: ignore[no-untyped-def]
+    from eobatch.service import open_database
+
+    return open_database(settings)
+
+
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
+    port: int = typer.Option(8000, help="TCP port."),
+    controller: bool = typer.Option(True, help="Run the controller and its Dask cluster too."),
+    data_dir: Path | None = DataDir,
+) -> None:
+    """Run the API, the controller and the local Dask cluster."""
+    from eobatch.service import serve as run
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = _settings(data_dir)
+    console.print(f"[bold]eobatch[/] serving http://{host}:{port} (store: {settings.resolved_database_url})")
+    run(settings, host, port, controller)
+
+
+@app.command()
+def demo(
+    data_dir: Path | None = DataDir,
+    workers: int = typer.Option(2, help="Local Dask worker processes."),
+) -> None:
+    """Run the embedded demo: generate a BYOC collection, process NDVI over it, show the results."""
+    from eobatch.demo import run_demo
+
+    settings = _settings(data_dir).model_copy(update={"workers": workers})
+    try:
+        run_demo(settings, console)
+    except EobatchError as exc:
+        console.print(f"[red]demo failed:[/] {exc.message}")
+        raise typer.Exit(1) from exc
+
+
+@accounts_app.command("create")
+def accounts_create(
+    name: str = typer.Argument(..., help="A name for the account."),
+    pu: float = typer.Option(10_000.0, "--pu", help="Initial balance in processing units."),
+    data_dir: Path | None = DataDir,
+) -> None:
+    """Create an account and print its OAuth client id and secret (shown only once)."""
+    creds = account_store.create_account(_db(_settings(data_dir)), name, pu)
+    console.print(f"account id:    {creds.account_id}")
+    console.print(f"client id:     {creds.client_id}")
+    console.print(f"client secret: {creds.client_secret}")
+    console.print("[yellow]Store the secret now: it is kept only as a hash and cannot be shown again.[/]")
+
+
+@accounts_app.command("add-client")
+def accounts_add_client(account_id: str, data_dir: Path | None = DataDir) -> None:
+    """Create another OAuth client for an account and print its secret once."""
+    try:
+        creds = account_store.add_client(_db(_settings(data_dir)), account_id)
+    except EobatchError as exc:
+        console.print(f"[red]{exc.message}[/]; list accounts with `eobatch accounts list`")
+        raise typer.Exit(1) from exc
+    console.print(f"client id:     {creds.client_id}")
+    console.print(f"client secret: {creds.client_secret}")
+
+
+@accounts_app.command("list")
+def accounts_list(data_dir: Path | None = DataDir) -> None:
+    """List accounts, balances and client ids."""
+    table = Table("account id", "name", "balance (PU)", "client ids")
+    for account, clients in account_store.list_accounts(_db(_settings(data_dir))):
+        table.add_row(account.id, account.name, f"{account.balance_pu:,.3f}", "\n".join(clients))
+    console.print(table)
+
+
+@accounts_app.command("topup")
+def accounts_topup(
+    account_id: str, amount: float = typer.Argument(..., help="PUs to add."), data_dir: Path | None = DataDir
+) -> None:
+    """Add processing units to an account."""
+    try:
+        balance = account_store.top_up(_db(_settings(data_dir)), account_id, amount)
+    except EobatchError as exc:
+        console.print(f"[red]{exc.message}[/]; list accounts with `eobatch accounts list`")
+        raise typer.Exit(1) from exc
+    console.print(f"new balance: {balance:,.3f} PU")
+
+
+@app.command()
+def grids() -> None:
+    """List the tiling grids this server offers."""
+    from eobatch.planning import GRIDS
+
+    table = Table("id", "name", "tile size", "resolutions", "unit")
+    for grid in GRIDS.values():
+        table.add_row(str(grid.id), grid.name, f"{grid.tile_width:g}",
+                      ", ".join(f"{r:g}" for r in grid.resolutions), grid.unit)  # fmt: skip
+    console.print(table)
+
+
+if __name__ == "__main__":
+    app()
