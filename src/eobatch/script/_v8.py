@@ -1,0 +1,110 @@
+"""One V8 context with the prelude loaded and the evalscripts compiled into it.
+
+Each script is wrapped in a function so several scripts can share a context without their
+`setup`/`evaluatePixel` declarations clashing; the wrapper starts on the script's first line so
+V8's line numbers are the script's own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from py_mini_racer import JSEvalException, JSOOMException, JSTimeoutException, MiniRacer
+
+from eobatch.script.errors import EvalscriptError, from_report, from_v8_exception
+
+_VERSION_LINE = re.compile(r"//\s*VERSION\s*=\s*3\s*$")
+_SCRIPT_URL = "evalscript.js"
+_RETURNED = ("setup", "evaluatePixel", "preProcessScenes", "updateOutputMetadata")
+
+
+@cache
+def _prelude() -> str:
+    return resources.files("eobatch.script").joinpath("prelude.js").read_text(encoding="utf-8")
+
+
+def check_version(source: str) -> None:
+    """Refuse scripts whose first line is not `//VERSION=3` (V1/V2 scripts are not supported)."""
+    first = next(
+        (line.strip() for line in source.lstrip("\ufeff").splitlines() if line.strip()), ""
+    )
+    if not _VERSION_LINE.match(first):
+        raise EvalscriptError(
+            "the evalscript must start with the line '//VERSION=3'; older (V1/V2) evalscripts "
+            "are not supported",
+            line=1,
+        )
+
+
+def script_key(source: str) -> str:
+    return hashlib.sha256(source.encode("utf-8")).hexdigest()[:32]
+
+
+def _prefix(key: str) -> str:
+    return f'__eobatch.register("{key}", function () {{'
+
+
+# How far V8's columns on the script's first line are shifted by the wrapper.
+FIRST_LINE_OFFSET = len(_prefix(script_key("")))
+
+
+class ScriptContext:
+    """A MiniRacer context with limits; `broken` once a limit was hit (then discard it)."""
+
+    def __init__(self, timeout_s: float, heap_mb: int) -> None:
+        self.timeout_s = timeout_s
+        self.heap_mb = heap_mb
+        self.broken = False
+        self._ctx = MiniRacer()
+        self._ctx.set_hard_memory_limit(heap_mb * 1024 * 1024)
+        self._loaded: set[str] = set()
+        self._ctx.eval(_prelude())
+
+    def close(self) -> None:
+        self._ctx.close()
+
+    def load(self, source: str) -> str:
+        """Compile `source` and run its top-level code once; returns the key to refer to it."""
+        key = script_key(source)
+        if key in self._loaded:
+            return key
+        check_version(source)
+        functions = ", ".join(
+            f'{name}: typeof {name} === "function" ? {name} : undefined' for name in _RETURNED
+        )
+        wrapped = (
+            f"{_prefix(key)}{source}\n;return {{{functions}}};\n}});\n//# sourceURL={_SCRIPT_URL}\n"
+        )
+        try:
+            report = self.eval(wrapped)
+        except JSEvalException as exc:
+            raise from_v8_exception(str(exc), FIRST_LINE_OFFSET) from None
+        if report:
+            raise from_report(report, FIRST_LINE_OFFSET)
+        self._loaded.add(key)
+        return key
+
+    def eval(self, code: str) -> Any:
+        """Evaluate `code` under the time and memory limits."""
+        try:
+            return self._ctx.eval(code, timeout_sec=self.timeout_s)
+        except JSTimeoutException:
+            self.broken = True
+            raise EvalscriptError(
+                f"Evalscript exceeded the time limit of {self.timeout_s:g} s"
+            ) from None
+        except JSOOMException:
+            self.broken = True
+            raise EvalscriptError(
+                f"Evalscript exceeded the memory limit of {self.heap_mb} MB"
+            ) from None
+
+    def call(self, function: str, *args: Any) -> Any:
+        """Call `__eobatch.<function>(*args)` with JSON-encoded arguments."""
+        encoded = ", ".join(json.dumps(a) for a in args)
+        return self.eval(f"__eobatch.{function}({encoded})")

@@ -1,0 +1,277 @@
+// Loaded once into every V8 context before any evalscript: the helpers scripts rely on (spec §8)
+// and the `__eobatch` bridge the Python side drives. User scripts run wrapped in a function, so
+// their `setup`/`evaluatePixel` never clash between scripts sharing one context.
+
+var Mosaicking = Object.freeze({ SIMPLE: "SIMPLE", ORBIT: "ORBIT", TILE: "TILE" });
+var SampleType = Object.freeze({
+  AUTO: "AUTO", INT8: "INT8", UINT8: "UINT8", INT16: "INT16", UINT16: "UINT16",
+  FLOAT32: "FLOAT32",
+});
+
+function index(a, b) {
+  const sum = a + b;
+  return sum === 0 ? 0 : (a - b) / sum;
+}
+
+function _segment(v, stops) {
+  // Index i such that stops[i] <= v < stops[i + 1], with clamping at both ends.
+  if (v <= stops[0]) return -1;
+  const last = stops.length - 1;
+  if (v >= stops[last]) return last;
+  let i = 0;
+  while (i < last - 1 && v >= stops[i + 1]) i++;
+  return i;
+}
+
+function valueInterpolate(v, stops, values) {
+  const i = _segment(v, stops);
+  if (i < 0) return values[0];
+  if (i >= stops.length - 1) return values[values.length - 1];
+  const t = (v - stops[i]) / (stops[i + 1] - stops[i]);
+  return values[i] + t * (values[i + 1] - values[i]);
+}
+
+function colorBlend(v, stops, colors) {
+  const i = _segment(v, stops);
+  if (i < 0) return colors[0].slice();
+  if (i >= stops.length - 1) return colors[colors.length - 1].slice();
+  const t = (v - stops[i]) / (stops[i + 1] - stops[i]);
+  const a = colors[i];
+  const b = colors[i + 1];
+  return a.map((c, k) => c + t * (b[k] - c));
+}
+
+function _hexToRgb(hex) {
+  return [((hex >> 16) & 0xff) / 255, ((hex >> 8) & 0xff) / 255, (hex & 0xff) / 255];
+}
+
+function ColorRampVisualizer(ramp, minValue, maxValue) {
+  const sorted = ramp.slice().sort((a, b) => a[0] - b[0]);
+  let stops = sorted.map((r) => r[0]);
+  if (minValue !== undefined && maxValue !== undefined && stops.length > 1) {
+    // Rescale the ramp's own stops onto [minValue, maxValue].
+    const lo = stops[0];
+    const span = stops[stops.length - 1] - lo;
+    stops = stops.map((s) => minValue + ((s - lo) / span) * (maxValue - minValue));
+  }
+  const colors = sorted.map((r) => (Array.isArray(r[1]) ? r[1] : _hexToRgb(r[1])));
+  this.process = function (v) {
+    return colorBlend(v, stops, colors);
+  };
+}
+var ColorGradientVisualizer = ColorRampVisualizer;
+
+function HighlightCompressVisualizer(minValue, maxValue) {
+  const lo = minValue === undefined ? 0 : minValue;
+  const hi = maxValue === undefined ? 1 : maxValue;
+  this.process = function (v) {
+    let x = (v - lo) / (hi - lo);
+    if (x > 0.92) x = 0.92 + 0.08 * (1 - Math.exp(-(x - 0.92) / 0.08));
+    return Math.min(1, Math.max(0, x));
+  };
+}
+
+function DefaultVisualizer(minValue, maxValue) {
+  const lo = minValue === undefined ? 0 : minValue;
+  const hi = maxValue === undefined ? 1 : maxValue;
+  this.process = function (v) {
+    return Math.min(1, Math.max(0, (v - lo) / (hi - lo)));
+  };
+}
+
+function Identity() {
+  this.process = function (v) {
+    return v;
+  };
+}
+
+var __eobatch = (function () {
+  "use strict";
+  const scripts = new Map();
+  const slots = new Map();
+  const loops = new Map();
+  const TYPED = {
+    float32: Float32Array, float64: Float64Array, uint8: Uint8Array, uint16: Uint16Array,
+    int16: Int16Array,
+  };
+
+  // Where in the user script an error was thrown (line, column), from the V8 stack trace.
+  function location(err) {
+    const stack = err && typeof err.stack === "string" ? err.stack : "";
+    const m = stack.match(/evalscript\.js:(\d+):(\d+)/);
+    return m ? [Number(m[1]), Number(m[2])] : [null, null];
+  }
+
+  function describe(err, where) {
+    let message;
+    if (err instanceof Error) message = err.name + ": " + err.message;
+    else message = "uncaught exception: " + String(err);
+    const [line, column] = location(err);
+    return JSON.stringify({ message: message, where: where, line: line, column: column });
+  }
+
+  function fail(message) {
+    return JSON.stringify({ message: message, where: null, line: null, column: null });
+  }
+
+  // Non-finite numbers survive as strings, so `nodataValue: NaN` is not lost in JSON.
+  function jsonReplacer(key, value) {
+    if (typeof value === "number" && !Number.isFinite(value)) return String(value);
+    return value;
+  }
+
+  return {
+    // Runs the script's top-level code; "" on success, else a JSON error description.
+    register: function (key, factory) {
+      let fns;
+      try {
+        fns = factory();
+      } catch (err) {
+        return describe(err, "top-level code");
+      }
+      scripts.set(key, fns);
+      return "";
+    },
+
+    // JSON text {ok: setup()} or {error: {...}}.
+    setup: function (key) {
+      const fns = scripts.get(key);
+      if (typeof fns.setup !== "function") {
+        return JSON.stringify({ error: { message: "the evalscript defines no setup() function" } });
+      }
+      let result;
+      try {
+        result = fns.setup();
+      } catch (err) {
+        return JSON.stringify({ error: JSON.parse(describe(err, "setup()")) });
+      }
+      if (result === undefined) result = null;
+      return JSON.stringify({ ok: result }, jsonReplacer);
+    },
+
+    // A buffer that stays referenced here while Python holds a memoryview into it; kept for the
+    // next call, since the features of a task all have the same size.
+    alloc: function (slot, nbytes) {
+      let buf = slots.get(slot);
+      if (buf === undefined || buf.byteLength !== nbytes) {
+        buf = new ArrayBuffer(nbytes);
+        slots.set(slot, buf);
+      }
+      return buf;
+    },
+
+    // Evaluates every pixel; "" on success, else a JSON error description.
+    // layout: {bands: [[name, slot, dtype]], outputs: [[id, slot, dtype, nbands]]}
+    run: function (key, layoutJson, npix, width) {
+      const fns = scripts.get(key);
+      if (typeof fns.evaluatePixel !== "function") {
+        return fail("the evalscript defines no evaluatePixel() function");
+      }
+      const layout = JSON.parse(layoutJson);
+      let loop = loops.get(layoutJson);
+      if (loop === undefined) {
+        loop = compileLoop(layout);
+        loops.set(layoutJson, loop);
+      }
+      const ins = layout.bands.map((b) => new TYPED[b[2]](slots.get(b[1])));
+      const outs = layout.outputs.map((o) => new TYPED[o[2]](slots.get(o[1])));
+      const state = { pixel: 0 };
+      const where = () => "evaluatePixel() at pixel (row " + Math.floor(state.pixel / width) +
+        ", column " + (state.pixel % width) + ")";
+      let result;
+      try {
+        result = loop(fns.evaluatePixel, ins, outs, npix, state);
+      } catch (err) {
+        return describe(err, where());
+      }
+      if (result === "") return "";
+      const error = JSON.parse(result);
+      error.where = where();
+      return JSON.stringify(error);
+    },
+  };
+
+  // Builds a loop specialised to the band and output layout: one property store per band and
+  // a fixed-shape sample object, so V8 keeps the hot path monomorphic.
+  function compileLoop(layout) {
+    const single = layout.outputs.length === 1;
+    const body = [];
+    layout.bands.forEach((b, j) => body.push("const in" + j + " = ins[" + j + "];"));
+    layout.outputs.forEach((o, k) => body.push("const out" + k + " = outs[" + k + "];"));
+    const props = layout.bands.map((b, j) => JSON.stringify(b[0]) + ": in" + j + "[0]");
+    body.push("const sample = {" + props.join(", ") + "};");
+    body.push("const scenes = {};");
+    body.push("const inputMetadata = {serviceVersion: '3.0', normalizationFactor: 0.0001};");
+    body.push("const customData = {};");
+    body.push("const outputMetadata = {};");
+    body.push("let i = 0;");
+    body.push("try {");
+    body.push("for (; i < npix; i++) {");
+    layout.bands.forEach((b, j) => body.push("sample[" + JSON.stringify(b[0]) + "] = in" + j + "[i];"));
+    body.push("const r = evaluatePixel(sample, scenes, inputMetadata, customData, outputMetadata);");
+    if (!single) {
+      body.push("if (r === null || typeof r !== 'object') { state.pixel = i; return wrongType(r); }");
+    }
+    layout.outputs.forEach((o, k) => {
+      const id = JSON.stringify(o[0]);
+      const n = o[3];
+      const v = "v" + k;
+      if (single) {
+        // A single output may also be returned keyed by its id.
+        body.push("let " + v + " = r;");
+        body.push("if (" + v + " !== null && typeof " + v + " === 'object' && " + v +
+          ".length === undefined && " + id + " in " + v + ") " + v + " = " + v + "[" + id + "];");
+      } else {
+        body.push("const " + v + " = r[" + id + "];");
+      }
+      body.push("if (" + v + " === null || typeof " + v + " !== 'object' || " + v + ".length !== " +
+        n + ") { state.pixel = i; return wrongLength(" + id + ", " + n + ", " + v + ", " +
+        !single + "); }");
+      body.push("for (let c = 0; c < " + n + "; c++) {");
+      body.push("let x = " + v + "[c];");
+      body.push("if (typeof x !== 'number') {");
+      body.push("if (typeof x === 'boolean') x = x ? 1 : 0;");
+      body.push("else { state.pixel = i; return notNumber(" + id + ", c, x); }");
+      body.push("}");
+      body.push("out" + k + "[c * npix + i] = x;");
+      body.push("}");
+    });
+    body.push("}");
+    body.push("} catch (err) { state.pixel = i; throw err; }");
+    body.push("return '';");
+    const make = new Function(
+      "wrongType", "wrongLength", "notNumber",
+      "return function (evaluatePixel, ins, outs, npix, state) {\n" + body.join("\n") + "\n};",
+    );
+    return make(wrongType, wrongLength, notNumber);
+  }
+
+  function shown(v) {
+    if (v === undefined) return "undefined";
+    try {
+      const s = JSON.stringify(v);
+      return s.length > 80 ? s.slice(0, 77) + "..." : s;
+    } catch (e) {
+      return String(v);
+    }
+  }
+
+  function wrongType(r) {
+    return fail("evaluatePixel() must return an object keyed by output id (the script has " +
+      "several outputs), got " + shown(r));
+  }
+
+  function wrongLength(id, n, v, multi) {
+    const got = v !== null && typeof v === "object" && typeof v.length === "number"
+      ? "an array of " + v.length + " value(s)"
+      : shown(v);
+    const what = multi ? "evaluatePixel() result for output '" + id + "'" : "evaluatePixel() result";
+    return fail(what + " must be an array of " + n + " value(s) (output '" + id + "' has bands: " +
+      n + "), got " + got);
+  }
+
+  function notNumber(id, c, x) {
+    return fail("evaluatePixel() value " + c + " of output '" + id + "' must be a number, got " +
+      shown(x));
+  }
+})();
