@@ -1,0 +1,146 @@
+"""The area of interest of a request: `processRequest.input.bounds` (bbox and/or geometry, CRS)."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import shapely
+from pyproj import CRS, Transformer
+from pyproj.exceptions import CRSError
+from shapely.geometry import shape
+
+from eobatch.errors import InvalidRequest, Violation
+
+BOUNDS = "processRequest->input->bounds"
+_EPSG_URI = re.compile(r"^https?://www\.opengis\.net/def/crs/EPSG/0/(\d+)$")
+_CRS84 = {
+    "http://www.opengis.net/def/crs/OGC/1.3/CRS84",
+    "https://www.opengis.net/def/crs/OGC/1.3/CRS84",
+}
+
+
+@dataclass(frozen=True)
+class AOI:
+    """The AOI as one (multi)polygon in EPSG `epsg` (x = easting/longitude)."""
+
+    epsg: int
+    geometry: shapely.Geometry
+
+    def in_crs(self, epsg: int) -> shapely.Geometry:
+        """The AOI in another CRS, edges densified first so curved outlines survive."""
+        return reproject(self.geometry, self.epsg, epsg)
+
+
+def reproject(geometry: shapely.Geometry, src: int, dst: int) -> shapely.Geometry:
+    """`geometry` from EPSG `src` to `dst`, densified to 64 points per extent first."""
+    if src == dst:
+        return geometry
+    minx, miny, maxx, maxy = geometry.bounds
+    step = max(maxx - minx, maxy - miny) / 64 or 1.0
+    dense = shapely.segmentize(geometry, step)
+    transformer = Transformer.from_crs(src, dst, always_xy=True)
+
+    def project(xy: np.ndarray) -> np.ndarray:
+        x, y = transformer.transform(xy[:, 0], xy[:, 1])
+        return np.column_stack([x, y])
+
+    return shapely.transform(dense, project)
+
+
+def parse_crs(crs_uri: str | None) -> int:
+    """The EPSG code of an OGC CRS URI (`http://www.opengis.net/def/crs/EPSG/0/32633`); None is
+    WGS84."""
+    where = f"{BOUNDS}->properties->crs"
+    if crs_uri is None or crs_uri in _CRS84:
+        return 4326
+    match = _EPSG_URI.match(crs_uri.strip())
+    if match is None:
+        raise InvalidRequest.at(where, f"'{crs_uri}' is not a CRS URI; use "
+                                       "http://www.opengis.net/def/crs/EPSG/0/<code>")  # fmt: skip
+    code = int(match.group(1))
+    try:
+        crs = CRS.from_epsg(code)
+    except CRSError:
+        raise InvalidRequest.at(
+            where, f"EPSG:{code} is not a known coordinate reference system"
+        ) from None
+    if not (crs.is_projected or crs.is_geographic):
+        raise InvalidRequest.at(where, f"EPSG:{code} is not a 2-D projected or geographic CRS")
+    return code
+
+
+def parse_aoi(
+    bbox: list[float] | None, geometry: dict[str, Any] | None, crs_uri: str | None
+) -> AOI:
+    """The AOI of `bounds`: the bbox, the geometry, or their intersection when both are given."""
+    found: list[Violation] = []
+    epsg = None
+    try:
+        epsg = parse_crs(crs_uri)
+    except InvalidRequest as exc:
+        found.extend(exc.errors)
+    parts = []
+    if bbox is not None:
+        box = _bbox(bbox, found)
+        if box is not None:
+            parts.append(box)
+    if geometry is not None:
+        geom = _geometry(geometry, found)
+        if geom is not None:
+            parts.append(geom)
+    if not found and not parts:
+        found.append(Violation(BOUNDS, "give a bbox and/or a geometry"))
+    if not found:
+        area = parts[0] if len(parts) == 1 else shapely.intersection(parts[0], parts[1])
+        if area.is_empty or area.area == 0:
+            found.append(
+                Violation(f"{BOUNDS}->geometry", "the bbox and the geometry do not overlap")
+            )
+    if found:
+        raise InvalidRequest(f"Invalid bounds: {found[0].parameter}: {found[0].violation}", found)
+    assert epsg is not None
+    return AOI(epsg, area)
+
+
+def _bbox(bbox: list[float], found: list[Violation]) -> shapely.Geometry | None:
+    where = f"{BOUNDS}->bbox"
+    if len(bbox) != 4:
+        found.append(
+            Violation(where, f"must be 4 numbers [minX, minY, maxX, maxY], got {len(bbox)}")
+        )
+        return None
+    if not all(math.isfinite(v) for v in bbox):
+        found.append(Violation(where, "must be finite numbers"))
+        return None
+    minx, miny, maxx, maxy = bbox
+    if minx >= maxx or miny >= maxy:
+        found.append(
+            Violation(where, f"{bbox} is empty or inverted: need minX < maxX and minY < maxY")
+        )
+        return None
+    return shapely.box(minx, miny, maxx, maxy)
+
+
+def _geometry(geometry: dict[str, Any], found: list[Violation]) -> shapely.Geometry | None:
+    where = f"{BOUNDS}->geometry"
+    kind = geometry.get("type") if isinstance(geometry, dict) else None
+    if kind not in ("Polygon", "MultiPolygon"):
+        found.append(Violation(where, f"must be a GeoJSON Polygon or MultiPolygon, got {kind!r}"))
+        return None
+    try:
+        geom = shape(geometry)
+    except Exception as exc:  # shapely raises several kinds for malformed coordinates
+        found.append(Violation(where, f"is not a valid {kind}: {exc}"))
+        return None
+    coords = shapely.get_coordinates(geom)
+    if geom.is_empty or not np.isfinite(coords).all():
+        found.append(Violation(where, "is empty or has non-finite coordinates"))
+        return None
+    if not geom.is_valid:
+        found.append(Violation(where, f"is not a valid polygon: {shapely.is_valid_reason(geom)}"))
+        return None
+    return geom

@@ -1,0 +1,54 @@
+"""The feature manifest: `featureManifest-<requestId>.gpkg`, one `feature_<epsg>` layer per CRS."""
+
+from __future__ import annotations
+
+import tempfile
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyogrio
+import shapely
+
+
+@dataclass(frozen=True)
+class ManifestRow:
+    output_id: str
+    identifier: str
+    path: str  # where the output is delivered, as the user addresses it (s3://…)
+    width: int
+    height: int
+    epsg: int
+    geometry: shapely.Geometry  # tile without buffer, in `epsg`
+
+
+def feature_manifest_bytes(rows: Iterable[ManifestRow]) -> bytes:
+    """A GeoPackage with columns fid, outputId, identifier, path, width, height, geometry."""
+    by_crs: dict[int, list[ManifestRow]] = defaultdict(list)
+    for row in rows:
+        by_crs[row.epsg].append(row)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "manifest.gpkg"
+        if not by_crs:  # still a valid GeoPackage, with an empty layer
+            by_crs[4326] = []
+        for index, (epsg, layer_rows) in enumerate(sorted(by_crs.items())):
+            pyogrio.raw.write(
+                path,
+                geometry=np.array([shapely.to_wkb(r.geometry) for r in layer_rows], dtype=object),
+                field_data=[
+                    np.array([r.output_id for r in layer_rows], dtype=object),
+                    np.array([r.identifier for r in layer_rows], dtype=object),
+                    np.array([r.path for r in layer_rows], dtype=object),
+                    np.array([r.width for r in layer_rows], dtype=np.int32),
+                    np.array([r.height for r in layer_rows], dtype=np.int32),
+                ],
+                fields=["outputId", "identifier", "path", "width", "height"],
+                layer=f"feature_{epsg}",
+                driver="GPKG",
+                geometry_type="Polygon",
+                crs=f"EPSG:{epsg}",
+                append=index > 0,
+            )
+        return path.read_bytes()
