@@ -314,6 +314,9 @@ def open_location(locator: dict[str, Any], settings: Settings, parameter: str) -
         raise InvalidRequest.at(where, "is required, e.g. s3://bucket/folder")
     bucket, prefix = _parse_s3_url(url, where)
     canonical = f"s3://{bucket}/{prefix}" if prefix else f"s3://{bucket}"
+    access_key, secret_key = s3.get("accessKey"), s3.get("secretAccessKey")
+    if bool(access_key) != bool(secret_key):
+        raise InvalidRequest.at(parameter, "accessKey and secretAccessKey must be given together")
 
     if settings.s3_endpoint is None:
         bucket_dir = settings.buckets_dir / bucket
@@ -327,9 +330,6 @@ def open_location(locator: dict[str, Any], settings: Settings, parameter: str) -
         root = bucket_dir / prefix if prefix else bucket_dir
         return Location(url=canonical, local_root=str(root), region=settings.region)
 
-    access_key, secret_key = s3.get("accessKey"), s3.get("secretAccessKey")
-    if bool(access_key) != bool(secret_key):
-        raise InvalidRequest.at(parameter, "accessKey and secretAccessKey must be given together")
     if not access_key:
         # iamRoleARN cannot be assumed here: the deployment's own key pair stands in for the role.
         access_key, secret_key = settings.s3_access_key, settings.s3_secret_key
