@@ -17,7 +17,7 @@ from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 
 import shapely
-from distributed import Client, Future, wait
+from distributed import Client, Future
 from sqlalchemy import func, or_, select, true, update
 
 from eobatch.config import Settings
@@ -106,11 +106,12 @@ class Controller:
 
     def step(self) -> None:
         """One round: results in, tasks advanced, window refilled, snapshots out."""
-        if self.in_flight:
-            wait(list(self.in_flight), timeout=self.settings.controller_poll_s,
-                 return_when="FIRST_COMPLETED")  # fmt: skip
-        else:
-            self._stop.wait(self.settings.controller_poll_s)
+        deadline = time.monotonic() + self.settings.controller_poll_s
+        # Wake as soon as a job finishes; polling `done()` needs no default Dask client.
+        while time.monotonic() < deadline and not self._stop.is_set():
+            if any(future.done() for future in self.in_flight):
+                break
+            self._stop.wait(0.02)
         self.collect()
         for task_id in self.claim():
             self.advance(task_id)
@@ -273,7 +274,9 @@ class Controller:
             try:
                 outcomes.append(future.result())
             except Exception as exc:  # a worker died or the job was cancelled: try again
-                outcomes.append(FeatureOutcome(task_id, feature_id, False, error=f"{type(exc).__name__}: {exc}"))  # noqa: E501
+                outcomes.append(
+                    FeatureOutcome(task_id, feature_id, False, error=f"{type(exc).__name__}: {exc}")
+                )
         by_task: dict[str, list[FeatureOutcome]] = defaultdict(list)
         for outcome in outcomes:
             by_task[outcome.task_id].append(outcome)
@@ -339,7 +342,9 @@ class Controller:
 
     def _pending(self, session, task_id: str) -> int:  # type: ignore[no-untyped-def]
         return session.scalar(
-            select(func.count()).where(FeatureRow.task_id == task_id, FeatureRow.status == "PENDING")
+            select(func.count()).where(
+                FeatureRow.task_id == task_id, FeatureRow.status == "PENDING"
+            )
         )
 
     def _update_progress(self, session, task: Task) -> None:  # type: ignore[no-untyped-def]
@@ -373,7 +378,9 @@ class Controller:
                 with self.db.session() as session:
                     self.upload_execution_db(task_id, session, context)
 
-    def upload_execution_db(self, task_id: str, session, context: TaskContext | None = None) -> None:  # type: ignore[no-untyped-def]
+    def upload_execution_db(
+        self, task_id: str, session, context: TaskContext | None = None
+    ) -> None:  # type: ignore[no-untyped-def]
         """Write `execution-<requestId>.sqlite` to the delivery root."""
         self.last_snapshot[task_id] = time.monotonic()
         try:

@@ -95,7 +95,7 @@ def parse_aoi(
     if not found and not parts:
         found.append(Violation(BOUNDS, "give a bbox and/or a geometry"))
     if not found:
-        area = parts[0] if len(parts) == 1 else shapely.intersection(parts[0], parts[1])
+        area = parts[0] if len(parts) == 1 else _polygonal(shapely.intersection(*parts))
         if area.is_empty or area.area == 0:
             found.append(
                 Violation(f"{BOUNDS}->geometry", "the bbox and the geometry do not overlap")
@@ -108,10 +108,8 @@ def parse_aoi(
 
 def _bbox(bbox: list[float], found: list[Violation]) -> shapely.Geometry | None:
     where = f"{BOUNDS}->bbox"
-    if len(bbox) != 4:
-        found.append(
-            Violation(where, f"must be 4 numbers [minX, minY, maxX, maxY], got {len(bbox)}")
-        )
+    if not isinstance(bbox, list | tuple) or len(bbox) != 4 or not all(map(_is_number, bbox)):
+        found.append(Violation(where, f"must be 4 numbers [minX, minY, maxX, maxY], got {bbox!r}"))
         return None
     if not all(math.isfinite(v) for v in bbox):
         found.append(Violation(where, "must be finite numbers"))
@@ -144,3 +142,17 @@ def _geometry(geometry: dict[str, Any], found: list[Violation]) -> shapely.Geome
         found.append(Violation(where, f"is not a valid polygon: {shapely.is_valid_reason(geom)}"))
         return None
     return geom
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _polygonal(geometry: shapely.Geometry) -> shapely.Geometry:
+    """The areal part of an intersection, without lines or points where the inputs only touch."""
+    parts = [
+        part
+        for part in shapely.get_parts(geometry)
+        if part.geom_type in ("Polygon", "MultiPolygon") and not part.is_empty
+    ]
+    return shapely.union_all(parts) if parts else shapely.Polygon()

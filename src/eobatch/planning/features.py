@@ -1,7 +1,8 @@
 """Features: the output tiles of a task, planned from a grid and an AOI (tiling-grids.md §1.3–§4).
 
 Planning is vectorised: candidate cells come from index arithmetic on the AOI's bounds and are
-tested against the AOI with shapely in one call, so large AOIs plan in well under a second.
+tested against the AOI with shapely in one call; the whole LAEA coverage at 20 km (91 000 tiles)
+plans in about a second.
 """
 
 from __future__ import annotations
@@ -14,13 +15,16 @@ import shapely
 from affine import Affine
 
 from eobatch.errors import AnalysisError
-from eobatch.planning.aoi import AOI
+from eobatch.planning.aoi import AOI, reproject
 from eobatch.planning.grids import GRIDS
 
 # LAEA grids cover Europe incl. Turkey, Iceland, Svalbard, Azores and the Canaries (EPSG:3035, m).
 LAEA_COVERAGE = (900_000.0, 900_000.0, 7_400_000.0, 6_500_000.0)
 WGS84_COVERAGE = (-180.0, -90.0, 180.0, 90.0)
 _LAEA_EXTENT = "Europe (EPSG:3035 x 0.9–7.4 Mm, y 0.9–6.5 Mm)"
+# The lon/lat envelope of LAEA_COVERAGE, padded by 1°. LAEA folds or loses points far from its
+# centre (antipode 170°W 52°S), so an AOI is cut to this window in WGS84 before projecting.
+_LAEA_WINDOW_WGS84 = (-74.0, 23.0, 91.0, 83.0)
 
 
 @dataclass(frozen=True)
@@ -51,8 +55,16 @@ class Feature:
 def plan_tiling_grid(
     grid_id: int, resolution: float, buffer_x: int, buffer_y: int, aoi: AOI
 ) -> list[Feature]:
-    """The grid tiles whose footprint meets the AOI, north to south, west to east."""
-    grid = GRIDS[grid_id]
+    """The grid tiles whose footprint meets the AOI, north to south, west to east.
+
+    `resolution` and the tile bounds are in grid units (degrees for grid 3, metres in EPSG:3035
+    for grids 6 and 7); buffers are in pixels.
+    """
+    grid = GRIDS.get(grid_id)
+    if grid is None:
+        raise AnalysisError(
+            f"Unknown tiling grid {grid_id}; available: {', '.join(map(str, GRIDS))}"
+        )
     if not grid.plannable:
         raise AnalysisError(
             f"Tiling grid {grid_id} ({grid.name}) is a UTM grid, which is not supported by this "
@@ -64,11 +76,12 @@ def plan_tiling_grid(
     coverage = WGS84_COVERAGE if grid.epsg == 4326 else LAEA_COVERAGE
     area = _aoi_in_grid_crs(aoi, grid.epsg)
     area = shapely.intersection(area, shapely.box(*coverage)) if area is not None else None
+    outside = AnalysisError(
+        f"The AOI does not meet tiling grid {grid_id} ({grid.name}), which covers "
+        f"{'the whole globe' if grid.epsg == 4326 else _LAEA_EXTENT}"
+    )
     if area is None or area.is_empty:
-        raise AnalysisError(
-            f"The AOI does not meet tiling grid {grid_id} ({grid.name}), which covers "
-            f"{'the whole globe' if grid.epsg == 4326 else _LAEA_EXTENT}"
-        )
+        raise outside
     minx, miny, maxx, maxy = area.bounds
     cols = np.arange(math.floor(minx / size), math.ceil(maxx / size))
     rows = np.arange(math.floor(miny / size), math.ceil(maxy / size))[::-1]  # north first
@@ -97,18 +110,31 @@ def plan_tiling_grid(
                 geometry=cell,
             )
         )
+    if not features:  # the AOI only touches the coverage edge
+        raise outside
     return features
 
 
 def _aoi_in_grid_crs(aoi: AOI, epsg: int) -> shapely.Geometry | None:
     """The AOI in the grid CRS; None where it cannot be projected there (e.g. far from Europe)."""
-    try:
-        area = aoi.in_crs(epsg)
-    except Exception:  # pyproj refuses points outside the projection's domain
-        return None
-    if not np.isfinite(shapely.get_coordinates(area)).all():
+    if epsg == 3035 and aoi.epsg != 3035:
+        wgs84 = _projected(aoi.geometry, aoi.epsg, 4326)
+        near = None if wgs84 is None else wgs84.intersection(shapely.box(*_LAEA_WINDOW_WGS84))
+        area = None if near is None or near.is_empty else _projected(near, 4326, epsg)
+    else:
+        area = _projected(aoi.geometry, aoi.epsg, epsg)
+    if area is None:
         return None
     return area if area.is_valid else shapely.make_valid(area)
+
+
+def _projected(geometry: shapely.Geometry, src: int, dst: int) -> shapely.Geometry | None:
+    """`geometry` in EPSG `dst`, or None if some of it falls outside that projection's domain."""
+    try:
+        area = reproject(geometry, src, dst)
+    except Exception:  # pyproj refuses points outside the projection's domain
+        return None
+    return area if np.isfinite(shapely.get_coordinates(area)).all() else None
 
 
 def _tile_name(grid_id: int, i: int, j: int) -> str:

@@ -25,7 +25,10 @@ class ManifestRow:
 
 
 def feature_manifest_bytes(rows: Iterable[ManifestRow]) -> bytes:
-    """A GeoPackage with columns fid, outputId, identifier, path, width, height, geometry."""
+    """A GeoPackage with columns fid, outputId, identifier, path, width, height, geometry.
+
+    One layer `feature_<epsg>` per CRS; geometries are the tiles without buffer, in that CRS.
+    """
     by_crs: dict[int, list[ManifestRow]] = defaultdict(list)
     for row in rows:
         by_crs[row.epsg].append(row)
@@ -41,14 +44,15 @@ def feature_manifest_bytes(rows: Iterable[ManifestRow]) -> bytes:
                     np.array([r.output_id for r in layer_rows], dtype=object),
                     np.array([r.identifier for r in layer_rows], dtype=object),
                     np.array([r.path for r in layer_rows], dtype=object),
-                    np.array([r.width for r in layer_rows], dtype=np.int32),
-                    np.array([r.height for r in layer_rows], dtype=np.int32),
+                    np.array([r.width for r in layer_rows], dtype=np.int64),
+                    np.array([r.height for r in layer_rows], dtype=np.int64),
                 ],
                 fields=["outputId", "identifier", "path", "width", "height"],
                 layer=f"feature_{epsg}",
                 driver="GPKG",
-                geometry_type="Polygon",
+                geometry_type="Unknown",  # a generic GEOMETRY column, as SH's manifest has
                 crs=f"EPSG:{epsg}",
                 append=index > 0,
+                layer_options={"GEOMETRY_NAME": "geometry"},
             )
         return path.read_bytes()

@@ -6,6 +6,7 @@ file per band found by replacing `(BAND)` in the tile path (pu-byoc-process.md Â
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, datetime
 from pathlib import PurePosixPath
@@ -15,6 +16,7 @@ import numpy as np
 import rasterio
 import shapely
 from pyproj import CRS, Transformer
+from rasterio.errors import RasterioError
 from shapely.geometry import mapping, shape
 from sqlalchemy import delete, or_, select
 
@@ -195,18 +197,22 @@ def _band_key(tile_path: str, source: str) -> str:
 
 
 def _discover_bands(location: Location, tile_path: str) -> dict[str, Any]:
-    """Bands of an unconfigured collection from a folder tile: one band per file stem."""
+    """Bands of an unconfigured collection from its first tile: one band per file, named by what
+    `(BAND)` stands for in the path (or by the file stem, for a folder path)."""
     if "(BAND)" in tile_path:
-        raise ValueError(
-            "the collection has no bands yet and the tile path names no files; configure "
-            "additionalData.bands or give a folder path"
-        )
-    names = sorted(k for k in location.list(tile_path) if k.lower().endswith(_TIFF_SUFFIXES))
-    if not names:
-        raise ValueError(f"no .tif files found under '{tile_path}'")
+        folder, _, pattern = tile_path.rpartition("/")
+        head, _, tail = pattern.partition("(BAND)")
+        match = re.compile(re.escape(head) + r"(?P<band>[^/]+)" + re.escape(tail) + "$")
+        found = {m.group("band"): key for key in location.list(folder)
+                 if (m := match.fullmatch(PurePosixPath(key).name))}  # fmt: skip
+    else:
+        found = {PurePosixPath(k).stem: k for k in location.list(tile_path)
+                 if k.lower().endswith(_TIFF_SUFFIXES)}  # fmt: skip
+    if not found:
+        raise ValueError(f"no band files found for tile path '{tile_path}'")
+    names = sorted(found.items())
     bands: dict[str, Any] = {}
-    for key in names:
-        stem = PurePosixPath(key).stem
+    for stem, key in names:
         with rasterio.Env(**location.gdal_options()), rasterio.open(location.gdal_path(key)) as src:
             depth, fmt = _FORMATS.get(src.dtypes[0], (None, None))
             if depth is None:
@@ -304,7 +310,7 @@ def create_tile(
         try:
             bands = collection.bands or _discover_bands(location, body.path)
             epsg, bounds = _inspect_tile(location, body.path, bands)
-        except (ValueError, rasterio.RasterioError, OSError) as exc:
+        except (ValueError, RasterioError, OSError) as exc:
             tile.status, tile.failed_cause = "FAILED", str(exc)
         else:
             if not collection.bands:
