@@ -11,8 +11,8 @@ from sqlalchemy import create_engine, text
 
 os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
 
-from eobatch.config import Settings  # noqa: E402
-from eobatch.store import Database  # noqa: E402
+from eobatch.config import Settings
+from eobatch.store import Database
 
 PG_ADMIN_URL = os.environ.get(
     "EOBATCH_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"

@@ -70,7 +70,9 @@ def add_client(db: Database, account_id: str) -> Credentials:
 def _add_client(session, account_id: str) -> Credentials:  # type: ignore[no-untyped-def]
     client_id = str(uuid.uuid4())
     secret = secrets.token_urlsafe(32)
-    session.add(OAuthClient(client_id=client_id, account_id=account_id, secret_hash=_hash_secret(secret)))
+    session.add(
+        OAuthClient(client_id=client_id, account_id=account_id, secret_hash=_hash_secret(secret))
+    )
     return Credentials(account_id, client_id, secret)
 
 

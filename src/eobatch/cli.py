@@ -22,7 +22,9 @@ accounts_app = typer.Typer(help="Accounts and their OAuth clients.", no_args_is_
 app.add_typer(accounts_app, name="accounts")
 console = Console()
 
-DataDir = typer.Option(None, "--data-dir", help="Data directory (default: $EOBATCH_DATA_DIR or ./eobatch-data).")
+DataDir = typer.Option(
+    None, "--data-dir", help="Data directory (default: $EOBATCH_DATA_DIR or ./eobatch-data)."
+)
 
 
 def _settings(data_dir: Path | None) -> Settings:
@@ -45,9 +47,13 @@ def serve(
     """Run the API, the controller and the local Dask cluster."""
     from eobatch.service import serve as run
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     settings = _settings(data_dir)
-    console.print(f"[bold]eobatch[/] serving http://{host}:{port} (store: {settings.resolved_database_url})")
+    console.print(
+        f"[bold]eobatch[/] serving http://{host}:{port} (store: {settings.resolved_database_url})"
+    )
     run(settings, host, port, controller)
 
 
@@ -78,7 +84,9 @@ def accounts_create(
     console.print(f"account id:    {creds.account_id}")
     console.print(f"client id:     {creds.client_id}")
     console.print(f"client secret: {creds.client_secret}")
-    console.print("[yellow]Store the secret now: it is kept only as a hash and cannot be shown again.[/]")
+    console.print(
+        "[yellow]Store the secret now: it is kept only as a hash and cannot be shown again.[/]"
+    )
 
 
 @accounts_app.command("add-client")
@@ -104,7 +112,9 @@ def accounts_list(data_dir: Path | None = DataDir) -> None:
 
 @accounts_app.command("topup")
 def accounts_topup(
-    account_id: str, amount: float = typer.Argument(..., help="PUs to add."), data_dir: Path | None = DataDir
+    account_id: str,
+    amount: float = typer.Argument(..., help="PUs to add."),
+    data_dir: Path | None = DataDir,
 ) -> None:
     """Add processing units to an account."""
     try:

@@ -34,13 +34,18 @@ class Settings(BaseSettings):
     cloud: str = Field(default="aws", description="Cloud the deployment runs in (aws or gcp).")
     region: str = Field(default="eu-central-1", description="Region the deployment runs in.")
     jwt_secret: str | None = Field(
-        default=None, description="Key that signs access tokens; default: generated once per data dir."
+        default=None,
+        description="Key that signs access tokens; default: generated once per data dir.",
     )
     token_lifetime_s: int = Field(default=3600, ge=60)
     max_in_flight: int | None = Field(
-        default=None, ge=1, description="Feature jobs in flight per controller; default 2 x workers."
+        default=None,
+        ge=1,
+        description="Feature jobs in flight per controller; default 2 x workers.",
     )
-    feature_attempts: int = Field(default=3, ge=1, description="Attempts before a feature is FATAL.")
+    feature_attempts: int = Field(
+        default=3, ge=1, description="Attempts before a feature is FATAL."
+    )
     execution_db_interval_s: float = Field(default=30.0, gt=0)
     controller_poll_s: float = Field(default=0.5, gt=0)
     lease_s: float = Field(default=30.0, gt=0, description="Controller lease on a task.")

@@ -47,7 +47,12 @@ def demo_aoi() -> list[float]:
         [minx + 1000, maxx - 1000, minx + 1000, maxx - 1000],
         [miny + 1000, miny + 1000, maxy - 1000, maxy - 1000],
     )
-    return [max(lons[0], lons[2]), max(lats[0], lats[1]), min(lons[1], lons[3]), min(lats[2], lats[3])]
+    return [
+        max(lons[0], lons[2]),
+        max(lats[0], lats[1]),
+        min(lons[1], lons[3]),
+        min(lats[2], lats[3]),
+    ]
 
 
 def demo_request(collection_id: str) -> dict:
@@ -62,7 +67,10 @@ def demo_request(collection_id: str) -> dict:
                     {
                         "type": f"byoc-{collection_id}",
                         "dataFilter": {
-                            "timeRange": {"from": "2024-01-01T00:00:00Z", "to": "2024-12-31T23:59:59Z"},
+                            "timeRange": {
+                                "from": "2024-01-01T00:00:00Z",
+                                "to": "2024-12-31T23:59:59Z",
+                            },
                             "mosaickingOrder": "mostRecent",
                         },
                         "processing": {"upsampling": "BILINEAR", "downsampling": "BILINEAR"},
@@ -90,7 +98,9 @@ def run_demo(settings: Settings, console: Console) -> str:
     db = open_database(settings)
     scenes = write_demo_collection(settings.buckets_dir / DATA_BUCKET)
     (settings.buckets_dir / OUTPUT_URL.removeprefix("s3://").split("/")[0]).mkdir(exist_ok=True)
-    console.print(f"generated {len(scenes)} scenes of {', '.join(DEMO_BANDS)} (UINT16 COGs, EPSG:{DEMO_EPSG})")
+    console.print(
+        f"generated {len(scenes)} scenes of {', '.join(DEMO_BANDS)} (UINT16 COGs, EPSG:{DEMO_EPSG})"
+    )
     creds = accounts.create_account(db, "demo", 100_000)
 
     port = _free_port()
@@ -120,8 +130,11 @@ def _drive(base: str, creds, scenes, settings: Settings, console: Console) -> st
         ).raise_for_status().json()["access_token"]  # fmt: skip
         http.headers["Authorization"] = f"Bearer {token}"
 
-        collection = _ok(http.post("/api/v1/byoc/collections",
-                                   json={"name": "eobatch demo", "s3Bucket": DATA_BUCKET}))["data"]  # fmt: skip
+        collection = _ok(
+            http.post(
+                "/api/v1/byoc/collections", json={"name": "eobatch demo", "s3Bucket": DATA_BUCKET}
+            )
+        )["data"]
         for scene in scenes:
             tile = _ok(http.post(
                 f"/api/v1/byoc/collections/{collection['id']}/tiles",
@@ -129,7 +142,9 @@ def _drive(base: str, creds, scenes, settings: Settings, console: Console) -> st
             ))["data"]  # fmt: skip
             if tile["status"] != "INGESTED":
                 raise RuntimeError(f"demo tile failed: {tile['additionalData']}")
-        console.print(f"registered BYOC collection [cyan]{collection['id']}[/] with {len(scenes)} tiles")
+        console.print(
+            f"registered BYOC collection [cyan]{collection['id']}[/] with {len(scenes)} tiles"
+        )
 
         task = _ok(http.post("/api/v2/batch/process", json=demo_request(collection["id"])))
         task_id = task["id"]

@@ -1,11 +1,11 @@
-"""The running service: store, Dask client, controller and HTTP server, started and stopped together."""
+"""The running service: store, Dask client, controller and HTTP server, run together."""
 
 from __future__ import annotations
 
 import logging
 import threading
-from contextlib import contextmanager
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import uvicorn
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -38,7 +37,9 @@ def _user(app, db, settings, name: str, pu: float = 5000) -> User:  # type: igno
               "client_secret": creds.client_secret},
     ).json()["access_token"]  # fmt: skip
     http.headers["Authorization"] = f"Bearer {token}"
-    response = http.post("/api/v1/byoc/collections", json={"name": f"{name} data", "s3Bucket": "data"})
+    response = http.post(
+        "/api/v1/byoc/collections", json={"name": f"{name} data", "s3Bucket": "data"}
+    )
     assert response.status_code == 201, response.text
     return User(http, creds.account_id, response.json()["data"]["id"])
 
@@ -170,17 +171,24 @@ def test_pagination_sort_and_search(alice: User) -> None:
     assert [t["id"] for t in oldest_first["data"]] == ids
     forest = alice.http.get("/api/v2/batch/process", params={"search": "forest"}).json()["data"]
     assert sorted(t["id"] for t in forest) == sorted([ids[1], ids[3]])
-    either = alice.http.get("/api/v2/batch/process", params={"search": "run 0|run 4"}).json()["data"]
+    either = alice.http.get("/api/v2/batch/process", params={"search": "run 0|run 4"}).json()[
+        "data"
+    ]
     assert sorted(t["id"] for t in either) == sorted([ids[0], ids[4]])
 
 
 def test_update_description_and_actions(alice: User, db) -> None:  # type: ignore[no-untyped-def]
-    task_id = alice.http.post("/api/v2/batch/process", json=valid_request(alice.collection_id)).json()["id"]
+    task_id = alice.http.post(
+        "/api/v2/batch/process", json=valid_request(alice.collection_id)
+    ).json()["id"]
     response = alice.http.put(f"/api/v2/batch/process/{task_id}", json={"description": "renamed"})
     assert response.status_code == 200
     assert response.json()["description"] == "renamed"
     assert set(response.json()) == {"processRequest", "input", "output", "description"}
-    assert alice.http.get(f"/api/v2/batch/process/{task_id}").json()["request"]["description"] == "renamed"
+    assert (
+        alice.http.get(f"/api/v2/batch/process/{task_id}").json()["request"]["description"]
+        == "renamed"
+    )
     response = alice.http.post(f"/api/v2/batch/process/{task_id}/analyse",
                                headers={"Content-Type": "application/json"})  # fmt: skip
     assert response.status_code == 204 and response.content == b""
@@ -245,7 +253,8 @@ BAD_BODIES = {
     "bbox of strings": (_mutate("processRequest.input.bounds.bbox", ["a", "b", "c", "d"]),
                         "processRequest->input->bounds->bbox"),
     "geometry not a polygon": (
-        _mutate("processRequest.input.bounds", {"geometry": {"type": "Point", "coordinates": [14, 48]}}),
+        _mutate("processRequest.input.bounds",
+                {"geometry": {"type": "Point", "coordinates": [14, 48]}}),
         "processRequest->input->bounds->geometry"),
     "unknown CRS": (_mutate("processRequest.input.bounds.properties.crs",
                             "http://www.opengis.net/def/crs/EPSG/0/999999"),
@@ -285,7 +294,8 @@ BAD_BODIES = {
         _mutate("processRequest.output.responses.1",
                 {"identifier": "default", "format": {"type": "image/tiff"}}),
         "processRequest->output->responses->1->identifier"),
-    "createCollection without COG": (_mutate("output.createCollection", True), "output->createCollection"),
+    "createCollection without COG": (_mutate("output.createCollection", True),
+                                     "output->createCollection"),
     "unknown output type": (_mutate("output.type", "netcdf"), "output"),
     "geopackage input": (
         _mutate("input", {"type": "geopackage", "features": {"s3": {"url": "s3://b/f.gpkg"}}}),
@@ -298,7 +308,8 @@ BAD_BODIES = {
         _mutate("processRequest.input.data.0.dataFilter.timeRange",
                 {"from": "2024-12-01T00:00:00Z", "to": "2024-01-01T00:00:00Z"}),
         "processRequest->input->data->0->dataFilter->timeRange"),
-    "bad mosaicking order": (_mutate("processRequest.input.data.0.dataFilter.mosaickingOrder", "random"),
+    "bad mosaicking order": (
+        _mutate("processRequest.input.data.0.dataFilter.mosaickingOrder", "random"),
                              "processRequest->input->data->0->dataFilter->mosaickingOrder"),
     "bad upsampling": (_mutate("processRequest.input.data.0.processing", {"upsampling": "LANCZOS"}),
                        "processRequest->input->data->0->processing->upsampling"),
@@ -329,7 +340,9 @@ def test_bad_request_bodies(case: str, alice: User, db, settings) -> None:  # ty
      (b'"text"', "application/json"), (b"\xff\xfe", "application/json")],
 )  # fmt: skip
 def test_malformed_bodies(raw: bytes, content_type: str, alice: User, db) -> None:  # type: ignore[no-untyped-def]
-    response = alice.http.post("/api/v2/batch/process", content=raw, headers={"Content-Type": content_type})
+    response = alice.http.post(
+        "/api/v2/batch/process", content=raw, headers={"Content-Type": content_type}
+    )
     assert_error(response, 400, "COMMON_BAD_PAYLOAD")
     assert task_count(db) == 0
 
@@ -361,7 +374,9 @@ def test_bad_list_parameters(params: dict, parameter: str, alice: User) -> None:
 
 
 def test_illegal_actions(alice: User, db) -> None:  # type: ignore[no-untyped-def]
-    task_id = alice.http.post("/api/v2/batch/process", json=valid_request(alice.collection_id)).json()["id"]
+    task_id = alice.http.post(
+        "/api/v2/batch/process", json=valid_request(alice.collection_id)
+    ).json()["id"]
     error = assert_error(alice.http.post(f"/api/v2/batch/process/{task_id}/stop"), 400)
     assert "CREATED" in error["message"]
     with db.session() as session:
@@ -372,7 +387,10 @@ def test_illegal_actions(alice: User, db) -> None:  # type: ignore[no-untyped-de
     with db.session() as session:
         task = session.get(Task, task_id)
         task.status, task.stopped_status_reason = "STOPPED", "USER_ACTION"
-        task.user_action, task.user_action_updated = "STOP", datetime.now(UTC) - timedelta(minutes=1)
+        task.user_action, task.user_action_updated = (
+            "STOP",
+            datetime.now(UTC) - timedelta(minutes=1),
+        )
     error = assert_error(alice.http.post(f"/api/v2/batch/process/{task_id}/start"), 400)
     assert "30 minutes" in error["message"]
     assert alice.http.get(f"/api/v2/batch/process/{task_id}").json()["userAction"] == "STOP"
@@ -400,15 +418,23 @@ def test_tokens(app, db, settings) -> None:  # type: ignore[no-untyped-def]
         assert response.status_code == 200
         token = response.json()
         assert token["token_type"] == "Bearer" and token["expires_in"] == settings.token_lifetime_s
-    bad = http.post("/oauth/token", data={"grant_type": "client_credentials",
-                                          "client_id": creds.client_id, "client_secret": "wrong"})  # fmt: skip
+    bad = http.post(
+        "/oauth/token",
+        data={
+            "grant_type": "client_credentials",
+            "client_id": creds.client_id,
+            "client_secret": "wrong",
+        },
+    )
     assert bad.status_code == 401 and bad.json()["error"] == "invalid_client"
     grant = http.post("/oauth/token", data={"grant_type": "password", "client_id": creds.client_id,
                                             "client_secret": creds.client_secret})  # fmt: skip
     assert grant.status_code == 400 and grant.json()["error"] == "unsupported_grant_type"
 
     secret = settings.resolved_jwt_secret
-    expired = issue_token(secret, Principal(creds.account_id, creds.client_id), timedelta(seconds=-5))
+    expired = issue_token(
+        secret, Principal(creds.account_id, creds.client_id), timedelta(seconds=-5)
+    )
     forged = issue_token("x" * 40, Principal(creds.account_id, creds.client_id), timedelta(hours=1))
     for headers in ({}, {"Authorization": "Bearer"}, {"Authorization": "Basic abc"},
                     {"Authorization": f"Bearer {expired}"}, {"Authorization": f"Bearer {forged}"},
@@ -422,7 +448,9 @@ def test_tokens(app, db, settings) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_accounts_are_isolated(alice: User, bob: User) -> None:
-    task_id = alice.http.post("/api/v2/batch/process", json=valid_request(alice.collection_id)).json()["id"]
+    task_id = alice.http.post(
+        "/api/v2/batch/process", json=valid_request(alice.collection_id)
+    ).json()["id"]
     assert bob.http.get("/api/v2/batch/process").json()["data"] == []
     assert_error(bob.http.get(f"/api/v2/batch/process/{task_id}"), 404)
     assert_error(bob.http.put(f"/api/v2/batch/process/{task_id}", json={"description": "x"}), 404)
@@ -430,11 +458,17 @@ def test_accounts_are_isolated(alice: User, bob: User) -> None:
         assert_error(bob.http.post(f"/api/v2/batch/process/{task_id}/{action}"), 404)
     # bob cannot read, change, delete or use alice's collection
     cid = alice.collection_id
-    assert [c["id"] for c in bob.http.get("/api/v1/byoc/collections").json()["data"]] == [bob.collection_id]
+    assert [c["id"] for c in bob.http.get("/api/v1/byoc/collections").json()["data"]] == [
+        bob.collection_id
+    ]
     assert_error(bob.http.get(f"/api/v1/byoc/collections/{cid}"), 404)
-    assert_error(bob.http.put(f"/api/v1/byoc/collections/{cid}", json={"name": "x", "s3Bucket": "data"}), 404)
+    assert_error(
+        bob.http.put(f"/api/v1/byoc/collections/{cid}", json={"name": "x", "s3Bucket": "data"}), 404
+    )
     assert_error(bob.http.delete(f"/api/v1/byoc/collections/{cid}"), 404)
-    assert_error(bob.http.post(f"/api/v1/byoc/collections/{cid}/tiles", json={"path": "a/(BAND).tif"}), 404)
+    assert_error(
+        bob.http.post(f"/api/v1/byoc/collections/{cid}/tiles", json={"path": "a/(BAND).tif"}), 404
+    )
     error = assert_error(bob.http.post("/api/v2/batch/process", json=valid_request(cid)), 400)
     assert "not found" in error["errors"][0]["violation"]
     # alice still sees everything unchanged

@@ -41,10 +41,14 @@ def test_expired_forged_and_garbage_tokens_are_refused() -> None:
     expired = issue_token(KEY, Principal("acc", "cli"), timedelta(seconds=-10))
     with pytest.raises(Unauthorized, match="expired"):
         verify_token(KEY, expired)
-    forged = issue_token("another-key-0123456789abcdef0123", Principal("acc", "cli"), timedelta(hours=1))
+    forged = issue_token(
+        "another-key-0123456789abcdef0123", Principal("acc", "cli"), timedelta(hours=1)
+    )
     with pytest.raises(Unauthorized, match="not valid"):
         verify_token(KEY, forged)
-    unsigned = jwt.encode({"sub": "acc", "azp": "c", "exp": 9999999999, "iss": "eobatch"}, None, algorithm="none")
+    unsigned = jwt.encode(
+        {"sub": "acc", "azp": "c", "exp": 9999999999, "iss": "eobatch"}, None, algorithm="none"
+    )
     with pytest.raises(Unauthorized):
         verify_token(KEY, unsigned)
     with pytest.raises(Unauthorized):

@@ -29,7 +29,9 @@ def test_float32_doubles() -> None:
 def test_demo_feature() -> None:
     # LAEA 20 km at 20 m: 1000 × 1000 px, NDVI from 2 bands, FLOAT32.
     expected = (1000 * 1000 / 262144) * (2 / 3) * 2 / 3
-    assert feature_pu(1000, 1000, ["B04", "B08", "dataMask"], ["FLOAT32"]) == pytest.approx(expected)
+    assert feature_pu(1000, 1000, ["B04", "B08", "dataMask"], ["FLOAT32"]) == pytest.approx(
+        expected
+    )
 
 
 @given(st.integers(1, 3500), st.integers(1, 3500), st.integers(1, 13))

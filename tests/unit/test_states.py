@@ -89,7 +89,9 @@ def test_analyse_after_start_is_refused() -> None:
 def test_restart_lock_after_user_stop(stopped_ago, reason, legal) -> None:  # type: ignore[no-untyped-def]
     stopped = state(Status.STOPPED, UserAction.STOP, updated=NOW - stopped_ago, reason=reason)
     if legal:
-        assert accept_user_action(stopped, UserAction.START, NOW, LOCK).user_action is UserAction.START
+        assert (
+            accept_user_action(stopped, UserAction.START, NOW, LOCK).user_action is UserAction.START
+        )
     else:
         with pytest.raises(IllegalAction, match="cannot be restarted for 30 minutes"):
             accept_user_action(stopped, UserAction.START, NOW, LOCK)

@@ -75,6 +75,4 @@ async def _token(request: Request) -> JSONResponse:
 
 
 router.add_api_route("/oauth/token", _token, methods=["POST"])
-router.add_api_route(
-    "/auth/realms/main/protocol/openid-connect/token", _token, methods=["POST"]
-)
+router.add_api_route("/auth/realms/main/protocol/openid-connect/token", _token, methods=["POST"])

@@ -106,4 +106,3 @@ def get_grid(grid_id: str, _: str = Depends(current_account)) -> dict:
             f"Tiling grid {grid_id} not found; available: {', '.join(map(str, GRIDS))}"
         ) from None
     return grid.descriptor()
-

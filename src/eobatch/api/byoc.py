@@ -30,9 +30,11 @@ def list_collections(
 async def create_collection(request: Request, account: str = Depends(current_account)) -> dict:
     body = parse_json(await request.body())
     state = request.app.state
-    return {"data": await run_in_threadpool(
-        byoc.create_collection, state.db, state.settings, account, body
-    )}
+    return {
+        "data": await run_in_threadpool(
+            byoc.create_collection, state.db, state.settings, account, body
+        )
+    }
 
 
 @router.get("/collections/{collection_id}")
@@ -86,9 +88,11 @@ async def create_tile(
 ) -> dict:
     body = parse_json(await request.body())
     state = request.app.state
-    return {"data": await run_in_threadpool(
-        byoc.create_tile, state.db, state.settings, account, collection_id, body
-    )}
+    return {
+        "data": await run_in_threadpool(
+            byoc.create_tile, state.db, state.settings, account, collection_id, body
+        )
+    }
 
 
 @router.get("/collections/{collection_id}/tiles/{tile_id}")

@@ -49,8 +49,9 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
         found = [
-            Violation("->".join(str(p) for p in e["loc"] if p not in ("query", "path", "body")),
-                      e["msg"])
+            Violation(
+                "->".join(str(p) for p in e["loc"] if p not in ("query", "path", "body")), e["msg"]
+            )
             for e in exc.errors()
         ]
         return error_response(400, "Invalid request parameters.", errors=found)

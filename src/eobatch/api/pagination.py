@@ -26,7 +26,7 @@ def page_window(count: int | None, viewtoken: str | None) -> tuple[int, int]:
 
 
 def page(request: Request, items: list[Any], offset: int, limit: int) -> dict[str, Any]:
-    """`{data, links}` for `items`, which holds up to limit + 1 rows (the extra one = more exist)."""
+    """`{data, links}` for `items`, which holds up to limit + 1 rows (extra = more)."""
     url = request.url
     links: dict[str, Any] = {
         "currentToken": str(offset),

@@ -36,7 +36,8 @@ def check_script(source: str, context: TaskContext) -> ScriptSetup:
         if response.identifier != "userdata" and response.identifier not in output_ids:
             raise AnalysisError(
                 f"Output '{response.identifier}' requested in processRequest.output.responses is "
-                f"not defined in the evalscript's setup() (outputs: {', '.join(sorted(output_ids))})"
+                "not defined in the evalscript's setup() "
+                f"(outputs: {', '.join(sorted(output_ids))})"
             )
         if response.identifier == "userdata":
             raise AnalysisError("The 'userdata' output is not supported by this server yet")

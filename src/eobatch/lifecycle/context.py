@@ -44,7 +44,9 @@ class TaskContext:
         request = BatchRequest.model_validate(task.request)
         with db.session() as session:
             owned = set(
-                session.scalars(select(Collection.id).where(Collection.account_id == task.account_id))
+                session.scalars(
+                    select(Collection.id).where(Collection.account_id == task.account_id)
+                )
             )
         try:
             checked = validate_request(request, settings, owned)
@@ -122,7 +124,9 @@ def _utc(value):  # type: ignore[no-untyped-def]
 
 
 def _footprint_wgs84(feature: Feature) -> shapely.Geometry:
-    box = shapely.segmentize(shapely.box(*feature.bounds), (feature.bounds[2] - feature.bounds[0]) / 8)
+    box = shapely.segmentize(
+        shapely.box(*feature.bounds), (feature.bounds[2] - feature.bounds[0]) / 8
+    )
     if feature.epsg == 4326:
         return box
     to_wgs = Transformer.from_crs(feature.epsg, 4326, always_xy=True)

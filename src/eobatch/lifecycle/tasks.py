@@ -24,9 +24,9 @@ from eobatch.lifecycle.states import (
 )
 from eobatch.lifecycle.validation import validate_request
 from eobatch.schemas import BatchRequest, DescriptionUpdate, parse_model
+from eobatch.storage import redact_locator
 from eobatch.store import Database
 from eobatch.store.models import Account, Collection, Task
-from eobatch.storage import redact_locator
 
 REQUEST_FILE = "request-{request_id}.json"
 SORTS = {
@@ -87,7 +87,9 @@ def create_task(
         body = {**body, "processRequest": {**body["processRequest"], "evalscript": evalscript}}
     request = parse_model(BatchRequest, body)
     with db.session() as session:
-        owned = set(session.scalars(select(Collection.id).where(Collection.account_id == account_id)))
+        owned = set(
+            session.scalars(select(Collection.id).where(Collection.account_id == account_id))
+        )
         account = session.get(Account, account_id)
         if account is None:
             raise NotFound("Account not found")

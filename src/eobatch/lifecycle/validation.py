@@ -68,7 +68,9 @@ def validate_request(
     aoi = None
     if isinstance(request.input, TilingGridInput):
         grid = request.input
-        check(validate_tiling_input, grid.id, grid.resolution, grid.buffer_x or 0, grid.buffer_y or 0)
+        check(
+            validate_tiling_input, grid.id, grid.resolution, grid.buffer_x or 0, grid.buffer_y or 0
+        )
         bounds = process.input.bounds
         if bounds is None or (bounds.bbox is None and bounds.geometry is None):
             found.append(
@@ -94,13 +96,19 @@ def validate_request(
         if collection_id is None:
             if source.type in _KNOWN_SH_TYPES:
                 found.append(
-                    Violation(where, f"data collection '{source.type}' is not available on this "
-                              "deployment; use a BYOC collection (byoc-<collectionId>)")
+                    Violation(
+                        where,
+                        f"data collection '{source.type}' is not available on this "
+                        "deployment; use a BYOC collection (byoc-<collectionId>)",
+                    )
                 )
             else:
                 found.append(
-                    Violation(where, f"unknown data collection type '{source.type}'; expected "
-                              "byoc-<collectionId>")
+                    Violation(
+                        where,
+                        f"unknown data collection type '{source.type}'; expected "
+                        "byoc-<collectionId>",
+                    )
                 )
         elif collection_id not in owned_collections:
             found.append(Violation(where, f"BYOC collection {collection_id} not found"))
@@ -108,8 +116,10 @@ def validate_request(
             collection_ids.append(collection_id)
     if len(sources) > 1:
         found.append(
-            Violation("processRequest->input->data",
-                      "data fusion (several data sources) is not supported by this server yet")
+            Violation(
+                "processRequest->input->data",
+                "data fusion (several data sources) is not supported by this server yet",
+            )
         )
 
     responses = process.output.responses
@@ -117,16 +127,25 @@ def validate_request(
     for i, response in enumerate(responses):
         where = f"processRequest->output->responses->{i}"
         if ids.count(response.identifier) > 1:
-            found.append(Violation(f"{where}->identifier",
-                                   f"duplicate identifier '{response.identifier}'"))
+            found.append(
+                Violation(f"{where}->identifier", f"duplicate identifier '{response.identifier}'")
+            )
         kind = response.format.type
         if isinstance(request.output, RasterOutput) and kind == "zarr/array":
-            found.append(Violation(f"{where}->format->type",
-                                   "zarr/array needs output type zarr; raster output allows "
-                                   "image/tiff and application/json"))
+            found.append(
+                Violation(
+                    f"{where}->format->type",
+                    "zarr/array needs output type zarr; raster output allows "
+                    "image/tiff and application/json",
+                )
+            )
         if kind == "application/json" and response.identifier != "userdata":
-            found.append(Violation(f"{where}->format->type",
-                                   "application/json is only allowed for the 'userdata' output"))
+            found.append(
+                Violation(
+                    f"{where}->format->type",
+                    "application/json is only allowed for the 'userdata' output",
+                )
+            )
 
     delivery = template = None
     output = request.output
@@ -135,11 +154,16 @@ def validate_request(
         if output.create_collection and not output.cog_output:
             found.append(Violation("output->createCollection", "requires cogOutput: true"))
         if output.create_collection or output.collection_id:
-            found.append(Violation("output->createCollection",
-                                   "BYOC ingestion of results is not supported by this server yet"))
+            found.append(
+                Violation(
+                    "output->createCollection",
+                    "BYOC ingestion of results is not supported by this server yet",
+                )
+            )
         if output.cog_output:
-            found.append(Violation("output->cogOutput",
-                                   "COG output is not supported by this server yet"))
+            found.append(
+                Violation("output->cogOutput", "COG output is not supported by this server yet")
+            )
     else:
         found.append(Violation("output->type", "zarr output is not supported by this server yet"))
 
@@ -161,7 +185,8 @@ def _check_delivery(
             return open_location(locator, settings, "output->delivery"), None
         ids = [r.identifier for r in responses if r.format.type == "image/tiff"]
         template = DeliveryTemplate.parse(
-            output.delivery.s3.url, ids or [r.identifier for r in responses],
+            output.delivery.s3.url,
+            ids or [r.identifier for r in responses],
             "output->delivery->s3->url",
         )
         root = {"s3": {**locator["s3"], "url": template.root}}

@@ -29,7 +29,9 @@ class AdditionalData(WireModel):
     def _names(cls, bands: dict[str, Band] | None) -> dict[str, Band] | None:
         for name in bands or {}:
             if not _JS_IDENTIFIER.match(name) or name == "dataMask":
-                raise ValueError(f"band name '{name}' must be a JavaScript identifier other than dataMask")
+                raise ValueError(
+                    f"band name '{name}' must be a JavaScript identifier other than dataMask"
+                )
         if bands is not None and len(bands) > 100:
             raise ValueError("a collection has at most 100 bands")
         return bands

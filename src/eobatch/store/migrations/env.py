@@ -12,8 +12,6 @@ if connection is None:  # `alembic` CLI use (autogenerate): a URL in the -x opti
     url = context.get_x_argument(as_dictionary=True)["url"]
     connection = create_engine(url).connect()
 
-context.configure(
-    connection=connection, target_metadata=Base.metadata, render_as_batch=True
-)
+context.configure(connection=connection, target_metadata=Base.metadata, render_as_batch=True)
 with context.begin_transaction():
     context.run_migrations()
