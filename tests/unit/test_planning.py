@@ -109,9 +109,7 @@ def test_touching_cells_are_not_selected() -> None:
     assert [f.name for f in plan_tiling_grid(7, 20.0, 0, 0, aoi)] == ["20kmE216N160"]
 
 
-def test_utm_grids_and_areas_outside_coverage_fail_analysis() -> None:
-    with pytest.raises(AnalysisError, match="UTM"):
-        plan_tiling_grid(0, 20.0, 0, 0, around(10.0, 52.0))
+def test_areas_outside_coverage_fail_analysis() -> None:
     with pytest.raises(AnalysisError, match="Europe"):
         plan_tiling_grid(7, 20.0, 0, 0, around(140.0, -30.0))
 
@@ -285,7 +283,7 @@ def test_validation_messages_list_what_is_allowed() -> None:
         "input->resolution", "input->bufferX", "input->bufferY"
     ]  # fmt: skip
     assert validate_tiling_input(3, 0.0001, 0, 32767) is GRIDS[3]
-    assert validate_tiling_input(0, 60.0, 0, 0) is GRIDS[0]  # UTM grids fail at analysis
+    assert validate_tiling_input(0, 60.0, 0, 0) is GRIDS[0]
 
 
 def test_grid3_features_pickle() -> None:

@@ -11,7 +11,8 @@ from eobatch.config import Settings
 from eobatch.errors import AnalysisError
 from eobatch.lifecycle.context import TaskContext
 from eobatch.planning import Feature, ManifestRow, feature_manifest_bytes, plan_tiling_grid
-from eobatch.schemas.batch import TilingGridInput
+from eobatch.planning.geopackage import SizeDefaults, plan_geopackage_input
+from eobatch.schemas.batch import GeoPackageDefaults, GeoPackageInput, TilingGridInput
 from eobatch.script import EvalscriptError, ScriptSetup, parse_setup
 from eobatch.store import Database
 from eobatch.store.models import Feature as FeatureRow
@@ -52,7 +53,15 @@ def check_script(source: str, context: TaskContext) -> ScriptSetup:
 
 def plan_features(context: TaskContext) -> list[Feature]:
     grid = context.request.input
-    assert isinstance(grid, TilingGridInput)  # other inputs are refused at create
+    if isinstance(grid, GeoPackageInput):
+        assert context.features is not None
+        defaults = grid.defaults or GeoPackageDefaults()
+        return plan_geopackage_input(
+            *context.features,
+            SizeDefaults(defaults.width, defaults.height, defaults.resolution),
+            context.aoi,
+        )
+    assert isinstance(grid, TilingGridInput) and context.aoi is not None
     return plan_tiling_grid(
         grid.id, grid.resolution, grid.buffer_x or 0, grid.buffer_y or 0, context.aoi
     )

@@ -30,7 +30,7 @@ class TaskContext:
     task_id: str
     request: BatchRequest
     evalscript: str
-    aoi: AOI
+    aoi: AOI | None  # None: a GeoPackage input without bounds
     delivery: Location  # delivery root
     template: DeliveryTemplate
     bands: dict
@@ -38,6 +38,7 @@ class TaskContext:
     footprints: shapely.STRtree  # WGS84 footprint of scenes[i] at index i
     upsampling: str
     downsampling: str
+    features: tuple[Location, str] | None = None  # GeoPackage input: its folder and file name
 
     @classmethod
     def build(cls, db: Database, settings: Settings, task: Task) -> TaskContext:
@@ -83,6 +84,7 @@ class TaskContext:
             ),
             upsampling=(processing.upsampling if processing else None) or "NEAREST",
             downsampling=(processing.downsampling if processing else None) or "NEAREST",
+            features=checked.features,
         )
 
     def targets(self, feature: Feature) -> tuple[OutputTarget, ...]:

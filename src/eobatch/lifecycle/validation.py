@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from eobatch.config import Settings
 from eobatch.errors import InvalidRequest, Violation
 from eobatch.planning import AOI, parse_aoi, validate_tiling_input
-from eobatch.schemas.batch import BatchRequest, RasterOutput, TilingGridInput
+from eobatch.schemas.batch import BatchRequest, GeoPackageInput, RasterOutput, TilingGridInput
 from eobatch.sinks import DeliveryTemplate
 from eobatch.storage import Location, open_location
 
@@ -32,10 +33,11 @@ class ValidatedRequest:
     """A request that passed every create-time check, with what those checks derived."""
 
     request: BatchRequest
-    aoi: AOI
+    aoi: AOI | None  # None only for a GeoPackage input without bounds: all its features
     delivery: Location  # the delivery root: bookkeeping files go here, outputs below it
     template: DeliveryTemplate
     collection_ids: tuple[str, ...]
+    features: tuple[Location, str] | None = None  # GeoPackage input: its folder and file name
 
 
 def collection_id_of(source_type: str, filter_collection_id: str | None) -> str | None:
@@ -65,7 +67,7 @@ def validate_request(
     if not (process.evalscript or "").strip():
         found.append(Violation("processRequest->evalscript", "Missing or empty evalscript."))
 
-    aoi = None
+    aoi = features = None
     if isinstance(request.input, TilingGridInput):
         grid = request.input
         check(
@@ -83,9 +85,11 @@ def validate_request(
             crs = bounds.properties.crs if bounds.properties else None
             aoi = check(parse_aoi, bounds.bbox, bounds.geometry, crs)
     else:
-        found.append(
-            Violation("input->type", "geopackage input is not supported by this server yet")
-        )
+        features = check(_check_geopackage_input, request.input, settings)
+        bounds = process.input.bounds
+        if bounds is not None and (bounds.bbox is not None or bounds.geometry is not None):
+            crs = bounds.properties.crs if bounds.properties else None
+            aoi = check(parse_aoi, bounds.bbox, bounds.geometry, crs)
 
     collection_ids = []
     sources = process.input.data
@@ -171,8 +175,67 @@ def validate_request(
         summary = "; ".join(f"{v.parameter}: {v.violation}" for v in found[:5])
         more = f" (and {len(found) - 5} more)" if len(found) > 5 else ""
         raise InvalidRequest(f"Invalid request: {summary}{more}", found)
-    assert aoi is not None and delivery is not None and template is not None
-    return ValidatedRequest(request, aoi, delivery, template, tuple(collection_ids))
+    assert delivery is not None and template is not None
+    assert aoi is not None or isinstance(request.input, GeoPackageInput)
+    return ValidatedRequest(request, aoi, delivery, template, tuple(collection_ids), features)
+
+
+def _check_geopackage_input(
+    source: GeoPackageInput, settings: Settings
+) -> tuple[Location, str]:
+    """The folder and file name of the GeoPackage, which must exist, and consistent defaults.
+
+    Its content is checked by the analysis (`planning.geopackage`), which reads the whole file.
+    """
+    found: list[Violation] = []
+    defaults = source.defaults
+    if defaults is not None:
+        if (defaults.width is None) != (defaults.height is None):
+            found.append(
+                Violation("input->defaults", "give both width and height, or neither")
+            )
+        if defaults.resolution is not None and (defaults.width or defaults.height) is not None:
+            found.append(
+                Violation(
+                    "input->defaults",
+                    "give either width and height or resolution, not both kinds",
+                )
+            )
+    locator = source.features.wire()
+    location = name = None
+    if source.features.s3 is not None:
+        url = source.features.s3.url
+        parts = urlsplit(url)
+        folder, _, name = parts.path.strip("/").rpartition("/")
+        if parts.scheme != "s3" or not parts.netloc or not name:
+            found.append(
+                Violation(
+                    "input->features->s3->url",
+                    f"'{url}' must be the URL of a .gpkg object, e.g. s3://bucket/features.gpkg",
+                )
+            )
+        else:
+            folder_url = f"s3://{parts.netloc}/{folder}".rstrip("/")
+            try:
+                location = open_location(
+                    {"s3": {**locator["s3"], "url": folder_url}}, settings, "input->features"
+                )
+            except InvalidRequest as exc:
+                found.extend(exc.errors)
+            else:
+                if not location.exists(name):
+                    found.append(
+                        Violation("input->features->s3->url", f"no GeoPackage at {url}")
+                    )
+    else:
+        try:
+            open_location(locator, settings, "input->features")
+        except InvalidRequest as exc:
+            found.extend(exc.errors)
+    if found:
+        raise InvalidRequest(f"Invalid GeoPackage input: {found[0].violation}", found)
+    assert location is not None and name is not None
+    return location, name
 
 
 def _check_delivery(

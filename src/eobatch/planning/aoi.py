@@ -34,6 +34,23 @@ class AOI:
         """The AOI in another CRS, edges densified first so curved outlines survive."""
         return reproject(self.geometry, self.epsg, epsg)
 
+    def wgs84(self) -> shapely.Geometry:
+        """The AOI in lon/lat, cut at the antimeridian into parts within −180..180.
+
+        Longitudes beyond ±180 (e.g. a bbox 170..190) wrap around; an AOI in a projected CRS
+        that straddles the antimeridian is unwrapped first, so it stays one small area instead
+        of a band around the globe.
+        """
+        area = reproject(self.geometry, self.epsg, 4326)
+        if self.epsg != 4326:
+            area = shapely.transform(area, _unwrap_lon)
+        parts = [
+            shapely.intersection(area, shapely.box(west, -90.0, west + 360.0, 90.0))
+            for west in (-540.0, -180.0, 180.0)
+        ]
+        shifted = [shift_lon(part, -d) for part, d in zip(parts, (-360.0, 0.0, 360.0), strict=True)]
+        return polygonal(shapely.union_all(shifted))
+
 
 def reproject(geometry: shapely.Geometry, src: int, dst: int) -> shapely.Geometry:
     """`geometry` from EPSG `src` to `dst`, densified to 64 points per extent first."""
@@ -49,6 +66,26 @@ def reproject(geometry: shapely.Geometry, src: int, dst: int) -> shapely.Geometr
         return np.column_stack([x, y])
 
     return shapely.transform(dense, project)
+
+
+def projected(geometry: shapely.Geometry, src: int, dst: int) -> shapely.Geometry | None:
+    """`geometry` in EPSG `dst`, or None if some of it falls outside that projection's domain."""
+    try:
+        area = reproject(geometry, src, dst)
+    except Exception:  # pyproj refuses points outside the projection's domain
+        return None
+    return area if np.isfinite(shapely.get_coordinates(area)).all() else None
+
+
+def shift_lon(geometry: shapely.Geometry | np.ndarray, degrees: float):  # type: ignore[no-untyped-def]
+    """Geometries moved east by `degrees` of longitude."""
+    offset = np.array([degrees, 0.0])
+    return shapely.transform(geometry, lambda xy: xy + offset)
+
+
+def _unwrap_lon(xy: np.ndarray) -> np.ndarray:
+    """Longitudes made continuous along the coordinate sequence (no 359° jumps)."""
+    return np.column_stack([np.unwrap(xy[:, 0], period=360.0), xy[:, 1]])
 
 
 def parse_crs(crs_uri: str | None) -> int:
@@ -95,7 +132,7 @@ def parse_aoi(
     if not found and not parts:
         found.append(Violation(BOUNDS, "give a bbox and/or a geometry"))
     if not found:
-        area = parts[0] if len(parts) == 1 else _polygonal(shapely.intersection(*parts))
+        area = parts[0] if len(parts) == 1 else polygonal(shapely.intersection(*parts))
         if area.is_empty or area.area == 0:
             found.append(
                 Violation(f"{BOUNDS}->geometry", "the bbox and the geometry do not overlap")
@@ -148,7 +185,7 @@ def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _polygonal(geometry: shapely.Geometry) -> shapely.Geometry:
+def polygonal(geometry: shapely.Geometry) -> shapely.Geometry:
     """The areal part of an intersection, without lines or points where the inputs only touch."""
     parts = [
         part

@@ -9,14 +9,24 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
 import shapely
 from affine import Affine
 
 from eobatch.errors import AnalysisError
-from eobatch.planning.aoi import AOI, reproject
+from eobatch.planning.aoi import AOI, polygonal, projected, shift_lon
 from eobatch.planning.grids import GRIDS
+from eobatch.planning.utm import (
+    UTM_LAYOUTS,
+    S2Index,
+    outline_wgs84,
+    s2_outlines,
+    s2_tiles,
+    subtile_ids,
+    subtile_origins,
+)
 
 # LAEA grids cover Europe incl. Turkey, Iceland, Svalbard, Azores and the Canaries (EPSG:3035, m).
 LAEA_COVERAGE = (900_000.0, 900_000.0, 7_400_000.0, 6_500_000.0)
@@ -65,13 +75,9 @@ def plan_tiling_grid(
         raise AnalysisError(
             f"Unknown tiling grid {grid_id}; available: {', '.join(map(str, GRIDS))}"
         )
-    if not grid.plannable:
-        raise AnalysisError(
-            f"Tiling grid {grid_id} ({grid.name}) is a UTM grid, which is not supported by this "
-            "server yet; use grid 3 (WGS84 1°), 6 (LAEA 100 km) or 7 (LAEA 20 km)"
-        )
-    assert grid.epsg is not None
     res = grid.allowed(resolution) or resolution
+    if grid.epsg is None:
+        return _plan_utm(grid_id, res, buffer_x, buffer_y, aoi)
     size = grid.tile_width
     coverage = WGS84_COVERAGE if grid.epsg == 4326 else LAEA_COVERAGE
     area = _aoi_in_grid_crs(aoi, grid.epsg)
@@ -115,26 +121,129 @@ def plan_tiling_grid(
     return features
 
 
+def _plan_utm(grid_id: int, res: float, buffer_x: int, buffer_y: int, aoi: AOI) -> list[Feature]:
+    """UTM grids 0–2 (tiling-grids.md §2): the surviving sub-tiles of the S2 tiles near the AOI
+    that meet it, tested in each tile's own UTM CRS; ordered by name (= id)."""
+    layout = UTM_LAYOUTS[grid_id]
+    n, size = layout.per_axis, layout.size
+    s2 = s2_tiles()
+    ox0, oy0 = subtile_origins(s2, grid_id)
+    area = aoi.wgs84()
+    _, near = _s2_index().query(area)
+    outside = AnalysisError(
+        f"The AOI does not meet tiling grid {grid_id} ({GRIDS[grid_id].name}), which covers "
+        f"latitudes {-layout.lat_limit:g}° to {layout.lat_limit:g}°"
+    )
+    found_tiles, found_subs = [], []
+    outlines = _s2_outline_bounds()
+    for epsg in np.unique(s2.epsg[near]).tolist():
+        tiles = np.unique(near[s2.epsg[near] == epsg])
+        zone_area = _aoi_in_zone(aoi, area, epsg, outlines[tiles])
+        if zone_area is None or zone_area.is_empty:
+            continue
+        tiles_k, subs = np.repeat(tiles, n * n), np.tile(np.arange(n * n), len(tiles))
+        minx = ox0[tiles_k] + subs // n * size
+        maxy = oy0[tiles_k] - subs % n * size
+        boxes = shapely.box(minx, maxy - size, minx + size, maxy)
+        shapely.prepare(zone_area)
+        hit = shapely.intersects(zone_area, boxes) & ~shapely.touches(zone_area, boxes)
+        hit &= ~_dropped(s2.drops[grid_id][tiles_k], subs)
+        found_tiles.append(tiles_k[hit])
+        found_subs.append(subs[hit])
+    if not found_tiles:
+        raise outside
+    tiles_k, subs = np.concatenate(found_tiles), np.concatenate(found_subs)
+    order = np.lexsort((subs, tiles_k))  # name order: S2 tile, then c, then r
+    tiles_k, subs = tiles_k[order], subs[order]
+    minx = ox0[tiles_k] + subs // n * size
+    maxy = oy0[tiles_k] - subs % n * size
+    epsg_k = s2.epsg[tiles_k]
+    polar = np.abs(outlines[tiles_k][:, [1, 3]]).max(axis=1) > layout.lat_limit - 1.0
+    if polar.any():  # hide tiles reaching beyond the documented latitude limit (§2.4)
+        rings = outline_wgs84(
+            epsg_k[polar], minx[polar], maxy[polar] - size, minx[polar] + size, maxy[polar]
+        )
+        reach = np.abs(shapely.bounds(rings)[:, [1, 3]]).max(axis=1)
+        keep = np.ones(len(tiles_k), dtype=bool)
+        keep[np.flatnonzero(polar)[reach > layout.lat_limit]] = False
+        tiles_k, subs, minx, maxy, epsg_k = (a[keep] for a in (tiles_k, subs, minx, maxy, epsg_k))
+    if len(tiles_k) == 0:
+        raise outside
+    ids = subtile_ids(s2, grid_id, tiles_k, subs)
+    pixels = round(size / res)
+    bx, by = buffer_x * res, buffer_y * res
+    return [
+        Feature(
+            id=int(i),
+            name=f"{name}_{sub // n}_{sub % n}",
+            epsg=int(code),
+            bounds=(x0 - bx, y1 - size - by, x0 + size + bx, y1 + by),
+            width=pixels + 2 * buffer_x,
+            height=pixels + 2 * buffer_y,
+            geometry=shapely.box(x0, y1 - size, x0 + size, y1),
+        )
+        for i, name, sub, code, x0, y1 in zip(
+            ids.tolist(),
+            s2.names[tiles_k].tolist(),
+            subs.tolist(),
+            epsg_k.tolist(),
+            minx.tolist(),
+            maxy.tolist(),
+            strict=True,
+        )
+    ]
+
+
+@cache
+def _s2_index() -> S2Index:
+    # padded so that an AOI just outside a tile's densified outline still reaches it; the exact
+    # test is done afterwards in the tile's own CRS
+    return S2Index(s2_tiles(), pad_deg=0.01)
+
+
+@cache
+def _s2_outline_bounds() -> np.ndarray:
+    """(minlon, minlat, maxlon, maxlat) of every S2 tile, lon unwrapped around its zone."""
+    return shapely.bounds(s2_outlines(s2_tiles()))
+
+
+def _dropped(masks: np.ndarray, subs: np.ndarray) -> np.ndarray:
+    return np.fromiter(
+        (m >> s & 1 for m, s in zip(masks.tolist(), subs.tolist(), strict=True)),
+        dtype=bool,
+        count=len(subs),
+    )
+
+
+def _aoi_in_zone(
+    aoi: AOI, area_wgs84: shapely.Geometry, epsg: int, tile_bounds: np.ndarray
+) -> shapely.Geometry | None:
+    """The AOI in UTM EPSG `epsg`, cut first (in lon/lat around the zone's central meridian) to
+    the window of the S2 tiles there, so far-away parts never meet the projection's edges."""
+    if aoi.epsg == epsg:
+        return aoi.geometry
+    west, south = tile_bounds[:, 0].min() - 0.1, max(tile_bounds[:, 1].min() - 0.1, -90.0)
+    east, north = tile_bounds[:, 2].max() + 0.1, min(tile_bounds[:, 3].max() + 0.1, 90.0)
+    window = shapely.box(west, south, east, north)
+    near = [shapely.intersection(window, shift_lon(area_wgs84, d)) for d in (-360.0, 0.0, 360.0)]
+    zone = polygonal(shapely.union_all(near))
+    if zone.is_empty:
+        return None
+    area = projected(zone, 4326, epsg)
+    return area if area is None or area.is_valid else shapely.make_valid(area)
+
+
 def _aoi_in_grid_crs(aoi: AOI, epsg: int) -> shapely.Geometry | None:
     """The AOI in the grid CRS; None where it cannot be projected there (e.g. far from Europe)."""
     if epsg == 3035 and aoi.epsg != 3035:
-        wgs84 = _projected(aoi.geometry, aoi.epsg, 4326)
+        wgs84 = projected(aoi.geometry, aoi.epsg, 4326)
         near = None if wgs84 is None else wgs84.intersection(shapely.box(*_LAEA_WINDOW_WGS84))
-        area = None if near is None or near.is_empty else _projected(near, 4326, epsg)
+        area = None if near is None or near.is_empty else projected(near, 4326, epsg)
     else:
-        area = _projected(aoi.geometry, aoi.epsg, epsg)
+        area = projected(aoi.geometry, aoi.epsg, epsg)
     if area is None:
         return None
     return area if area.is_valid else shapely.make_valid(area)
-
-
-def _projected(geometry: shapely.Geometry, src: int, dst: int) -> shapely.Geometry | None:
-    """`geometry` in EPSG `dst`, or None if some of it falls outside that projection's domain."""
-    try:
-        area = reproject(geometry, src, dst)
-    except Exception:  # pyproj refuses points outside the projection's domain
-        return None
-    return area if np.isfinite(shapely.get_coordinates(area)).all() else None
 
 
 def _tile_name(grid_id: int, i: int, j: int) -> str:

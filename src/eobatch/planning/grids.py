@@ -1,8 +1,7 @@
 """The tiling grids the API lists, and the checks on a tiling-grid input (tiling-grids.md §1).
 
-A grid is pure arithmetic: cells of a fixed size in one CRS, aligned to a fixed origin. Grids 3, 6
-and 7 can be planned here; the UTM grids 0–2 are listed (their descriptors are public) but need the
-Sentinel-2 tile table, which comes with a later issue.
+Grids 3, 6 and 7 are pure arithmetic: cells of a fixed size in one CRS, aligned to a fixed origin.
+The UTM grids 0–2 are cut from the Sentinel-2 tiles, each tile in its own UTM zone (`utm.py`).
 """
 
 from __future__ import annotations
@@ -26,7 +25,6 @@ class TilingGrid:
     unit: str  # "m" or "deg"
     epsg: int | None  # None: each tile in its own UTM zone
     chunk: tuple[int, int]
-    plannable: bool
 
     def descriptor(self) -> dict:
         """The `BatchV2TilingGridDescriptor` JSON, as the live service returns it."""
@@ -55,13 +53,9 @@ class TilingGrid:
 GRIDS: dict[int, TilingGrid] = {
     g.id: g
     for g in (
-        TilingGrid(0, "20km grid", 20040.0, (10.0, 20.0, 60.0), "m", None, (334, 167), False),
-        TilingGrid(
-            1, "10km grid", 10000.0, (1.0, 10.0, 20.0, 1.4999), "m", None, (500, 500), False
-        ),
-        TilingGrid(
-            2, "100km grid", 100080.0, (360.0, 60.0, 120.0, 240.0), "m", None, (278, 278), False
-        ),
+        TilingGrid(0, "20km grid", 20040.0, (10.0, 20.0, 60.0), "m", None, (334, 167)),
+        TilingGrid(1, "10km grid", 10000.0, (1.0, 10.0, 20.0, 1.4999), "m", None, (500, 500)),
+        TilingGrid(2, "100km grid", 100080.0, (360.0, 60.0, 120.0, 240.0), "m", None, (278, 278)),
         TilingGrid(
             3,
             "WGS84 1 degree grid",
@@ -70,10 +64,9 @@ GRIDS: dict[int, TilingGrid] = {
             "deg",
             4326,
             (500, 500),
-            True,
         ),
-        TilingGrid(6, "LAEA 100km grid", 100000.0, (40.0, 50.0, 100.0), "m", 3035, (0, 0), True),
-        TilingGrid(7, "LAEA 20km grid", 20000.0, (10.0, 20.0), "m", 3035, (0, 0), True),
+        TilingGrid(6, "LAEA 100km grid", 100000.0, (40.0, 50.0, 100.0), "m", 3035, (0, 0)),
+        TilingGrid(7, "LAEA 20km grid", 20000.0, (10.0, 20.0), "m", 3035, (0, 0)),
     )
 }
 
