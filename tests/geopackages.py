@@ -1,4 +1,4 @@
-"""Build GeoPackages for tests: a valid one with pyogrio, and malformed ones by breaking one rule."""
+"""Build test GeoPackages: a valid one with pyogrio, malformed ones by breaking one rule."""
 
 from __future__ import annotations
 

@@ -22,7 +22,6 @@ from tests.integration.test_api import User, _user, assert_error, task_count, va
 from tests.servers import MOTO_KEY, MOTO_REGION, MOTO_SECRET
 from tests.unit.test_geopackage import MALFORMED
 
-
 # the collection has no tiles (hence no bands) yet: a script that only needs dataMask
 MASK_SCRIPT = """//VERSION=3
 function setup() { return { input: ["dataMask"], output: { bands: 1, sampleType: "UINT8" } }; }
@@ -90,10 +89,12 @@ def test_geopackage_task_is_analysed_into_its_features(alice: User, db, settings
         rows = session.scalars(select(Feature).where(Feature.task_id == task["id"])).all()
         stored = sorted((f.id, f.name, f.epsg, f.width, f.height) for f in rows)
     assert stored == [
-        (0, "fields_utm-1", 32633, 100, 100), (1, "fields_utm-2", 32633, 100, 100),
-        (2, "fields_utm-3", 32633, 50, 50), (3, "fields_wgs-1", 4326, 100, 100),
+        (0, "fields_utm-1", 32633, 100, 100),
+        (1, "fields_utm-2", 32633, 100, 100),
+        (2, "fields_utm-3", 32633, 50, 50),
+        (3, "fields_wgs-1", 4326, 100, 100),
         (4, "fields_wgs-2", 4326, 20, 20),
-    ]  # fmt: skip
+    ]
     manifest = settings.buckets_dir / "results" / "run" / f"featureManifest-{task['id']}.gpkg"
     assert read_manifest(manifest.read_bytes()) == {
         "feature_32633": (32633, ["fields_utm-1", "fields_utm-2", "fields_utm-3"], [100, 100, 50]),
@@ -114,9 +115,16 @@ def test_aoi_and_defaults_apply(alice: User, db, settings) -> None:  # type: ign
 
 
 @pytest.mark.parametrize(
-    "case", ["null identifier", "identifier repeated across tables", "too wide", "non-EPSG CRS",
-             "not an SQLite file", "point feature"],
-)  # fmt: skip
+    "case",
+    [
+        "null identifier",
+        "identifier repeated across tables",
+        "too wide",
+        "non-EPSG CRS",
+        "not an SQLite file",
+        "point feature",
+    ],
+)
 def test_malformed_geopackage_fails_the_task_with_its_message(  # type: ignore[no-untyped-def]
     case: str, alice: User, db, settings
 ) -> None:
@@ -129,17 +137,22 @@ def test_malformed_geopackage_fails_the_task_with_its_message(  # type: ignore[n
     assert re.search(message, task["error"]), task["error"]
     with db.session() as session:
         assert session.scalars(select(Feature).where(Feature.task_id == task["id"])).all() == []
-    assert not (settings.buckets_dir / "results" / "run" / f"featureManifest-{task['id']}.gpkg").exists()
+    assert not (
+        settings.buckets_dir / "results" / "run" / f"featureManifest-{task['id']}.gpkg"
+    ).exists()
 
 
 def test_create_checks_what_it_can(alice: User, db, settings) -> None:  # type: ignore[no-untyped-def]
     valid_geopackage(settings.buckets_dir / "in" / "fields.gpkg")
     cases = [
-        (geopackage_request(alice, "s3://in/missing.gpkg"), "input->features->s3->url",
-         "no GeoPackage at s3://in/missing.gpkg"),
+        (
+            geopackage_request(alice, "s3://in/missing.gpkg"),
+            "input->features->s3->url",
+            "no GeoPackage at s3://in/missing.gpkg",
+        ),
         (geopackage_request(alice, "s3://nobucket/f.gpkg"), "input->features", "bucket 'nobucket'"),
         (geopackage_request(alice, "s3://in"), "input->features->s3->url", "URL of a .gpkg"),
-    ]  # fmt: skip
+    ]
     both = geopackage_request(alice, "s3://in/fields.gpkg")
     both["input"]["defaults"] = {"width": 10, "height": 10, "resolution": 5.0}
     cases.append((both, "input->defaults", "not both kinds"))
@@ -147,8 +160,10 @@ def test_create_checks_what_it_can(alice: User, db, settings) -> None:  # type: 
     half["input"]["defaults"] = {"width": 10}
     cases.append((half, "input->defaults", "give both width and height"))
     gcs = copy.deepcopy(both)
-    gcs["input"] = {"type": "geopackage", "features": {"gs": {"url": "gs://b/f.gpkg",
-                                                              "credentials": "e30="}}}  # fmt: skip
+    gcs["input"] = {
+        "type": "geopackage",
+        "features": {"gs": {"url": "gs://b/f.gpkg", "credentials": "e30="}},
+    }
     cases.append((gcs, "input->features->gs", "not supported"))
     for body, parameter, text in cases:
         error = assert_error(alice.http.post("/api/v2/batch/process", json=body), 400)
@@ -182,17 +197,32 @@ def test_geopackage_from_s3_with_a_key_pair(  # type: ignore[no-untyped-def]
     db = Database(s3_settings.resolved_database_url)
     db.migrate()
     try:
-        s3 = boto3.client("s3", endpoint_url=moto_endpoint, aws_access_key_id=MOTO_KEY,
-                          aws_secret_access_key=MOTO_SECRET, region_name=MOTO_REGION)  # fmt: skip
-        s3.put_object(Bucket=s3_bucket, Key="aoi/features.gpkg",
-                      Body=valid_geopackage(tmp_path / "f.gpkg").read_bytes())  # fmt: skip
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=moto_endpoint,
+            aws_access_key_id=MOTO_KEY,
+            aws_secret_access_key=MOTO_SECRET,
+            region_name=MOTO_REGION,
+        )
+        s3.put_object(
+            Bucket=s3_bucket,
+            Key="aoi/features.gpkg",
+            Body=valid_geopackage(tmp_path / "f.gpkg").read_bytes(),
+        )
         if "data" not in [b["Name"] for b in s3.list_buckets()["Buckets"]]:
             s3.create_bucket(Bucket="data")  # the BYOC collection's bucket
         user = _user(create_app(s3_settings, db), db, s3_settings, "carol")
-        body = geopackage_request(user, f"s3://{s3_bucket}/aoi/features.gpkg",
-                                  accessKey=MOTO_KEY, secretAccessKey=MOTO_SECRET)  # fmt: skip
-        body["output"]["delivery"]["s3"] = {"url": f"s3://{s3_bucket}/out", "accessKey": MOTO_KEY,
-                                            "secretAccessKey": MOTO_SECRET}  # fmt: skip
+        body = geopackage_request(
+            user,
+            f"s3://{s3_bucket}/aoi/features.gpkg",
+            accessKey=MOTO_KEY,
+            secretAccessKey=MOTO_SECRET,
+        )
+        body["output"]["delivery"]["s3"] = {
+            "url": f"s3://{s3_bucket}/out",
+            "accessKey": MOTO_KEY,
+            "secretAccessKey": MOTO_SECRET,
+        }
         task = analyse(user, db, s3_settings, body)
         assert (task["status"], task.get("error")) == ("ANALYSIS_DONE", None)
         key = f"out/featureManifest-{task['id']}.gpkg"

