@@ -311,3 +311,8 @@ def test_manifest_table_schema_matches_the_spec(tmp_path: Path) -> None:
     assert fields[1].tolist()[::2] == HAMBURG_CELLS
     assert fields[3].tolist() == [1002] * 18
     assert shapely.from_wkb(geometry[0]).bounds == (4300000, 3400000, 4320000, 3420000)
+
+
+def test_grid3_antimeridian_aoi_selects_cells_on_both_sides() -> None:
+    aoi = parse_aoi([179.5, -17.0, 180.5, -16.5], None, None)
+    assert [f.name for f in plan_tiling_grid(3, 0.001, 0, 0, aoi)] == ["S17W180", "S17E179"]

@@ -80,7 +80,8 @@ def plan_tiling_grid(
         return _plan_utm(grid_id, res, buffer_x, buffer_y, aoi)
     size = grid.tile_width
     coverage = WGS84_COVERAGE if grid.epsg == 4326 else LAEA_COVERAGE
-    area = _aoi_in_grid_crs(aoi, grid.epsg)
+    # grid 3 is lon/lat: the AOI cut at the antimeridian lands in the right cells on both sides
+    area = aoi.wgs84() if grid.epsg == 4326 else _aoi_in_grid_crs(aoi, grid.epsg)
     area = shapely.intersection(area, shapely.box(*coverage)) if area is not None else None
     outside = AnalysisError(
         f"The AOI does not meet tiling grid {grid_id} ({grid.name}), which covers "
