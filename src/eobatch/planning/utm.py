@@ -181,7 +181,8 @@ class S2Index:
 
     def query(self, geometry: shapely.Geometry | np.ndarray, predicate: str = "intersects"):
         """(input index, S2 tile index) pairs, like `STRtree.query`, for geometries in −180..180."""
-        found, hit = self.tree.query(geometry, predicate=predicate)
+        geometries = np.atleast_1d(np.asarray(geometry, dtype=object))
+        found, hit = self.tree.query(geometries, predicate=predicate)
         return found, self.tile[hit]
 
 
