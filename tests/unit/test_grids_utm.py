@@ -361,7 +361,7 @@ def _reference(grid: int, area: shapely.Geometry) -> set[str]:
             x0, y1 = ox0[t] + k // n * size, oy0[t] - k % n * size
             rings = outline_wgs84(np.full(n * n, s2.epsg[t]), x0, y1 - size, x0 + size, y1)
             rings = shapely.segmentize(rings, 0.002)
-            alive = np.array([not s2.drops[grid][t] >> j & 1 for j in k])
+            alive = np.array([not s2.drops[grid][t] >> j & 1 for j in k.tolist()])
             inside = np.abs(shapely.bounds(rings)[:, [1, 3]]).max(axis=1) <= layout.lat_limit
             for j in np.flatnonzero(alive & inside & shapely.intersects(part, rings)):
                 names.add(f"{s2.names[t]}_{j // n}_{j % n}")

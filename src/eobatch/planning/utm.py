@@ -269,14 +269,7 @@ def redundant_subtiles(s2: S2Tiles, grid_id: int, chunk: int = 4000) -> list[int
     return drops
 
 
-def subtile_names(s2: S2Tiles, tiles: np.ndarray, subs: np.ndarray, n: int) -> list[str]:
-    """`<S2 name>_<c>_<r>` names."""
-    return [
-        f"{name}_{sub // n}_{sub % n}"
-        for name, sub in zip(s2.names[tiles].tolist(), subs.tolist(), strict=True)
-    ]
-
-
+@cache
 def id_offsets(s2: S2Tiles, grid_id: int) -> np.ndarray:
     """The id of the first surviving sub-tile of each S2 tile: survivors are numbered 0, 1, …
     in name order (tiling-grids.md §1.6)."""
@@ -287,17 +280,6 @@ def id_offsets(s2: S2Tiles, grid_id: int) -> np.ndarray:
 
 def subtile_ids(s2: S2Tiles, grid_id: int, tiles: np.ndarray, subs: np.ndarray) -> np.ndarray:
     """Numeric ids of surviving sub-tiles: offset of the S2 tile + rank among its survivors."""
-    offsets = id_offsets_cached(grid_id) if s2 is s2_tiles() else id_offsets(s2, grid_id)
     masks = s2.drops[grid_id][tiles]
     below = [bin(m & ((1 << s) - 1)).count("1") for m, s in zip(masks, subs.tolist(), strict=True)]
-    return offsets[tiles] + subs - np.array(below, dtype=np.int64)
-
-
-@cache
-def id_offsets_cached(grid_id: int) -> np.ndarray:
-    return id_offsets(s2_tiles(), grid_id)
-
-
-def is_dropped(s2: S2Tiles, grid_id: int, tiles: np.ndarray, subs: np.ndarray) -> np.ndarray:
-    masks = s2.drops[grid_id][tiles]
-    return np.array([m >> s & 1 for m, s in zip(masks, subs.tolist(), strict=True)], dtype=bool)
+    return id_offsets(s2, grid_id)[tiles] + subs - np.array(below, dtype=np.int64)
