@@ -297,9 +297,9 @@ BAD_BODIES = {
     "createCollection without COG": (_mutate("output.createCollection", True),
                                      "output->createCollection"),
     "unknown output type": (_mutate("output.type", "netcdf"), "output"),
-    "geopackage input": (
+    "geopackage in a missing bucket": (
         _mutate("input", {"type": "geopackage", "features": {"s3": {"url": "s3://b/f.gpkg"}}}),
-        "input->type"),
+        "input->features"),
     "zarr output": (
         _mutate("output", {"type": "zarr", "delivery": {"s3": {"url": "s3://b/<requestId>"}},
                            "group": {"zarr_format": 2}}), "output->type"),
