@@ -380,3 +380,17 @@ def _s2_outline_array() -> np.ndarray:
 def _outline(epsg: int, minx: float, miny: float, maxx: float, maxy: float) -> shapely.Geometry:
     args = [np.array([v]) for v in (epsg, minx, miny, maxx, maxy)]
     return outline_wgs84(*args)[0]
+
+
+def test_an_aoi_around_the_north_pole_covers_the_polar_cap() -> None:
+    """A box in polar stereographic (EPSG:3413) around the pole, reaching 72–77° N."""
+    polar = parse_aoi([-1_400_000, -1_400_000, 1_400_000, 1_400_000], None, f"{EPSG}3413")
+    cap = polar.wgs84()
+    assert cap.bounds[1] == pytest.approx(71.9, abs=0.3) and cap.bounds[3] == 90.0
+    assert cap.bounds[0] == -180.0 and cap.bounds[2] == 180.0
+    features = plan_tiling_grid(2, 360.0, 0, 0, polar)
+    assert len({f.epsg for f in features}) == 57  # every zone but 32, 34, 36 (Svalbard)
+    for lon in (-179.5, 0.0, 179.5):
+        assert {f.name for f in plan_tiling_grid(2, 360.0, 0, 0, point_aoi(lon, 79.0))} <= {
+            f.name for f in features
+        }

@@ -202,39 +202,34 @@ def _check_geopackage_input(
                 )
             )
     locator = source.features.wire()
-    location = name = None
-    if source.features.s3 is not None:
-        url = source.features.s3.url
-        parts = urlsplit(url)
-        folder, _, name = parts.path.strip("/").rpartition("/")
-        if parts.scheme != "s3" or not parts.netloc or not name:
-            found.append(
-                Violation(
-                    "input->features->s3->url",
-                    f"'{url}' must be the URL of a .gpkg object, e.g. s3://bucket/features.gpkg",
-                )
+    kind = "s3" if source.features.s3 is not None else "gs"
+    url = locator[kind]["url"]
+    where = f"input->features->{kind}->url"
+    parts = urlsplit(url)
+    folder, _, name = parts.path.strip("/").rpartition("/")
+    location = None
+    if parts.scheme != kind or not parts.netloc or not name:
+        found.append(
+            Violation(
+                where,
+                f"'{url}' must be the URL of a .gpkg object, e.g. {kind}://bucket/features.gpkg",
             )
-        else:
-            folder_url = f"s3://{parts.netloc}/{folder}".rstrip("/")
-            try:
-                location = open_location(
-                    {"s3": {**locator["s3"], "url": folder_url}}, settings, "input->features"
-                )
-            except InvalidRequest as exc:
-                found.extend(exc.errors)
-            else:
-                if not location.exists(name):
-                    found.append(
-                        Violation("input->features->s3->url", f"no GeoPackage at {url}")
-                    )
+        )
     else:
+        # the folder of the file is opened like a delivery location (same checks, same stores)
+        folder_url = f"{kind}://{parts.netloc}/{folder}".rstrip("/")
         try:
-            open_location(locator, settings, "input->features")
+            location = open_location(
+                {kind: {**locator[kind], "url": folder_url}}, settings, "input->features"
+            )
         except InvalidRequest as exc:
             found.extend(exc.errors)
+        else:
+            if not location.exists(name):
+                found.append(Violation(where, f"no GeoPackage at {url}"))
     if found:
         raise InvalidRequest(f"Invalid GeoPackage input: {found[0].violation}", found)
-    assert location is not None and name is not None
+    assert location is not None
     return location, name
 
 

@@ -39,11 +39,11 @@ class AOI:
 
         Longitudes beyond ±180 (e.g. a bbox 170..190) wrap around; an AOI in a projected CRS
         that straddles the antimeridian is unwrapped first, so it stays one small area instead
-        of a band around the globe.
+        of a band around the globe, and one around a pole becomes the polar cap it encloses.
         """
         area = reproject(self.geometry, self.epsg, 4326)
         if self.epsg != 4326:
-            area = shapely.transform(area, _unwrap_lon)
+            area = shapely.union_all([_unwrapped(p) for p in shapely.get_parts(area)])
         parts = [
             shapely.intersection(area, shapely.box(west, -90.0, west + 360.0, 90.0))
             for west in (-540.0, -180.0, 180.0)
@@ -83,9 +83,21 @@ def shift_lon(geometry: shapely.Geometry | np.ndarray, degrees: float):  # type:
     return shapely.transform(geometry, lambda xy: xy + offset)
 
 
-def _unwrap_lon(xy: np.ndarray) -> np.ndarray:
-    """Longitudes made continuous along the coordinate sequence (no 359° jumps)."""
-    return np.column_stack([np.unwrap(xy[:, 0], period=360.0), xy[:, 1]])
+def _unwrapped(polygon: shapely.Polygon) -> shapely.Geometry:
+    """A lon/lat polygon with continuous longitudes along each ring (no 359° jumps); a ring
+    that goes once around a pole is closed over that pole."""
+
+    def area(ring: shapely.LinearRing) -> shapely.Geometry:
+        xy = np.asarray(ring.coords)
+        lon = np.unwrap(xy[:, 0], period=360.0)
+        xy = np.column_stack([lon, xy[:, 1]])
+        if abs(lon[-1] - lon[0]) > 180.0:  # around a pole
+            pole = 90.0 if xy[:, 1].mean() > 0 else -90.0
+            xy = np.vstack([xy, [[lon[-1], pole], [lon[0], pole]]])
+        return shapely.make_valid(shapely.Polygon(xy))
+
+    holes = [area(ring) for ring in polygon.interiors]
+    return shapely.difference(area(polygon.exterior), shapely.union_all(holes))
 
 
 def parse_crs(crs_uri: str | None) -> int:
