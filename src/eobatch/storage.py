@@ -86,6 +86,11 @@ class Location:
         return self.local_root is not None
 
     @property
+    def cloud(self) -> str | None:
+        """The cloud holding the objects ("aws" for S3); None for local folders (never remote)."""
+        return None if self.is_local else "aws"
+
+    @property
     def bucket(self) -> str:
         """The bucket name (S3 and embedded buckets); empty for `file://` locations."""
         parts = urlsplit(self.url)
