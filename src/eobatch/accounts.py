@@ -14,7 +14,9 @@ from datetime import UTC, datetime, timedelta
 import jwt
 from sqlalchemy import select
 
+from eobatch import ledger
 from eobatch.errors import NotFound, Unauthorized
+from eobatch.lifecycle.billing import to_micro, to_pu
 from eobatch.store import Database
 from eobatch.store.models import Account, OAuthClient
 
@@ -51,11 +53,16 @@ def _secret_matches(secret: str, stored: str) -> bool:
 
 
 def create_account(db: Database, name: str, balance_pu: float) -> Credentials:
-    """A new account with one OAuth client."""
+    """A new account with one OAuth client, credited `balance_pu` (the ledger's first entry)."""
+    if balance_pu < 0:
+        raise ValueError("an account cannot open with a negative balance")
     with db.session() as session:
-        account = Account(id=str(uuid.uuid4()), name=name, balance_pu=balance_pu)
+        account = Account(id=str(uuid.uuid4()), name=name, balance_micro_pu=0)
         session.add(account)
         session.flush()
+        ledger.post(
+            session, account.id, to_micro(balance_pu), ledger.CREDIT, note="opening balance"
+        )
         return _add_client(session, account.id)
 
 
@@ -89,12 +96,13 @@ def list_accounts(db: Database) -> list[tuple[Account, list[str]]]:
 
 def top_up(db: Database, account_id: str, amount_pu: float) -> float:
     """Add PUs to an account; returns the new balance."""
+    if amount_pu <= 0:
+        raise ValueError("a top-up must be a positive number of PU")
     with db.session() as session:
-        account = session.get(Account, account_id, with_for_update=True)
-        if account is None:
-            raise NotFound(f"Account {account_id} not found")
-        account.balance_pu += amount_pu
-        return account.balance_pu
+        balance = ledger.post(
+            session, account_id, to_micro(amount_pu), ledger.CREDIT, note="top-up"
+        )
+        return to_pu(balance)
 
 
 def authenticate_client(db: Database, client_id: str, client_secret: str) -> str:

@@ -12,6 +12,7 @@ from rich.table import Table
 from eobatch import accounts as account_store
 from eobatch.config import Settings
 from eobatch.errors import EobatchError
+from eobatch.lifecycle.billing import to_pu
 
 app = typer.Typer(
     help="eobatch: a self-hostable Sentinel Hub Batch Processing V2 service.",
@@ -104,9 +105,10 @@ def accounts_add_client(account_id: str, data_dir: Path | None = DataDir) -> Non
 @accounts_app.command("list")
 def accounts_list(data_dir: Path | None = DataDir) -> None:
     """List accounts, balances and client ids."""
-    table = Table("account id", "name", "balance (PU)", "client ids")
+    table = Table("account id", "name", "balance (PU)", "held for work in flight", "client ids")
     for account, clients in account_store.list_accounts(_db(_settings(data_dir))):
-        table.add_row(account.id, account.name, f"{account.balance_pu:,.3f}", "\n".join(clients))
+        table.add_row(account.id, account.name, f"{to_pu(account.balance_micro_pu):,.6f}",
+                      f"{to_pu(account.reserved_micro_pu):,.6f}", "\n".join(clients))  # fmt: skip
     console.print(table)
 
 
@@ -117,12 +119,37 @@ def accounts_topup(
     data_dir: Path | None = DataDir,
 ) -> None:
     """Add processing units to an account."""
+    if amount <= 0:
+        console.print("[red]the amount must be a positive number of PU[/], e.g. 5000")
+        raise typer.Exit(2)
     try:
         balance = account_store.top_up(_db(_settings(data_dir)), account_id, amount)
     except EobatchError as exc:
         console.print(f"[red]{exc.message}[/]; list accounts with `eobatch accounts list`")
         raise typer.Exit(1) from exc
-    console.print(f"new balance: {balance:,.3f} PU")
+    console.print(f"new balance: {balance:,.6f} PU")
+
+
+@accounts_app.command("ledger")
+def accounts_ledger(
+    account_id: str,
+    limit: int = typer.Option(50, min=1, help="Show the newest N entries."),
+    data_dir: Path | None = DataDir,
+) -> None:
+    """Show an account's ledger: credits and charges with the balance after each."""
+    from eobatch import ledger
+
+    try:
+        rows = ledger.entries(_db(_settings(data_dir)), account_id, limit)
+    except EobatchError as exc:
+        console.print(f"[red]{exc.message}[/]; list accounts with `eobatch accounts list`")
+        raise typer.Exit(1) from exc
+    table = Table("#", "time (UTC)", "kind", "task", "amount (PU)", "balance after (PU)", "note")
+    for e in rows:
+        table.add_row(str(e.id), e.created.strftime("%Y-%m-%d %H:%M:%S"), e.kind,
+                      e.task_id or "", f"{to_pu(e.amount_micro):+,.6f}",
+                      f"{to_pu(e.balance_after_micro):,.6f}", e.note or "")  # fmt: skip
+    console.print(table)
 
 
 @app.command()

@@ -56,6 +56,7 @@ class FeatureOutcome:
     error: str | None = None
     retryable: bool = True
     bytes_written: int = 0
+    samples: int = 1  # data samples per pixel the script saw: 1 for SIMPLE, scenes for ORBIT/TILE
 
 
 def run_feature(job: FeatureJob) -> FeatureOutcome:

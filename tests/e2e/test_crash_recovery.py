@@ -8,8 +8,9 @@ import time
 import pytest
 from sqlalchemy import select
 
+from eobatch.lifecycle.billing import to_pu
 from eobatch.store import Database
-from eobatch.store.models import Account, Task
+from eobatch.store.models import Account, LedgerEntry, Task
 from eobatch.store.models import Feature as FeatureRow
 from tests.e2e.conftest import World, http_client, register_demo_collection
 from tests.e2e.test_sentinelhub_py import OUTPUT_BUCKET, process_request
@@ -94,10 +95,16 @@ def test_killed_service_resumes_and_delivers_every_feature_once(world: World) ->
         assert (root / task_id / f.name / "default.tiff").is_file()
     for name, mtime in mtimes.items():  # delivered before the crash: not processed again
         assert (root / task_id / name / "default.tiff").stat().st_mtime_ns == mtime
-    # Billed once per feature: the task's cost is the sum of its features', and the account
-    # was charged exactly that.
-    assert task["costPU"] == pytest.approx(sum(f.cost_pu for f in rows))
+    # Billed once per feature: the task's cost is the sum of its features' (plus the top-up to
+    # the 100 PU task minimum), the account was charged exactly that and holds nothing back.
+    cost = sum(f.cost_micro_pu + f.surcharge_micro_pu for f in rows)
     with db.session() as session:
         account = session.scalars(select(Account)).one()
-        assert account.balance_pu == pytest.approx(50_000 - task["costPU"])
+        charges = session.scalars(select(LedgerEntry).where(LedgerEntry.task_id == task_id)).all()
+        minimum = sum(-e.amount_micro_pu for e in charges if e.kind == "minimum")
+        assert minimum == max(0, 100_000_000 - cost)
+        charged = -sum(e.amount_micro_pu for e in charges)
+        assert task["costPU"] == to_pu(cost + minimum) == to_pu(charged)
+        assert account.balance_micro_pu == 50_000_000_000 - (cost + minimum)
+        assert account.reserved_micro_pu == 0
     db.dispose()

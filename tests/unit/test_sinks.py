@@ -137,10 +137,10 @@ def test_geotiff_refuses_unrepresentable_nodata() -> None:
 
 def test_execution_database(tmp_path: Path) -> None:
     rows = [
-        (0, "30TXM_0_0", "DONE", None, True),
-        (1, "30TXM_0_1", "DONE", "No data", False),
-        (2, "30TXM_0_2", "FATAL", "Evalscript error: boom", False),
-        (3, "30TXM_0_3", "PENDING", None, False),
+        (0, "30TXM_0_0", "DONE", None, True, 1.271566),
+        (1, "30TXM_0_1", "DONE", "No data", False, 1.271566),
+        (2, "30TXM_0_2", "FATAL", "Evalscript error: boom", False, 0.0),
+        (3, "30TXM_0_3", "PENDING", None, False, 0.0),
     ]
     path = tmp_path / "execution.sqlite"
     path.write_bytes(execution_db_bytes(ExecutionRow(*row) for row in rows))
@@ -153,9 +153,10 @@ def test_execution_database(tmp_path: Path) -> None:
             ("status", "TEXT"),
             ("error", "TEXT"),
             ("delivered", "BOOLEAN"),
+            ("costPU", "REAL"),  # our extra column, after the documented ones
         ]
         stored = connection.execute("SELECT * FROM features ORDER BY id").fetchall()
-        assert stored == [(i, n, s, e, int(d)) for i, n, s, e, d in rows]
+        assert stored == [(i, n, s, e, int(d), c) for i, n, s, e, d, c in rows]
     finally:
         connection.close()
 

@@ -60,6 +60,20 @@ def get_task(task_id: str, request: Request, account: str = Depends(current_acco
     return tasks.get_task(request.app.state.db, account, task_id)
 
 
+@router.get("/process/{task_id}/features")
+def list_features(
+    task_id: str,
+    request: Request,
+    count: int | None = None,
+    viewtoken: str | None = None,
+    account: str = Depends(current_account),
+) -> dict:
+    """The task's features with status, samples, bytes and PU charged (an eobatch extension)."""
+    offset, limit = page_window(count, viewtoken)
+    items = tasks.list_features(request.app.state.db, account, task_id, offset, limit)
+    return page(request, items, offset, limit)
+
+
 @router.put("/process/{task_id}")
 async def update_task(
     task_id: str, request: Request, account: str = Depends(current_account)

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import numpy as np
 import shapely
-from sqlalchemy import delete, insert
+from sqlalchemy import delete, insert, update
 
 from eobatch.config import Settings
 from eobatch.errors import AnalysisError
+from eobatch.lifecycle.billing import estimate
 from eobatch.lifecycle.context import TaskContext
 from eobatch.planning import Feature, ManifestRow, feature_manifest_bytes, plan_tiling_grid
 from eobatch.planning.geopackage import SizeDefaults, plan_geopackage_input
@@ -72,8 +73,15 @@ def plan_features(context: TaskContext) -> list[Feature]:
 def analyse_task(db: Database, settings: Settings, task: Task) -> int:
     """Analyse `task`, store its features (PENDING) and upload the manifest; returns the count."""
     context = TaskContext.build(db, settings, task)
-    check_script(context.evalscript, context)
+    setup = check_script(context.evalscript, context)
     features = plan_features(context)
+    samples = context.sample_bounds(setup, features)
+    cost = estimate(
+        context.pricing(setup),
+        ((f.width, f.height, low, high) for f, (low, high) in zip(features, samples, strict=True)),
+        context.crossing(settings),
+        context.output_bands(setup),
+    )
     rows = [
         ManifestRow(
             output_id=target.output_id,
@@ -90,6 +98,7 @@ def analyse_task(db: Database, settings: Settings, task: Task) -> int:
     context.delivery.put(MANIFEST_FILE.format(request_id=task.id), feature_manifest_bytes(rows))
     with db.session() as session:
         session.execute(delete(FeatureRow).where(FeatureRow.task_id == task.id))
+        session.execute(update(Task).where(Task.id == task.id).values(estimate=cost.as_json()))
         if features:
             # Core executemany with WKB made in one vectorised call: 700 000 rows in seconds
             wkb = shapely.to_wkb(np.array([f.geometry for f in features], dtype=object))
@@ -111,10 +120,14 @@ def analyse_task(db: Database, settings: Settings, task: Task) -> int:
                         "status": "PENDING",
                         "attempts": 0,
                         "delivered": False,
-                        "cost_pu": 0.0,
+                        "max_samples": most,
+                        "bytes_written": 0,
+                        "cost_micro_pu": 0,
+                        "surcharge_micro_pu": 0,
+                        "reserved_micro_pu": 0,
                         "billed": False,
                     }
-                    for f, geometry in zip(features, wkb.tolist(), strict=True)
+                    for f, geometry, (_, most) in zip(features, wkb.tolist(), samples, strict=True)
                 ],
             )
     return len(features)

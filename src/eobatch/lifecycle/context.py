@@ -13,10 +13,11 @@ from sqlalchemy import select
 from eobatch.config import Settings
 from eobatch.engine import FeatureJob, OutputTarget
 from eobatch.errors import AnalysisError, InvalidRequest
+from eobatch.lifecycle.billing import Crossing, Pricing, crossing, fusion_factor
 from eobatch.lifecycle.validation import validate_request
 from eobatch.planning import AOI, Feature
 from eobatch.schemas.batch import BatchRequest
-from eobatch.script import ScriptSetup
+from eobatch.script import ScriptOutput, ScriptSetup
 from eobatch.sinks import DeliveryTemplate
 from eobatch.sources import Scene, filter_time, order_scenes
 from eobatch.sources.byoc import collection_scenes
@@ -97,6 +98,47 @@ class TaskContext:
             for r in self.request.process_request.output.responses
             if r.format.type == "image/tiff"
         )
+
+    # -- billing ------------------------------------------------------------------------------
+
+    def delivered_outputs(self, setup: ScriptSetup) -> list[ScriptOutput]:
+        return [
+            setup.output(r.identifier)
+            for r in self.request.process_request.output.responses
+            if r.format.type == "image/tiff"
+        ]
+
+    def pricing(self, setup: ScriptSetup) -> Pricing:
+        """The price factors of this task's features: bands, delivered outputs, data fusion."""
+        sources = len(self.request.process_request.input.data)
+        return Pricing(
+            tuple(setup.bands),
+            tuple(o.sample_type for o in self.delivered_outputs(setup)),
+            fusion_factor(sources),
+        )
+
+    def crossing(self, settings: Settings) -> Crossing:
+        """Whether the delivery bucket is in another region or cloud than the deployment."""
+        return crossing(self.delivery.cloud, self.delivery.region, settings.cloud, settings.region)
+
+    def output_bands(self, setup: ScriptSetup) -> list[tuple[int, str]]:
+        return [(o.bands, o.sample_type) for o in self.delivered_outputs(setup)]
+
+    def sample_bounds(self, setup: ScriptSetup, features: list[Feature]) -> list[tuple[int, int]]:
+        """(fewest, most) data samples per feature: 1 for SIMPLE; for ORBIT/TILE none at the
+        least (no data, or all scenes dropped by the script) and at most every scene (TILE) or
+        every acquisition day (ORBIT) whose footprint meets the feature."""
+        if setup.mosaicking == "SIMPLE":
+            return [(1, 1)] * len(features)
+        bounds = []
+        for feature in features:
+            scenes = self.scenes_for(feature)
+            if setup.mosaicking == "ORBIT":
+                most = len({s.sensing_time.date() for s in scenes})
+            else:
+                most = len(scenes)
+            bounds.append((0, most))
+        return bounds
 
     def scenes_for(self, feature: Feature) -> tuple[Scene, ...]:
         """Scenes whose footprint meets the feature's output area, in priority order."""

@@ -20,11 +20,17 @@ import shapely
 from distributed import Client, Future
 from sqlalchemy import func, or_, select, true, update
 
+from eobatch import ledger
 from eobatch.config import Settings
 from eobatch.engine import FeatureOutcome, run_feature
 from eobatch.errors import AnalysisError
 from eobatch.lifecycle.analysis import analyse_task, check_script
-from eobatch.lifecycle.billing import feature_pu
+from eobatch.lifecycle.billing import (
+    max_output_bytes,
+    surcharge_micro,
+    task_minimum_micro,
+    to_pu,
+)
 from eobatch.lifecycle.context import TaskContext
 from eobatch.lifecycle.states import (
     Event,
@@ -39,8 +45,8 @@ from eobatch.planning import Feature
 from eobatch.script import ScriptSetup
 from eobatch.sinks import ExecutionRow, execution_db_bytes
 from eobatch.store import Database
-from eobatch.store.models import Account, Task
 from eobatch.store.models import Feature as FeatureRow
+from eobatch.store.models import Task
 
 log = logging.getLogger(__name__)
 
@@ -175,12 +181,21 @@ class Controller:
         task.last_updated = _now()
 
     def _halt(self, session, task: Task, reason: StoppedReason) -> None:  # type: ignore[no-untyped-def]
-        """Stop a task now: cancel its jobs, charging those already in flight."""
+        """Stop a task now: cancel its jobs, charging those already in flight (at their most
+        samples, no transfer: nothing is known to be delivered), and give back every hold."""
         mine = [f for f, (tid, _) in self.in_flight.items() if tid == task.id]
         if mine:
             self.client.cancel(mine)
             in_flight_ids = [self.in_flight.pop(f)[1] for f in mine]
-            self._charge(session, task, in_flight_ids)
+            rows = self._rows(session, task.id, in_flight_ids)
+            self._bill(session, task, [(row, row.max_samples, 0) for row in rows], "in progress")
+        held = session.scalars(
+            select(FeatureRow).where(
+                FeatureRow.task_id == task.id, FeatureRow.reserved_micro_pu > 0
+            )
+        ).all()
+        for row in held:
+            self._release(session, task, row)
         task.status = Status.STOPPED
         task.stopped_status_reason = reason
         task.last_updated = _now()
@@ -255,6 +270,11 @@ class Controller:
                     .limit(min(room, per_task))
                 ).all()
                 for row in rows:
+                    if not self._hold(session, task, row, context, setup):
+                        if not busy[task.id] and self._unaffordable(session, task, row):
+                            self._halt(session, task, StoppedReason.OUT_OF_PU)
+                        break  # wait for holds of work in flight to be given back
+                    busy[task.id].add(row.id)
                     job = context.job(_feature(row), setup, self.settings)
                     future = self.client.submit(
                         run_feature, job, key=f"feature-{task.id}-{row.id}-{uuid.uuid4().hex[:6]}",
@@ -297,48 +317,89 @@ class Controller:
                     )
                 )
             }
-            charge = []
+            billable = []
             for outcome in outcomes:
                 row = rows[outcome.feature_id]
+                self._release(session, task, row)
                 if outcome.ok:
                     row.status = "DONE"
                     row.delivered = not outcome.no_data
                     row.error = outcome.error
-                    charge.append(row.id)
+                    billable.append((row, outcome.samples, outcome.bytes_written))
                 else:
                     row.attempts += 1
                     row.error = outcome.error
                     if not outcome.retryable or row.attempts >= self.settings.feature_attempts:
                         row.status = "FATAL"
             session.flush()
-            self._charge(session, task, charge)
+            self._bill(session, task, billable, "processed")
             self._update_progress(session, task)
-            account = session.get(Account, task.account_id)
-            if account is not None and account.balance_pu <= 0 and self._pending(session, task_id):
-                self._halt(session, task, StoppedReason.OUT_OF_PU)
 
-    def _charge(self, session, task: Task, feature_ids: list[int]) -> None:  # type: ignore[no-untyped-def]
-        """Bill features once each, to the task's cost and the account's balance."""
-        if not feature_ids:
-            return
-        context = self.contexts.get(task.id)
-        setup = context[1] if context else None
-        bands = setup.bands if setup else ()
-        types = [o.sample_type for o in setup.outputs] if setup else []
-        rows = session.scalars(
-            select(FeatureRow).where(
-                FeatureRow.task_id == task.id, FeatureRow.id.in_(feature_ids), ~FeatureRow.billed
+    # -- billing (lifecycle/billing.py prices, eobatch.ledger moves the PUs) ----------------
+
+    def _rows(self, session, task_id: str, ids: list[int]) -> list[FeatureRow]:  # type: ignore[no-untyped-def]
+        return list(
+            session.scalars(
+                select(FeatureRow).where(FeatureRow.task_id == task_id, FeatureRow.id.in_(ids))
             )
-        ).all()
-        total = 0.0
-        for row in rows:
-            row.cost_pu = feature_pu(row.width, row.height, bands, types)
+        )
+
+    def _hold_micro(self, row: FeatureRow, context: TaskContext, setup: ScriptSetup) -> int:
+        """The most a feature can cost: all its samples and the largest output it can write."""
+        most = context.pricing(setup).feature_micro(row.width, row.height, row.max_samples)
+        largest = max_output_bytes(row.width, row.height, context.output_bands(setup))
+        return most + surcharge_micro(largest, context.crossing(self.settings))
+
+    def _hold(self, session, task: Task, row: FeatureRow, context, setup) -> bool:  # type: ignore[no-untyped-def]
+        """Hold the feature's most possible cost on the account before it is dispatched, so
+        that tasks sharing an account can never together spend more than its balance."""
+        if row.reserved_micro_pu:
+            return True  # held by an earlier dispatch (e.g. before a controller restart)
+        amount = self._hold_micro(row, context, setup)
+        if not ledger.reserve(session, task.account_id, amount):
+            return False
+        row.reserved_micro_pu = amount
+        return True
+
+    def _release(self, session, task: Task, row: FeatureRow) -> None:  # type: ignore[no-untyped-def]
+        ledger.release(session, task.account_id, row.reserved_micro_pu)
+        row.reserved_micro_pu = 0
+
+    def _unaffordable(self, session, task: Task, row: FeatureRow) -> bool:  # type: ignore[no-untyped-def]
+        """True when the next feature costs more than the whole balance, holds or not."""
+        context, setup = self._context(task)
+        return self._hold_micro(row, context, setup) > ledger.balance_micro(
+            session, task.account_id
+        )
+
+    def _bill(
+        self, session, task: Task, charges: list[tuple[FeatureRow, int, int]], what: str
+    ) -> None:  # type: ignore[no-untyped-def]
+        """Charge features once each (samples seen, bytes delivered) to the task and account.
+
+        Committed in the same transaction as the features' new status: a crash either keeps
+        both or neither, so a feature is never charged twice nor processed for free.
+        """
+        context, setup = self._context(task)
+        pricing, where = context.pricing(setup), context.crossing(self.settings)
+        processing = transfer = count = 0
+        for row, samples, nbytes in charges:
+            if row.billed:
+                continue
+            row.samples, row.bytes_written = samples, nbytes
+            row.cost_micro_pu = pricing.feature_micro(row.width, row.height, samples)
+            row.surcharge_micro_pu = surcharge_micro(nbytes, where)
             row.billed = True
-            total += row.cost_pu
-        task.cost_pu += total
-        account = session.get(Account, task.account_id, with_for_update=not self.db.is_sqlite)
-        if account is not None:
-            account.balance_pu -= total
+            processing += row.cost_micro_pu
+            transfer += row.surcharge_micro_pu
+            count += 1
+        note = f"{count} feature(s) {what}"
+        if processing:
+            ledger.post(session, task.account_id, -processing, ledger.PROCESSING, task.id, note)
+        if transfer:
+            ledger.post(session, task.account_id, -transfer, ledger.TRANSFER, task.id,
+                        f"{note}: {where.value} output transfer")  # fmt: skip
+        task.cost_micro_pu += processing + transfer
 
     def _pending(self, session, task_id: str) -> int:  # type: ignore[no-untyped-def]
         return session.scalar(
@@ -361,6 +422,13 @@ class Controller:
             task = session.get(Task, task_id)
             if task is None or task.status != Status.PROCESSING or self._pending(session, task_id):
                 return
+            # Never more than the account holds: the minimum must not overdraw it either.
+            balance = ledger.balance_micro(session, task.account_id)
+            top = min(task_minimum_micro(task.cost_micro_pu), max(0, balance))
+            if top:
+                ledger.post(session, task.account_id, -top, ledger.MINIMUM, task.id,
+                            "top-up to the 100 PU minimum of a batch task")  # fmt: skip
+                task.cost_micro_pu += top
             task.status = next_status(Status.PROCESSING, Event.ALL_FEATURES_FINAL)
             task.completion_percentage = 100.0
             task.last_updated = _now()
@@ -389,11 +457,12 @@ class Controller:
                 context = TaskContext.build(self.db, self.settings, task)
             rows = session.execute(
                 select(FeatureRow.id, FeatureRow.name, FeatureRow.status, FeatureRow.error,
-                       FeatureRow.delivered)
+                       FeatureRow.delivered,
+                       FeatureRow.cost_micro_pu + FeatureRow.surcharge_micro_pu)
                 .where(FeatureRow.task_id == task_id)
                 .order_by(FeatureRow.id)
             ).all()  # fmt: skip
-            data = execution_db_bytes(ExecutionRow(*row) for row in rows)
+            data = execution_db_bytes(ExecutionRow(*row[:5], to_pu(row[5])) for row in rows)
             context.delivery.put(EXECUTION_FILE.format(request_id=task_id), data)
         except Exception:  # a failed snapshot must not stop processing; the next one retries
             log.exception("could not upload the execution database of %s", task_id)

@@ -15,6 +15,7 @@ from sqlalchemy import and_, or_, select
 
 from eobatch.config import Settings
 from eobatch.errors import Conflict, Forbidden, InvalidRequest, NotFound
+from eobatch.lifecycle.billing import to_pu
 from eobatch.lifecycle.states import (
     Status,
     StoppedReason,
@@ -26,7 +27,7 @@ from eobatch.lifecycle.validation import validate_request
 from eobatch.schemas import BatchRequest, DescriptionUpdate, parse_model
 from eobatch.storage import redact_locator
 from eobatch.store import Database
-from eobatch.store.models import Account, Collection, Task
+from eobatch.store.models import Account, Collection, Feature, Task
 
 REQUEST_FILE = "request-{request_id}.json"
 SORTS = {
@@ -68,7 +69,10 @@ def task_json(task: Task) -> dict[str, Any]:
         "created": _iso(task.created),
         "lastUpdated": _iso(task.last_updated),
         "completionPercentage": round(task.completion_percentage, 2),
-        "costPU": round(task.cost_pu, 6),
+        "costPU": to_pu(task.cost_micro_pu),
+        # Beyond Sentinel Hub (sentinelhub-py keeps unknown keys in `other_data`): what the
+        # analysis expects the task to cost, before it is started.
+        "estimate": task.estimate,
     }
     if task.error:
         body["error"] = task.error
@@ -142,6 +146,36 @@ def _owned_task(session: Any, account_id: str, task_id: str, lock: bool = False)
 def get_task(db: Database, account_id: str, task_id: str) -> dict[str, Any]:
     with db.session() as session:
         return task_json(_owned_task(session, account_id, task_id))
+
+
+def list_features(
+    db: Database, account_id: str, task_id: str, offset: int, limit: int
+) -> list[dict[str, Any]]:
+    """Up to limit + 1 features of a task with their status and charges (beyond Sentinel Hub)."""
+    with db.session() as session:
+        _owned_task(session, account_id, task_id)
+        rows = session.scalars(
+            select(Feature)
+            .where(Feature.task_id == task_id)
+            .order_by(Feature.id)
+            .offset(offset)
+            .limit(limit + 1)
+        ).all()
+        return [
+            {
+                "id": f.id,
+                "name": f.name,
+                "status": f.status,
+                "error": f.error,
+                "width": f.width,
+                "height": f.height,
+                "samples": f.samples,
+                "bytesWritten": f.bytes_written,
+                "costPU": to_pu(f.cost_micro_pu),
+                "transferPU": to_pu(f.surcharge_micro_pu),
+            }
+            for f in rows
+        ]
 
 
 def list_tasks(

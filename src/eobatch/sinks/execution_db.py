@@ -2,6 +2,8 @@
 
 Table `features` as Sentinel Hub writes it (batch-v2-api.md §3): `id` INTEGER, `name` TEXT,
 `status` TEXT (PENDING | DONE | FATAL), `error` TEXT, `delivered` BOOLEAN (stored as 0/1).
+One extra column, last so that readers of the documented ones are unaffected: `costPU` REAL,
+the PUs charged for the feature (processing plus transfer surcharge; 0 until it is charged).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import NamedTuple
 
 _SCHEMA = (
     "CREATE TABLE features ("
-    "id INTEGER PRIMARY KEY, name TEXT, status TEXT, error TEXT, delivered BOOLEAN)"
+    "id INTEGER PRIMARY KEY, name TEXT, status TEXT, error TEXT, delivered BOOLEAN, costPU REAL)"
 )
 
 
@@ -27,6 +29,7 @@ class ExecutionRow(NamedTuple):
     status: str
     error: str | None
     delivered: bool
+    cost_pu: float = 0.0
 
 
 def execution_db_bytes(rows: Iterable[ExecutionRow]) -> bytes:
@@ -36,8 +39,12 @@ def execution_db_bytes(rows: Iterable[ExecutionRow]) -> bytes:
         with closing(sqlite3.connect(path)) as connection:
             connection.execute(_SCHEMA)
             connection.executemany(
-                "INSERT INTO features (id, name, status, error, delivered) VALUES (?, ?, ?, ?, ?)",
-                ((int(r.id), r.name, r.status, r.error, 1 if r.delivered else 0) for r in rows),
+                "INSERT INTO features (id, name, status, error, delivered, costPU) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    (int(r.id), r.name, r.status, r.error, 1 if r.delivered else 0, r.cost_pu)
+                    for r in rows
+                ),
             )
             connection.commit()
         return path.read_bytes()

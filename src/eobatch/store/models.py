@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Float,
@@ -51,8 +52,15 @@ class Account(Base):
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
-    balance_pu: Mapped[float] = mapped_column(Float, default=0.0)
+    # PU amounts are integer micro-PU (lifecycle/billing.py): they add up exactly.
+    balance_micro_pu: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Held for features in flight, so that concurrent tasks never spend more than the balance.
+    reserved_micro_pu: Mapped[int] = mapped_column(BigInteger, default=0)
     created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    @property
+    def balance_pu(self) -> float:
+        return self.balance_micro_pu / 1_000_000
 
 
 class OAuthClient(Base):
@@ -82,7 +90,9 @@ class Task(Base):
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_updated: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    cost_pu: Mapped[float] = mapped_column(Float, default=0.0)
+    cost_micro_pu: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Set by the analysis: {"featureCount", "minPU", "expectedPU", "maxPU"}.
+    estimate: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     completion_percentage: Mapped[float] = mapped_column(Float, default=0.0)
     analysed: Mapped[bool] = mapped_column(Boolean, default=False)
     feature_count: Mapped[int] = mapped_column(Integer, default=0)
@@ -112,7 +122,14 @@ class Feature(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     delivered: Mapped[bool] = mapped_column(Boolean, default=False)
-    cost_pu: Mapped[float] = mapped_column(Float, default=0.0)
+    # Data samples: the most the analysis found (scenes/orbits over the feature), then the
+    # number actually evaluated; the charge, the transfer surcharge and what is held meanwhile.
+    max_samples: Mapped[int] = mapped_column(Integer, default=1)
+    samples: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    bytes_written: Mapped[int] = mapped_column(BigInteger, default=0)
+    cost_micro_pu: Mapped[int] = mapped_column(BigInteger, default=0)
+    surcharge_micro_pu: Mapped[int] = mapped_column(BigInteger, default=0)
+    reserved_micro_pu: Mapped[int] = mapped_column(BigInteger, default=0)
     billed: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
@@ -147,3 +164,19 @@ class Tile(Base):
     failed_cause: Mapped[str | None] = mapped_column(Text, nullable=True)
     created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     ingestion_start: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class LedgerEntry(Base):
+    """One movement of an account's balance: a credit (+) or a charge (-), never edited."""
+
+    __tablename__ = "ledger"
+    __table_args__ = (Index("ix_ledger_account_id", "account_id", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    task_id: Mapped[str | None] = mapped_column(String(36), nullable=True, index=True)
+    kind: Mapped[str] = mapped_column(String(20))  # credit | processing | transfer | minimum
+    amount_micro_pu: Mapped[int] = mapped_column(BigInteger)
+    balance_after_micro_pu: Mapped[int] = mapped_column(BigInteger)
+    note: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
