@@ -1,0 +1,378 @@
+"""Billing of whole tasks: the API, a real controller and a real Dask cluster, on both backends.
+
+Each test drives the controller step by step from the test thread (no background loop), so what
+is in flight when a user stops a task, or when the balance runs out, is known exactly. Amounts
+are compared in integer micro-PU: to the last decimal the API shows.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from distributed import Client, LocalCluster
+from fastapi.testclient import TestClient
+from sqlalchemy import select, update
+from typer.testing import CliRunner
+
+from eobatch.accounts import create_account, top_up
+from eobatch.api import create_app
+from eobatch.cli import app as cli_app
+from eobatch.config import Settings
+from eobatch.demo_data import DEMO_DEFAULT_BOUNDS, DEMO_EPSG, DemoScene, write_demo_collection
+from eobatch.ledger import entries
+from eobatch.lifecycle.billing import Pricing, to_micro, to_pu
+from eobatch.lifecycle.controller import Controller
+from eobatch.store import Database
+from eobatch.store.models import Account, LedgerEntry, Task
+from eobatch.store.models import Feature as FeatureRow
+from tests.integration.test_api import User, _user
+
+NDVI = """//VERSION=3
+function setup() {
+  return { input: ["B04", "B08", "dataMask"], output: { bands: 1, sampleType: "FLOAT32" } };
+}
+function evaluatePixel(s) { return [(s.B08 - s.B04) / (s.B08 + s.B04)]; }
+"""
+
+# The same maths, made slow (a few seconds per feature) so a stop lands while work is in flight.
+SLOW_NDVI = NDVI.replace(
+    "function evaluatePixel(s) {",
+    "function evaluatePixel(s) { let w = 0; for (let i = 0; i < 1500; i++) { w += i % 7; }",
+)
+
+# 4 features of 1000 × 1000 px: the demo AOI sits on the corner of four LAEA 20 km cells.
+FEATURE_MICRO = Pricing(("B04", "B08", "dataMask"), ("FLOAT32",)).feature_micro(1000, 1000)
+
+
+@pytest.fixture(scope="module")
+def dask_client() -> Iterator[Client]:
+    cluster = LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+        host="127.0.0.1",
+    )  # fmt: skip
+    client = Client(cluster, set_as_default=False)
+    yield client
+    client.close()
+    cluster.close()
+
+
+@pytest.fixture(scope="module")
+def demo_folder(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[DemoScene]]:
+    folder = tmp_path_factory.mktemp("demo")
+    return folder, write_demo_collection(folder)
+
+
+@dataclass
+class Bench:
+    settings: Settings
+    db: Database
+    user: User
+    client: Client
+
+    def controller(self) -> Controller:
+        return Controller(self.db, self.settings, self.client)
+
+    def request(self, evalscript: str = NDVI, run: str = "run") -> dict:
+        return {
+            "processRequest": {
+                "input": {
+                    "bounds": {
+                        "properties": {"crs": f"http://www.opengis.net/def/crs/EPSG/0/{DEMO_EPSG}"},
+                        "bbox": list(DEMO_DEFAULT_BOUNDS),
+                    },
+                    "data": [{"type": f"byoc-{self.user.collection_id}"}],
+                },
+                "evalscript": evalscript,
+                "output": {"responses": [{"identifier": "default",
+                                          "format": {"type": "image/tiff"}}]},
+            },
+            "input": {"type": "tiling-grid", "id": 7, "resolution": 20.0},
+            "output": {"type": "raster", "delivery": {"s3": {"url": f"s3://results/{run}"}}},
+        }  # fmt: skip
+
+    def create(self, **kwargs: str) -> str:
+        response = self.user.http.post("/api/v2/batch/process", json=self.request(**kwargs))
+        assert response.status_code == 201, response.text
+        return response.json()["id"]
+
+    def action(self, task_id: str, action: str) -> None:
+        response = self.user.http.post(f"/api/v2/batch/process/{task_id}/{action}")
+        assert response.status_code == 204, response.text
+
+    def task(self, task_id: str) -> dict:
+        return self.user.http.get(f"/api/v2/batch/process/{task_id}").json()
+
+    def balance(self) -> tuple[int, int]:
+        with self.db.session() as session:
+            account = session.get(Account, self.user.account_id)
+            assert account is not None
+            return account.balance_micro_pu, account.reserved_micro_pu
+
+    def features(self, task_id: str) -> list[FeatureRow]:
+        with self.db.session() as session:
+            return list(
+                session.scalars(
+                    select(FeatureRow).where(FeatureRow.task_id == task_id).order_by(FeatureRow.id)
+                )
+            )
+
+    def charges(self, task_id: str) -> list[LedgerEntry]:
+        with self.db.session() as session:
+            return list(
+                session.scalars(
+                    select(LedgerEntry)
+                    .where(LedgerEntry.task_id == task_id)
+                    .order_by(LedgerEntry.id)
+                )
+            )
+
+
+def run_until(controllers: list[Controller], done: Callable[[], bool], limit_s: float = 240) -> None:  # noqa: E501
+    deadline = time.monotonic() + limit_s
+    while not done():
+        assert time.monotonic() < deadline, "the controller did not get there in time"
+        for controller in controllers:
+            controller.step()
+
+
+def status_is(bench: Bench, task_id: str, *statuses: str) -> Callable[[], bool]:
+    return lambda: bench.task(task_id)["status"] in statuses
+
+
+def make_bench(
+    settings: Settings, db: Database, client: Client, demo: tuple[Path, list[DemoScene]], pu: float
+) -> Bench:
+    folder, scenes = demo
+    shutil.copytree(folder, settings.buckets_dir / "demo")
+    for bucket in ("results", "data"):
+        (settings.buckets_dir / bucket).mkdir(parents=True)
+    app = create_app(settings, db)
+    creds = create_account(db, "payer", pu)
+    http = TestClient(app, raise_server_exceptions=False)
+    token = http.post(
+        "/oauth/token",
+        data={"grant_type": "client_credentials", "client_id": creds.client_id,
+              "client_secret": creds.client_secret},
+    ).json()["access_token"]  # fmt: skip
+    http.headers["Authorization"] = f"Bearer {token}"
+    collection = http.post("/api/v1/byoc/collections", json={"name": "demo", "s3Bucket": "demo"})
+    collection_id = collection.json()["data"]["id"]
+    for scene in scenes:
+        tile = http.post(
+            f"/api/v1/byoc/collections/{collection_id}/tiles",
+            json={"path": scene.path_template, "sensingTime": scene.sensing_time.isoformat()},
+        )
+        assert tile.status_code == 201, tile.text
+    return Bench(settings, db, User(http, creds.account_id, collection_id), client)
+
+
+@pytest.fixture
+def bench_factory(settings: Settings, db: Database, dask_client: Client, demo_folder):  # type: ignore[no-untyped-def]
+    def make(pu: float, **overrides: object) -> Bench:
+        tuned = settings.model_copy(update={"execution_db_interval_s": 3600, **overrides})
+        return make_bench(tuned, db, dask_client, demo_folder, pu)
+
+    return make
+
+
+def assert_books_balance(bench: Bench, task_ids: list[str], opening_micro: int) -> None:
+    """costPU = its features' charges + minimum = its ledger entries; balance = opening - all."""
+    spent = 0
+    for task_id in task_ids:
+        rows = bench.features(task_id)
+        charges = bench.charges(task_id)
+        features = sum(r.cost_micro_pu + r.surcharge_micro_pu for r in rows)
+        minimum = sum(-e.amount_micro_pu for e in charges if e.kind == "minimum")
+        ledger_total = -sum(e.amount_micro_pu for e in charges)
+        assert ledger_total == features + minimum
+        assert bench.task(task_id)["costPU"] == to_pu(ledger_total)
+        spent += ledger_total
+    balance, reserved = bench.balance()
+    assert balance == opening_micro - spent
+    assert reserved == 0  # nothing is held once no work is in flight
+    # the ledger's running balance agrees with the account
+    assert entries(bench.db, bench.user.account_id)[-1].balance_after_micro == balance
+
+
+# -- a task that runs out, is topped up and finishes ---------------------------------------------
+
+
+def test_out_of_pu_stops_the_task_and_charges_nothing_more(bench_factory) -> None:  # type: ignore[no-untyped-def]
+    # 4 PU pays for two features (1.695 PU each) but not a third: the task stops OUT_OF_PU.
+    bench = bench_factory(4.0, min_balance_pu=0.0)
+    controller = bench.controller()
+    task_id = bench.create()
+    bench.action(task_id, "start")
+    run_until([controller], status_is(bench, task_id, "STOPPED", "DONE", "FAILED"))
+
+    task = bench.task(task_id)
+    assert (task["status"], task["stoppedStatusReason"]) == ("STOPPED", "OUT_OF_PU")
+    rows = bench.features(task_id)
+    assert [r.status for r in rows] == ["DONE", "DONE", "PENDING", "PENDING"]
+    assert [r.cost_micro_pu for r in rows] == [FEATURE_MICRO] * 2 + [0, 0]
+    assert task["costPU"] == to_pu(2 * FEATURE_MICRO)
+    assert bench.balance() == (to_micro(4.0) - 2 * FEATURE_MICRO, 0)
+    assert_books_balance(bench, [task_id], to_micro(4.0))
+
+    # Stopped means stopped: more controller rounds charge nothing.
+    for _ in range(5):
+        controller.step()
+    assert bench.balance()[0] == to_micro(4.0) - 2 * FEATURE_MICRO
+
+    # Topped up, restarted: the rest is processed and the 100 PU task minimum is charged.
+    top_up(bench.db, bench.user.account_id, 200.0)
+    bench.action(task_id, "start")
+    run_until([controller], status_is(bench, task_id, "PROCESSING"))
+    run_until([controller], status_is(bench, task_id, "DONE", "STOPPED", "FAILED"))
+    task = bench.task(task_id)
+    assert task["status"] == "DONE"
+    assert [r.cost_micro_pu for r in bench.features(task_id)] == [FEATURE_MICRO] * 4
+    assert task["costPU"] == 100.0  # 4 × 1.695 PU, topped up to the minimum
+    kinds = [e.kind for e in bench.charges(task_id)]  # one processing entry per batch of results
+    assert set(kinds[:-1]) == {"processing"} and kinds[-1] == "minimum"
+    assert_books_balance(bench, [task_id], to_micro(204.0))
+
+
+def test_a_feature_the_whole_balance_cannot_pay_is_never_started(bench_factory) -> None:  # type: ignore[no-untyped-def]
+    bench = bench_factory(1.0, min_balance_pu=0.0)  # less than one feature
+    controller = bench.controller()
+    task_id = bench.create()
+    bench.action(task_id, "start")
+    run_until([controller], status_is(bench, task_id, "STOPPED", "DONE", "FAILED"))
+    task = bench.task(task_id)
+    assert (task["status"], task["stoppedStatusReason"], task["costPU"]) == (
+        "STOPPED", "OUT_OF_PU", 0.0,
+    )  # fmt: skip
+    assert {r.status for r in bench.features(task_id)} == {"PENDING"}
+    assert bench.balance() == (to_micro(1.0), 0)
+
+
+# -- a user stop mid-processing --------------------------------------------------------------------
+
+
+def test_user_stop_charges_processed_and_in_progress_features_only(bench_factory) -> None:  # type: ignore[no-untyped-def]
+    bench = bench_factory(5000.0, max_in_flight=1)
+    controller = bench.controller()
+    task_id = bench.create(evalscript=SLOW_NDVI)
+    bench.action(task_id, "start")
+    run_until([controller], lambda: any(r.status == "DONE" for r in bench.features(task_id)))
+    in_flight = {fid for tid, fid in controller.in_flight.values() if tid == task_id}
+    assert in_flight, "the stop must land while features are being processed"
+    bench.action(task_id, "stop")
+    run_until([controller], status_is(bench, task_id, "STOPPED"))
+    for _ in range(5):  # cancelled jobs that still report must not be charged again
+        controller.step()
+
+    rows = bench.features(task_id)
+    billed = {r.id for r in rows if r.billed}
+    done = {r.id for r in rows if r.status == "DONE"}
+    assert done and billed <= done | in_flight and done <= billed
+    assert any(r.status == "PENDING" and not r.billed for r in rows), "something was left"
+    for r in rows:
+        assert r.cost_micro_pu == (FEATURE_MICRO if r.id in billed else 0)
+    task = bench.task(task_id)
+    assert (task["status"], task["stoppedStatusReason"]) == ("STOPPED", "USER_ACTION")
+    assert task["costPU"] == to_pu(len(billed) * FEATURE_MICRO)
+    assert_books_balance(bench, [task_id], to_micro(5000.0))
+
+
+# -- two tasks billing one account -----------------------------------------------------------------
+
+
+def test_two_tasks_on_one_account_never_overspend_it(bench_factory, backend: str) -> None:  # type: ignore[no-untyped-def]
+    # 6 PU pays for 3 of the 8 features the two tasks want. On PostgreSQL each task has its own
+    # controller, both running at once in their own threads; SQLite has one controller.
+    bench = bench_factory(6.0, min_balance_pu=0.0)
+    first, second = bench.create(run="a"), bench.create(run="b")
+    controllers = [bench.controller(), bench.controller()] if backend == "postgresql" else [
+        bench.controller()
+    ]
+    bench.action(first, "start")
+    bench.action(second, "start")
+    if len(controllers) == 2:
+        # each controller leases one task, then both run concurrently
+        with bench.db.session() as session:
+            session.execute(update(Task).where(Task.id == second).values(controller_id="held"))
+        run_until(controllers[:1], lambda: bench.task(first)["status"] == "PROCESSING")
+        with bench.db.session() as session:
+            session.execute(update(Task).where(Task.id == second).values(controller_id=None))
+        run_until(controllers[1:], lambda: bench.task(second)["status"] == "PROCESSING")
+    finished = ("STOPPED", "DONE", "FAILED")
+    threads = [
+        threading.Thread(
+            target=run_until,
+            args=([c], lambda: all(bench.task(t)["status"] in finished for t in (first, second))),
+        )
+        for c in controllers
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    balance, _ = bench.balance()
+    assert balance >= 0
+    assert {bench.task(t)["stoppedStatusReason"] for t in (first, second)} == {"OUT_OF_PU"}
+    processed = sum(r.billed for t in (first, second) for r in bench.features(t))
+    assert processed == 3  # all that 6 PU can pay for, and nothing more
+    assert balance == to_micro(6.0) - 3 * FEATURE_MICRO
+    assert_books_balance(bench, [first, second], to_micro(6.0))
+
+
+# -- transparency --------------------------------------------------------------------------------
+
+
+def test_estimate_features_listing_and_execution_database(bench_factory, settings) -> None:  # type: ignore[no-untyped-def]
+    bench = bench_factory(5000.0)
+    controller = bench.controller()
+    task_id = bench.create()
+    assert "estimate" not in bench.task(task_id)
+    bench.action(task_id, "analyse")
+    run_until([controller], status_is(bench, task_id, "ANALYSIS_DONE"))
+    estimate = bench.task(task_id)["estimate"]
+    # SIMPLE mosaicking, local folder: every bound is 4 features, topped up to 100 PU.
+    assert estimate == {"featureCount": 4, "minPU": 100.0, "expectedPU": 100.0, "maxPU": 100.0}
+
+    bench.action(task_id, "start")
+    run_until([controller], status_is(bench, task_id, "DONE"))
+    page = bench.user.http.get(f"/api/v2/batch/process/{task_id}/features", params={"count": 3})
+    assert page.status_code == 200
+    listed = page.json()["data"]
+    assert len(listed) == 3 and "nextToken" in page.json()["links"]
+    assert {f["costPU"] for f in listed} == {to_pu(FEATURE_MICRO)}
+    assert all(f["status"] == "DONE" and f["samples"] == 1 and f["bytesWritten"] > 0
+               for f in listed)  # fmt: skip
+    assert bench.user.http.get(
+        f"/api/v2/batch/process/{task_id}/features", params={"count": 0}
+    ).status_code == 400
+
+    path = bench.settings.buckets_dir / "results" / "run" / f"execution-{task_id}.sqlite"
+    with sqlite3.connect(path) as connection:
+        costs = connection.execute("SELECT costPU FROM features ORDER BY id").fetchall()
+    assert costs == [(to_pu(FEATURE_MICRO),)] * 4
+
+    result = CliRunner().invoke(
+        cli_app, ["accounts", "ledger", bench.user.account_id],
+        env={"EOBATCH_DATA_DIR": str(bench.settings.data_dir),
+             "EOBATCH_DATABASE_URL": bench.settings.resolved_database_url,
+             "COLUMNS": "250"},
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "opening balance" in result.output and "minimum" in result.output
+    assert "processing" in result.output
+
+
+def test_another_accounts_features_are_not_found(bench_factory) -> None:  # type: ignore[no-untyped-def]
+    bench = bench_factory(5000.0)
+    task_id = bench.create()
+    stranger = _user(bench.user.http.app, bench.db, bench.settings, "stranger")
+    response = stranger.http.get(f"/api/v2/batch/process/{task_id}/features")
+    assert response.status_code == 404
+    assert response.json()["error"]["status"] == 404
