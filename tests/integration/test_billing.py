@@ -376,3 +376,92 @@ def test_another_accounts_features_are_not_found(bench_factory) -> None:  # type
     response = stranger.http.get(f"/api/v2/batch/process/{task_id}/features")
     assert response.status_code == 404
     assert response.json()["error"]["status"] == 404
+
+
+# -- failures and transfer surcharges ----------------------------------------------------------
+
+
+def test_failed_features_are_not_charged(bench_factory) -> None:  # type: ignore[no-untyped-def]
+    bench = bench_factory(5000.0)
+    controller = bench.controller()
+    broken = NDVI.replace("return [(s.B08", 'throw new Error("broken"); return [(s.B08')
+    task_id = bench.create(evalscript=broken)
+    bench.action(task_id, "start")
+    run_until([controller], status_is(bench, task_id, "DONE", "FAILED", "STOPPED"))
+    rows = bench.features(task_id)
+    assert {r.status for r in rows} == {"FATAL"} and all("broken" in r.error for r in rows)
+    assert bench.task(task_id)["costPU"] == 0  # no feature processed: no minimum either
+    assert bench.balance() == (to_micro(5000.0), 0)
+    assert_books_balance(bench, [task_id], to_micro(5000.0))
+
+
+@pytest.mark.parametrize(
+    ("bucket_region", "pu_per_mb"), [("eu-central-1", 0.0), ("us-west-2", 0.03)]
+)
+def test_outputs_to_another_region_pay_the_transfer_surcharge(  # type: ignore[no-untyped-def]
+    bucket_region: str,
+    pu_per_mb: float,
+    tmp_path: Path,
+    moto_endpoint: str,
+    dask_client,
+    demo_folder,
+) -> None:
+    import boto3
+
+    from tests.servers import MOTO_KEY, MOTO_SECRET
+
+    settings = Settings(
+        data_dir=tmp_path / "data", database_url=f"sqlite:///{tmp_path / 'store.sqlite'}",
+        jwt_secret="test-signing-key-that-is-long-enough-for-hs256", workers=1,
+        s3_endpoint=moto_endpoint, s3_access_key=MOTO_KEY, s3_secret_key=MOTO_SECRET,
+        cloud="aws", region="eu-central-1", execution_db_interval_s=3600,
+    )  # fmt: skip
+    s3 = boto3.client("s3", endpoint_url=moto_endpoint, aws_access_key_id=MOTO_KEY,
+                      aws_secret_access_key=MOTO_SECRET, region_name="us-east-1")  # fmt: skip
+    suffix = bucket_region.replace("-", "")
+    data_bucket, out_bucket = f"demo-{suffix}", f"out-{suffix}"
+    for name in (data_bucket, out_bucket):
+        s3.create_bucket(Bucket=name)
+    if "data" not in [b["Name"] for b in s3.list_buckets()["Buckets"]]:
+        s3.create_bucket(Bucket="data")  # the helper's own (unused) collection lives there
+    folder, scenes = demo_folder
+    for path in folder.rglob("*.tif"):
+        s3.upload_file(str(path), data_bucket, path.relative_to(folder).as_posix())
+    db = Database(settings.resolved_database_url)
+    db.migrate()
+    try:
+        user = _user(create_app(settings, db), db, settings, "mover")
+        collection = user.http.post(
+            "/api/v1/byoc/collections", json={"name": "demo", "s3Bucket": data_bucket}
+        ).json()["data"]["id"]
+        for scene in scenes:
+            tile = user.http.post(
+                f"/api/v1/byoc/collections/{collection}/tiles",
+                json={"path": scene.path_template, "sensingTime": scene.sensing_time.isoformat()},
+            )
+            assert tile.status_code == 201, tile.text
+        bench = Bench(settings, db, User(user.http, user.account_id, collection), dask_client)
+        body = bench.request()
+        body["output"]["delivery"]["s3"] = {
+            "url": f"s3://{out_bucket}/run", "region": bucket_region,
+            "accessKey": MOTO_KEY, "secretAccessKey": MOTO_SECRET,
+        }  # fmt: skip
+        created = user.http.post("/api/v2/batch/process", json=body)
+        assert created.status_code == 201, created.text
+        task_id = created.json()["id"]
+        bench.action(task_id, "start")
+        run_until([bench.controller()], status_is(bench, task_id, "DONE", "FAILED", "STOPPED"))
+        assert bench.task(task_id)["status"] == "DONE"
+
+        rows = bench.features(task_id)
+        for row in rows:  # the bytes billed are the bytes that landed in the bucket
+            key = f"run/{task_id}/{row.name}/default.tiff"
+            assert row.bytes_written == s3.head_object(Bucket=out_bucket, Key=key)["ContentLength"]
+            assert row.surcharge_micro_pu == to_micro(row.bytes_written / 1e6 * pu_per_mb)
+        transfer = sum(r.surcharge_micro_pu for r in rows)
+        assert (transfer > 0) == (pu_per_mb > 0)
+        kinds = {e.kind for e in bench.charges(task_id)}
+        assert ("transfer" in kinds) == (pu_per_mb > 0)
+        assert_books_balance(bench, [task_id], to_micro(5000.0))
+    finally:
+        db.dispose()
