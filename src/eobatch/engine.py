@@ -6,6 +6,7 @@ retry or a re-run after a crash overwrites instead of duplicating.
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 
@@ -14,17 +15,27 @@ from distributed import Client, LocalCluster
 from eobatch.config import Settings
 from eobatch.errors import FeatureError
 from eobatch.planning import Feature
-from eobatch.script import EvalscriptError, ScriptSetup, get_runtime
+from eobatch.script import (
+    DEFAULT_SOURCE,
+    EvalscriptError,
+    EvalscriptRuntime,
+    ScriptSetup,
+    SourceData,
+    get_runtime,
+)
 from eobatch.sinks import encode_geotiff
-from eobatch.sources import PixelGrid, Scene, read_mosaic
+from eobatch.sources import PixelGrid, Scene, read_mosaic, read_slices, slices
 from eobatch.storage import Location
 
 log = logging.getLogger(__name__)
 
 
+USERDATA = "userdata"  # the response identifier of `updateOutputMetadata`'s JSON
+
+
 @dataclass(frozen=True)
 class OutputTarget:
-    """One GeoTIFF to deliver: the script output id and the key under the delivery root."""
+    """One file to deliver: the script output id (or `userdata`) and its key under the root."""
 
     output_id: str
     key: str
@@ -75,28 +86,54 @@ def run_feature(job: FeatureJob) -> FeatureOutcome:
 
 
 def _run(job: FeatureJob) -> FeatureOutcome:
-    feature = job.feature
+    feature, setup = job.feature, job.setup
     grid = PixelGrid(feature.epsg, feature.transform, feature.width, feature.height)
+    runtime = get_runtime(job.script_timeout_s, job.script_heap_mb)
+    if setup.mosaicking == "SIMPLE":
+        data, samples = _read_simple(job, grid), 1
+    else:
+        data = _read_per_scene(job, grid, runtime)
+        samples = data.scene_count
+    # dataMask is always read (the runtime passes on only the bands the script asks for).
+    if samples == 0 or not data.bands["dataMask"].any():
+        return FeatureOutcome(job.task_id, feature.id, True, no_data=True, error="No data",
+                              samples=samples)  # fmt: skip
+    result = runtime.evaluate_sources(job.evalscript, setup, {DEFAULT_SOURCE: data})
+    written = 0
+    for target in job.targets:
+        if target.output_id == USERDATA:
+            payload = json.dumps(result.userdata, allow_nan=False).encode()
+        else:
+            output = setup.output(target.output_id)
+            payload = encode_geotiff(
+                result.rasters[target.output_id], feature.epsg, feature.transform,
+                output.nodata_value,
+            )  # fmt: skip
+        job.delivery.put(target.key, payload)
+        written += len(payload)
+    return FeatureOutcome(job.task_id, feature.id, True, bytes_written=written, samples=samples)
+
+
+def _read_simple(job: FeatureJob, grid: PixelGrid) -> SourceData:
+    """SIMPLE: the scenes mosaicked into one sample, as a stack of one."""
     wanted = [b for b in job.setup.bands if b != "dataMask"]
     bands, mask = read_mosaic(
         job.scenes, wanted, grid, upsampling=job.upsampling, downsampling=job.downsampling
     )
-    if not mask.any():
-        return FeatureOutcome(job.task_id, feature.id, True, no_data=True, error="No data")
-    inputs = {name: bands[name] for name in wanted}
-    if "dataMask" in job.setup.bands:
-        inputs["dataMask"] = mask
-    runtime = get_runtime(job.script_timeout_s, job.script_heap_mb)
-    results = runtime.evaluate(job.evalscript, job.setup, inputs)
-    written = 0
-    for target in job.targets:
-        output = job.setup.output(target.output_id)
-        data = encode_geotiff(
-            results[target.output_id], feature.epsg, feature.transform, output.nodata_value
-        )
-        job.delivery.put(target.key, data)
-        written += len(data)
-    return FeatureOutcome(job.task_id, feature.id, True, bytes_written=written)
+    stacks = {name: bands[name][None] for name in wanted}
+    stacks["dataMask"] = mask[None]
+    return SourceData(stacks)
+
+
+def _read_per_scene(job: FeatureJob, grid: PixelGrid, runtime: EvalscriptRuntime) -> SourceData:
+    """ORBIT/TILE: the samples `preProcessScenes` keeps (all without it), each read apart."""
+    candidates = slices(job.scenes, job.setup.mosaicking)
+    kept = runtime.pre_process_scenes(
+        job.evalscript, job.setup, {DEFAULT_SOURCE: [c.metadata for c in candidates]}
+    )[DEFAULT_SOURCE]
+    chosen = [candidates[n] for n in kept]
+    bands = list(dict.fromkeys([*job.setup.bands, "dataMask"]))
+    return read_slices(chosen, bands, grid, job.upsampling, job.downsampling)
 
 
 def start_client(settings: Settings) -> Client:

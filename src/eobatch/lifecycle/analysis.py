@@ -10,6 +10,7 @@ import shapely
 from sqlalchemy import delete, insert, update
 
 from eobatch.config import Settings
+from eobatch.engine import USERDATA
 from eobatch.errors import AnalysisError
 from eobatch.lifecycle.billing import estimate
 from eobatch.lifecycle.context import TaskContext
@@ -30,21 +31,26 @@ def check_script(source: str, context: TaskContext) -> ScriptSetup:
         setup = parse_setup(source)
     except EvalscriptError as exc:
         raise AnalysisError(f"Evalscript error: {exc}") from exc
-    if setup.mosaicking != "SIMPLE":
-        raise AnalysisError(
-            f"Evalscript error: mosaicking {setup.mosaicking} is not supported by this server yet; "
-            "use SIMPLE"
-        )
     output_ids = {o.id for o in setup.outputs}
     for response in context.request.process_request.output.responses:
-        if response.identifier != "userdata" and response.identifier not in output_ids:
+        if response.identifier == USERDATA:
+            if response.format.type != "application/json":
+                raise AnalysisError(
+                    "The 'userdata' response must have format application/json "
+                    f"(got {response.format.type})"
+                )
+            continue
+        if response.identifier not in output_ids:
             raise AnalysisError(
                 f"Output '{response.identifier}' requested in processRequest.output.responses is "
                 "not defined in the evalscript's setup() "
                 f"(outputs: {', '.join(sorted(output_ids))})"
             )
-        if response.identifier == "userdata":
-            raise AnalysisError("The 'userdata' output is not supported by this server yet")
+        if response.format.type != "image/tiff":
+            raise AnalysisError(
+                f"Output '{response.identifier}' must have format image/tiff "
+                f"(got {response.format.type}); only 'userdata' is application/json"
+            )
     missing = [b for b in setup.bands if b != "dataMask" and b not in context.bands]
     if missing:
         raise AnalysisError(

@@ -11,7 +11,7 @@ from pyproj import Transformer
 from sqlalchemy import select
 
 from eobatch.config import Settings
-from eobatch.engine import FeatureJob, OutputTarget
+from eobatch.engine import USERDATA, FeatureJob, OutputTarget
 from eobatch.errors import AnalysisError, InvalidRequest
 from eobatch.lifecycle.billing import Crossing, Pricing, crossing, fusion_factor
 from eobatch.lifecycle.validation import validate_request
@@ -89,14 +89,20 @@ class TaskContext:
         )
 
     def targets(self, feature: Feature) -> tuple[OutputTarget, ...]:
-        """The GeoTIFFs a feature delivers, one per image/tiff response."""
+        """The files a feature delivers: a GeoTIFF per image/tiff response, `userdata.json`."""
         return tuple(
             OutputTarget(
                 r.identifier,
-                self.template.key(self.task_id, feature.name, feature.id, r.identifier, "tiff"),
+                self.template.key(
+                    self.task_id,
+                    feature.name,
+                    feature.id,
+                    r.identifier,
+                    "json" if r.identifier == USERDATA else "tiff",
+                ),
             )
             for r in self.request.process_request.output.responses
-            if r.format.type == "image/tiff"
+            if r.format.type == "image/tiff" or r.identifier == USERDATA
         )
 
     # -- billing ------------------------------------------------------------------------------

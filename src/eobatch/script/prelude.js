@@ -160,55 +160,149 @@ var __eobatch = (function () {
       return buf;
     },
 
-    // Evaluates every pixel; "" on success, else a JSON error description.
-    // layout: {bands: [[name, slot, dtype]], outputs: [[id, slot, dtype, nbands]]}
-    run: function (key, layoutJson, npix, width) {
+    // Evaluates every pixel; "" (or the userData JSON) on success, else a JSON error.
+    // layout: {mode, fused, sources: [[id, nscenes, [[band, slot, dtype]]]],
+    //          outputs: [[id, slot, dtype, nbands]], scenes: the `scenes` argument}
+    run: function (key, layoutJson, npix, width, customJson) {
       const fns = scripts.get(key);
       if (typeof fns.evaluatePixel !== "function") {
         return fail("the evalscript defines no evaluatePixel() function");
       }
       const layout = JSON.parse(layoutJson);
-      let loop = loops.get(layoutJson);
+      const shape = JSON.stringify([layout.mode, layout.fused, layout.outputs,
+        layout.sources.map((src) => [src[0], src[2].map((b) => [b[0], b[2]])])]);
+      let loop = loops.get(shape);
       if (loop === undefined) {
         loop = compileLoop(layout);
-        loops.set(layoutJson, loop);
+        loops.set(shape, loop);
       }
-      const ins = layout.bands.map((b) => new TYPED[b[2]](slots.get(b[1])));
+      const ins = layout.sources.map((src) => src[2].map((b) => new TYPED[b[2]](slots.get(b[1]))));
+      const counts = layout.sources.map((src) => src[1]);
       const outs = layout.outputs.map((o) => new TYPED[o[2]](slots.get(o[1])));
       const state = { pixel: 0 };
       const where = () => "evaluatePixel() at pixel (row " + Math.floor(state.pixel / width) +
         ", column " + (state.pixel % width) + ")";
+      const scenes = layout.scenes;
+      const inputMetadata = { serviceVersion: "3.0", normalizationFactor: 0.0001 };
+      const customData = JSON.parse(customJson);
+      const outputMetadata = {};
       let result;
       try {
-        result = loop(fns.evaluatePixel, ins, outs, npix, state);
+        result = loop(fns.evaluatePixel, ins, counts, outs, npix, state, scenes, inputMetadata,
+          customData, outputMetadata);
       } catch (err) {
         return describe(err, where());
       }
-      if (result === "") return "";
-      const error = JSON.parse(result);
-      error.where = where();
-      return JSON.stringify(error);
+      if (result !== "") {
+        const error = JSON.parse(result);
+        error.where = where();
+        return JSON.stringify(error);
+      }
+      if (typeof fns.updateOutputMetadata === "function") {
+        try {
+          fns.updateOutputMetadata(scenes, inputMetadata, outputMetadata);
+        } catch (err) {
+          return describe(err, "updateOutputMetadata()");
+        }
+      }
+      let userData;
+      try {
+        userData = JSON.stringify(outputMetadata.userData === undefined ? null
+          : outputMetadata.userData, jsonReplacer);
+      } catch (err) {
+        return fail("outputMetadata.userData cannot be written as JSON: " + String(err));
+      }
+      return JSON.stringify({ userData: userData === undefined ? null : JSON.parse(userData) });
+    },
+
+    // Runs preProcessScenes on the scene lists; JSON {kept: [[indices] per source]} or {error}.
+    // collections: {scenes: {orbits|tiles: [...]}}, or keyed by datasource id when fused.
+    preProcess: function (key, layoutJson) {
+      const fns = scripts.get(key);
+      const layout = JSON.parse(layoutJson);
+      if (typeof fns.preProcessScenes !== "function") return JSON.stringify({ kept: null });
+      const field = layout.mode === "ORBIT" ? "orbits" : "tiles";
+      const lists = layout.sources.map((src) => src[1].map((scene, n) => {
+        Object.defineProperty(scene, "__index", { value: n, enumerable: false });
+        return scene;
+      }));
+      let collections;
+      if (layout.fused) {
+        collections = {};
+        layout.sources.forEach((src, j) => {
+          collections[src[0]] = { scenes: { [field]: lists[j] } };
+        });
+      } else {
+        collections = { scenes: { [field]: lists[0] } };
+      }
+      let out;
+      try {
+        out = fns.preProcessScenes(collections);
+      } catch (err) {
+        return JSON.stringify({ error: JSON.parse(describe(err, "preProcessScenes()")) });
+      }
+      if (out === undefined) out = collections;  // a script may filter in place
+      const kept = layout.sources.map((src, j) => {
+        const holder = layout.fused ? out && out[src[0]] : out;
+        const list = holder && holder.scenes && holder.scenes[field];
+        if (!Array.isArray(list)) return null;
+        return list.map((scene) => (scene && typeof scene.__index === "number" ? scene.__index
+          : lists[j].findIndex((orig) => JSON.stringify(orig) === JSON.stringify(scene))));
+      });
+      if (kept.some((k) => k === null)) {
+        return JSON.stringify({ error: { message: "preProcessScenes() must return the " +
+          "collections object with scenes." + field + " as an array", where: null } });
+      }
+      return JSON.stringify({ kept: kept });
     },
   };
 
-  // Builds a loop specialised to the band and output layout: one property store per band and
-  // a fixed-shape sample object, so V8 keeps the hot path monomorphic.
+  // Builds a loop specialised to the source, band and output layout. Sample objects have a fixed
+  // shape and are reused from pixel to pixel (one per scene for ORBIT/TILE), so V8 keeps the
+  // property stores monomorphic and allocates nothing per pixel.
   function compileLoop(layout) {
     const single = layout.outputs.length === 1;
+    const multi = layout.mode !== "SIMPLE";
     const body = [];
-    layout.bands.forEach((b, j) => body.push("const in" + j + " = ins[" + j + "];"));
+    const names = [];
+    layout.sources.forEach((src, j) => {
+      const bands = src[2];
+      bands.forEach((b, k) => body.push("const in" + j + "_" + k + " = ins[" + j + "][" + k + "];"));
+      const props = bands.map((b, k) => JSON.stringify(b[0]) + ": 0").join(", ");
+      if (multi) {
+        body.push("const n" + j + " = counts[" + j + "];");
+        body.push("const s" + j + " = [];");
+        body.push("for (let k = 0; k < n" + j + "; k++) s" + j + ".push({" + props + "});");
+      } else {
+        body.push("const s" + j + " = {" + props + "};");
+      }
+      names.push([src[0], "s" + j]);
+    });
     layout.outputs.forEach((o, k) => body.push("const out" + k + " = outs[" + k + "];"));
-    const props = layout.bands.map((b, j) => JSON.stringify(b[0]) + ": in" + j + "[0]");
-    body.push("const sample = {" + props.join(", ") + "};");
-    body.push("const scenes = {};");
-    body.push("const inputMetadata = {serviceVersion: '3.0', normalizationFactor: 0.0001};");
-    body.push("const customData = {};");
-    body.push("const outputMetadata = {};");
+    if (layout.fused) {
+      body.push("const samples = {" + names.map((n) => JSON.stringify(n[0]) + ": " + n[1])
+        .join(", ") + "};");
+    } else {
+      body.push("const samples = s0;");
+    }
     body.push("let i = 0;");
     body.push("try {");
     body.push("for (; i < npix; i++) {");
-    layout.bands.forEach((b, j) => body.push("sample[" + JSON.stringify(b[0]) + "] = in" + j + "[i];"));
-    body.push("const r = evaluatePixel(sample, scenes, inputMetadata, customData, outputMetadata);");
+    layout.sources.forEach((src, j) => {
+      const bands = src[2];
+      if (multi) {
+        body.push("for (let k = 0, off = i; k < n" + j + "; k++, off += npix) {");
+        body.push("const o = s" + j + "[k];");
+        bands.forEach((b, m) => body.push("o[" + JSON.stringify(b[0]) + "] = in" + j + "_" + m +
+          "[off];"));
+        body.push("}");
+      } else {
+        bands.forEach((b, m) => body.push("s" + j + "[" + JSON.stringify(b[0]) + "] = in" + j +
+          "_" + m + "[i];"));
+      }
+    });
+    body.push("const r = evaluatePixel(samples, scenes, inputMetadata, customData, " +
+      "outputMetadata);");
     if (!single) {
       body.push("if (r === null || typeof r !== 'object') { state.pixel = i; return wrongType(r); }");
     }
@@ -241,7 +335,8 @@ var __eobatch = (function () {
     body.push("return '';");
     const make = new Function(
       "wrongType", "wrongLength", "notNumber",
-      "return function (evaluatePixel, ins, outs, npix, state) {\n" + body.join("\n") + "\n};",
+      "return function (evaluatePixel, ins, counts, outs, npix, state, scenes, inputMetadata, " +
+      "customData, outputMetadata) {\n" + body.join("\n") + "\n};",
     );
     return make(wrongType, wrongLength, notNumber);
   }

@@ -10,16 +10,28 @@ from __future__ import annotations
 import json
 import os
 import threading
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from eobatch.script._v8 import FIRST_LINE_OFFSET, ScriptContext
-from eobatch.script.errors import from_report
+from eobatch.script.errors import EvalscriptError, from_report
+from eobatch.script.inputs import DEFAULT_SOURCE, SourceData
 from eobatch.script.sample_types import to_sample_type
 from eobatch.script.setup import ScriptSetup
 
 # numpy dtype name -> the TypedArray the prelude views the buffer with
 _INPUT_DTYPES = ("float32", "float64", "uint8", "uint16", "int16")
+
+
+@dataclass
+class Evaluation:
+    """What one evaluation produced: output id -> (bands, H, W) array of its sample type, and
+    the `userdata` JSON value the script set in `updateOutputMetadata` (None if it did not)."""
+
+    rasters: dict[str, np.ndarray]
+    userdata: Any = None
 
 
 class EvalscriptRuntime:
@@ -38,38 +50,103 @@ class EvalscriptRuntime:
     def evaluate(
         self, source: str, setup: ScriptSetup, bands: dict[str, np.ndarray]
     ) -> dict[str, np.ndarray]:
-        """Run `evaluatePixel` on every pixel of `bands` (name -> (H, W) array).
+        """SIMPLE mosaicking from one source: `bands` maps name -> (H, W) array.
 
         Returns output id -> (output.bands, H, W) array, already of the output's sample type.
         """
-        height, width = _check_bands(setup, bands)
+        _check_bands(setup, bands)
+        data = {DEFAULT_SOURCE: SourceData({b: np.asarray(bands[b])[None] for b in setup.bands})}
+        return self.evaluate_sources(source, setup, data).rasters
+
+    def evaluate_sources(
+        self,
+        source: str,
+        setup: ScriptSetup,
+        data: dict[str, SourceData],
+        custom_data: dict[str, Any] | None = None,
+    ) -> Evaluation:
+        """Run `evaluatePixel` on every pixel of `data` (data source id -> its scenes' bands).
+
+        SIMPLE: each source has one (mosaicked) scene and `samples` is one object per pixel;
+        ORBIT/TILE: `samples` is an array over the source's scenes. With several sources (or
+        inputs naming a `datasource`), `samples` and `scenes` are keyed by source id.
+        Then `updateOutputMetadata` runs once; `outputMetadata.userData` is returned as userdata.
+        """
+        height, width = _check_sources(setup, data)
         with self._lock:
             try:
-                return self._evaluate(source, setup, bands, height, width)
+                return self._evaluate(source, setup, data, custom_data or {}, height, width)
             finally:
                 if self._context is not None and self._context.broken:
                     # After a timeout or OOM the isolate's state is unknown: start afresh.
                     self._discard()
 
+    def pre_process_scenes(
+        self, source: str, setup: ScriptSetup, scenes: dict[str, list[dict[str, Any]]]
+    ) -> dict[str, list[int]]:
+        """The scenes `preProcessScenes` keeps, as indices into each source's list, in the order
+        the script returns them; every scene when the script has no such function (or SIMPLE)."""
+        everything = {sid: list(range(len(items))) for sid, items in scenes.items()}
+        if setup.mosaicking == "SIMPLE":
+            return everything
+        layout = {
+            "mode": setup.mosaicking,
+            "fused": _fused(setup, scenes),
+            "sources": [[sid, items] for sid, items in scenes.items()],
+        }
+        with self._lock:
+            try:
+                context = self._ensure_context()
+                key = context.load(source)
+                answer = json.loads(context.call("preProcess", key, json.dumps(layout)))
+            finally:
+                if self._context is not None and self._context.broken:
+                    self._discard()
+        if "error" in answer:
+            raise from_report(json.dumps(answer["error"]), FIRST_LINE_OFFSET)
+        if answer["kept"] is None:
+            return everything
+        kept = {}
+        for (sid, items), indices in zip(scenes.items(), answer["kept"], strict=True):
+            if any(not 0 <= n < len(items) for n in indices):
+                raise EvalscriptError(
+                    "preProcessScenes() returned scenes that were not in its input; filter the "
+                    "given scene objects instead of building new ones"
+                )
+            kept[sid] = indices
+        return kept
+
     def _evaluate(
         self,
         source: str,
         setup: ScriptSetup,
-        bands: dict[str, np.ndarray],
+        data: dict[str, SourceData],
+        custom_data: dict[str, Any],
         height: int,
         width: int,
-    ) -> dict[str, np.ndarray]:
+    ) -> Evaluation:
         context = self._ensure_context()
         key = context.load(source)
         npix = height * width
-        layout: dict = {"bands": [], "outputs": []}
-        for n, name in enumerate(setup.bands):
-            data = bands[name]
-            dtype = _input_dtype(data.dtype)
-            slot = f"in{n}"
-            view = _view(context, slot, npix, dtype)
-            view[:] = data.reshape(-1)
-            layout["bands"].append([name, slot, dtype.name])
+        fused = _fused(setup, data)
+        layout: dict[str, Any] = {
+            "mode": setup.mosaicking,
+            "fused": fused,
+            "sources": [],
+            "outputs": [],
+            "scenes": _scenes_argument(setup.mosaicking, data, fused),
+        }
+        for j, (sid, source_data) in enumerate(data.items()):
+            count = source_data.scene_count
+            bands = []
+            for n, name in enumerate(setup.bands_of(sid if fused else None)):
+                values = source_data.bands[name]
+                dtype = _input_dtype(values.dtype)
+                slot = f"in{j}_{n}"
+                view = _view(context, slot, count * npix, dtype)
+                view[:] = values.reshape(-1)
+                bands.append([name, slot, dtype.name])
+            layout["sources"].append([sid, count, bands])
         raw: list[np.ndarray] = []
         for n, output in enumerate(setup.outputs):
             # FLOAT32 outputs are rounded to float32 by the TypedArray store, exactly as a
@@ -78,16 +155,18 @@ class EvalscriptRuntime:
             slot = f"out{n}"
             raw.append(_view(context, slot, npix * output.bands, dtype))
             layout["outputs"].append([output.id, slot, dtype.name, output.bands])
-        report = context.call("run", key, json.dumps(layout), npix, width)
-        if report:
+        report = context.call("run", key, json.dumps(layout), npix, width, json.dumps(custom_data))
+        answer = json.loads(report)
+        if "userData" not in answer:
             raise from_report(report, FIRST_LINE_OFFSET)
         # to_sample_type copies, so nothing returned points into V8 memory.
-        return {
+        rasters = {
             output.id: to_sample_type(
                 values.reshape(output.bands, height, width), output.sample_type
             )
             for output, values in zip(setup.outputs, raw, strict=True)
         }
+        return Evaluation(rasters, answer["userData"])
 
     def _ensure_context(self) -> ScriptContext:
         if self._context is None:
@@ -111,6 +190,53 @@ def _input_dtype(dtype: np.dtype) -> np.dtype:
         return dtype
     # A boolean mask reaches the script as 0/1 integers, like dataMask in Sentinel Hub.
     return np.dtype(np.uint8 if dtype == np.bool_ else np.float32)
+
+
+def _fused(setup: ScriptSetup, data: dict[str, Any]) -> bool:
+    """Samples are keyed by data source id when there are several, or inputs name one."""
+    return len(data) > 1 or any(i.datasource for i in setup.inputs)
+
+
+def _scenes_argument(mode: str, data: dict[str, SourceData], fused: bool) -> dict[str, Any]:
+    """`scenes` as evaluatePixel and updateOutputMetadata get it: {} for SIMPLE,
+    {orbits: [...]} for ORBIT, {tiles: [...]} for TILE; keyed by source id when fused."""
+    if mode == "SIMPLE":
+        per_source: dict[str, Any] = {sid: {} for sid in data}
+    else:
+        field = "orbits" if mode == "ORBIT" else "tiles"
+        per_source = {sid: {field: list(d.scenes)} for sid, d in data.items()}
+    return per_source if fused else next(iter(per_source.values()))
+
+
+def _check_sources(setup: ScriptSetup, data: dict[str, SourceData]) -> tuple[int, int]:
+    if not data:
+        raise ValueError("no data source given to evaluate")
+    fused = _fused(setup, data)
+    shapes = set()
+    for sid, source_data in data.items():
+        wanted = setup.bands_of(sid if fused else None)
+        missing = [b for b in wanted if b not in source_data.bands]
+        if missing:
+            raise ValueError(
+                f"no data given for evalscript input band(s) {', '.join(missing)} of source {sid}"
+            )
+        for name in wanted:
+            shape = np.shape(source_data.bands[name])
+            if len(shape) != 3:
+                raise ValueError(f"band {name} of source {sid} must be (scenes, H, W), got {shape}")
+            if shape[0] != source_data.scene_count:
+                raise ValueError(f"band {name} of source {sid} has another number of scenes")
+            if setup.mosaicking == "SIMPLE" and shape[0] != 1:
+                raise ValueError("SIMPLE mosaicking takes one (mosaicked) scene per source")
+            if source_data.scenes and len(source_data.scenes) != shape[0]:
+                raise ValueError(f"source {sid}: one metadata dict per scene is needed")
+            shapes.add(shape[1:])
+    if len(shapes) > 1:
+        raise ValueError(f"input bands must all cover one (H, W) grid, got {sorted(shapes)}")
+    if not shapes:
+        raise ValueError("the evalscript requests no bands")
+    height, width = next(iter(shapes))
+    return height, width
 
 
 def _check_bands(setup: ScriptSetup, bands: dict[str, np.ndarray]) -> tuple[int, int]:

@@ -21,6 +21,7 @@ class ScriptInput:
 
     bands: tuple[str, ...]
     units: str | None = None
+    datasource: str | None = None  # the `id` of a processRequest.input.data entry (fusion)
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,19 @@ class ScriptSetup:
     def bands(self) -> tuple[str, ...]:
         """Band names over all inputs, in order of first appearance (may include dataMask)."""
         return tuple(dict.fromkeys(b for i in self.inputs for b in i.bands))
+
+    def bands_of(self, datasource: str | None) -> tuple[str, ...]:
+        """Bands requested from one data source (None: from every input, unfused scripts)."""
+        if datasource is None:
+            return self.bands
+        return tuple(
+            dict.fromkeys(b for i in self.inputs if i.datasource == datasource for b in i.bands)
+        )
+
+    @property
+    def datasources(self) -> tuple[str, ...]:
+        """Data source ids the inputs name, in order (empty for single-source scripts)."""
+        return tuple(dict.fromkeys(i.datasource for i in self.inputs if i.datasource))
 
     def output(self, output_id: str) -> ScriptOutput:
         for output in self.outputs:
@@ -108,7 +122,21 @@ def _inputs(value: Any) -> tuple[ScriptInput, ...]:
         if "bands" not in entry:
             raise EvalscriptError(f"{where} must have 'bands', an array of band names")
         bands = _band_names(entry["bands"], f"{where}.bands")
-        inputs.append(ScriptInput(tuple(bands), _units(entry.get("units"), bands, where)))
+        datasource = entry.get("datasource")
+        if datasource is not None and (not isinstance(datasource, str) or not datasource):
+            raise EvalscriptError(
+                f"{where}.datasource must be the id of a processRequest.input.data entry, "
+                f"got {_shown(datasource)}"
+            )
+        inputs.append(
+            ScriptInput(tuple(bands), _units(entry.get("units"), bands, where), datasource)
+        )
+    named = [i.datasource is not None for i in inputs]
+    if any(named) and not all(named):
+        raise EvalscriptError(
+            "setup().input: when one input object names a datasource, every one must "
+            "(data fusion needs to know where each band comes from)"
+        )
     return tuple(inputs)
 
 

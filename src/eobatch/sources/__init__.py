@@ -2,5 +2,16 @@
 
 from eobatch.sources.mosaic import PixelGrid, read_mosaic
 from eobatch.sources.scenes import BandSource, Scene, filter_time, order_scenes
+from eobatch.sources.stack import Slice, read_slices, slices
 
-__all__ = ["BandSource", "PixelGrid", "Scene", "filter_time", "order_scenes", "read_mosaic"]
+__all__ = [
+    "BandSource",
+    "PixelGrid",
+    "Scene",
+    "Slice",
+    "filter_time",
+    "order_scenes",
+    "read_mosaic",
+    "read_slices",
+    "slices",
+]
