@@ -5,9 +5,15 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from distributed import Client, LocalCluster
 
+from eobatch.config import Settings
+from eobatch.demo_data import DemoScene, write_demo_collection
+from eobatch.store import Database
+from tests.integration.bench import Bench, make_bench
 from tests.servers import MOTO_KEY, MOTO_REGION, MOTO_SECRET, start_moto_server
 
 os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
@@ -36,3 +42,35 @@ def s3_bucket(moto_endpoint: str) -> str:
     )
     client.create_bucket(Bucket=name)
     return name
+
+
+# -- whole tasks on a real Dask cluster (tests/integration/bench.py) ------------------------
+
+
+@pytest.fixture(scope="session")
+def dask_client() -> Iterator[Client]:
+    cluster = LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+        host="127.0.0.1",
+    )  # fmt: skip
+    client = Client(cluster, set_as_default=False)
+    yield client
+    client.close()
+    cluster.close()
+
+
+@pytest.fixture(scope="session")
+def demo_folder(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[DemoScene]]:
+    folder = tmp_path_factory.mktemp("demo")
+    return folder, write_demo_collection(folder)
+
+
+@pytest.fixture
+def bench_factory(settings: Settings, db: Database, dask_client: Client, demo_folder):  # type: ignore[no-untyped-def]
+    def make(pu: float, **overrides: object) -> Bench:
+        tuned = settings.model_copy(update={"execution_db_interval_s": 3600, **overrides})
+        return make_bench(tuned, db, dask_client, demo_folder, pu)
+
+    return make
+
+

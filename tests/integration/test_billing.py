@@ -7,39 +7,24 @@ are compared in integer micro-PU: to the last decimal the API shows.
 
 from __future__ import annotations
 
-import shutil
 import sqlite3
 import threading
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from distributed import Client, LocalCluster
-from fastapi.testclient import TestClient
-from sqlalchemy import select, update
+from sqlalchemy import update
 from typer.testing import CliRunner
 
-from eobatch.accounts import create_account, top_up
+from eobatch.accounts import top_up
 from eobatch.api import create_app
 from eobatch.cli import app as cli_app
 from eobatch.config import Settings
-from eobatch.demo_data import DEMO_DEFAULT_BOUNDS, DEMO_EPSG, DemoScene, write_demo_collection
 from eobatch.ledger import entries
 from eobatch.lifecycle.billing import Pricing, to_micro, to_pu
-from eobatch.lifecycle.controller import Controller
 from eobatch.store import Database
-from eobatch.store.models import Account, LedgerEntry, Task
-from eobatch.store.models import Feature as FeatureRow
+from eobatch.store.models import Task
+from tests.integration.bench import NDVI, Bench, run_until, status_is
 from tests.integration.test_api import User, _user
-
-NDVI = """//VERSION=3
-function setup() {
-  return { input: ["B04", "B08", "dataMask"], output: { bands: 1, sampleType: "FLOAT32" } };
-}
-function evaluatePixel(s) { return [(s.B08 - s.B04) / (s.B08 + s.B04)]; }
-"""
 
 # The same maths, made slow (a few seconds per feature) so a stop lands while work is in flight.
 SLOW_NDVI = NDVI.replace(
@@ -49,137 +34,6 @@ SLOW_NDVI = NDVI.replace(
 
 # 4 features of 1000 × 1000 px: the demo AOI sits on the corner of four LAEA 20 km cells.
 FEATURE_MICRO = Pricing(("B04", "B08", "dataMask"), ("FLOAT32",)).feature_micro(1000, 1000)
-
-
-@pytest.fixture(scope="module")
-def dask_client() -> Iterator[Client]:
-    cluster = LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
-        host="127.0.0.1",
-    )  # fmt: skip
-    client = Client(cluster, set_as_default=False)
-    yield client
-    client.close()
-    cluster.close()
-
-
-@pytest.fixture(scope="module")
-def demo_folder(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[DemoScene]]:
-    folder = tmp_path_factory.mktemp("demo")
-    return folder, write_demo_collection(folder)
-
-
-@dataclass
-class Bench:
-    settings: Settings
-    db: Database
-    user: User
-    client: Client
-
-    def controller(self) -> Controller:
-        return Controller(self.db, self.settings, self.client)
-
-    def request(self, evalscript: str = NDVI, run: str = "run") -> dict:
-        return {
-            "processRequest": {
-                "input": {
-                    "bounds": {
-                        "properties": {"crs": f"http://www.opengis.net/def/crs/EPSG/0/{DEMO_EPSG}"},
-                        "bbox": list(DEMO_DEFAULT_BOUNDS),
-                    },
-                    "data": [{"type": f"byoc-{self.user.collection_id}"}],
-                },
-                "evalscript": evalscript,
-                "output": {"responses": [{"identifier": "default",
-                                          "format": {"type": "image/tiff"}}]},
-            },
-            "input": {"type": "tiling-grid", "id": 7, "resolution": 20.0},
-            "output": {"type": "raster", "delivery": {"s3": {"url": f"s3://results/{run}"}}},
-        }  # fmt: skip
-
-    def create(self, **kwargs: str) -> str:
-        response = self.user.http.post("/api/v2/batch/process", json=self.request(**kwargs))
-        assert response.status_code == 201, response.text
-        return response.json()["id"]
-
-    def action(self, task_id: str, action: str) -> None:
-        response = self.user.http.post(f"/api/v2/batch/process/{task_id}/{action}")
-        assert response.status_code == 204, response.text
-
-    def task(self, task_id: str) -> dict:
-        return self.user.http.get(f"/api/v2/batch/process/{task_id}").json()
-
-    def balance(self) -> tuple[int, int]:
-        with self.db.session() as session:
-            account = session.get(Account, self.user.account_id)
-            assert account is not None
-            return account.balance_micro_pu, account.reserved_micro_pu
-
-    def features(self, task_id: str) -> list[FeatureRow]:
-        with self.db.session() as session:
-            return list(
-                session.scalars(
-                    select(FeatureRow).where(FeatureRow.task_id == task_id).order_by(FeatureRow.id)
-                )
-            )
-
-    def charges(self, task_id: str) -> list[LedgerEntry]:
-        with self.db.session() as session:
-            return list(
-                session.scalars(
-                    select(LedgerEntry)
-                    .where(LedgerEntry.task_id == task_id)
-                    .order_by(LedgerEntry.id)
-                )
-            )
-
-
-def run_until(controllers: list[Controller], done: Callable[[], bool], limit_s: float = 240) -> None:  # noqa: E501
-    deadline = time.monotonic() + limit_s
-    while not done():
-        assert time.monotonic() < deadline, "the controller did not get there in time"
-        for controller in controllers:
-            controller.step()
-
-
-def status_is(bench: Bench, task_id: str, *statuses: str) -> Callable[[], bool]:
-    return lambda: bench.task(task_id)["status"] in statuses
-
-
-def make_bench(
-    settings: Settings, db: Database, client: Client, demo: tuple[Path, list[DemoScene]], pu: float
-) -> Bench:
-    folder, scenes = demo
-    shutil.copytree(folder, settings.buckets_dir / "demo")
-    for bucket in ("results", "data"):
-        (settings.buckets_dir / bucket).mkdir(parents=True)
-    app = create_app(settings, db)
-    creds = create_account(db, "payer", pu)
-    http = TestClient(app, raise_server_exceptions=False)
-    token = http.post(
-        "/oauth/token",
-        data={"grant_type": "client_credentials", "client_id": creds.client_id,
-              "client_secret": creds.client_secret},
-    ).json()["access_token"]  # fmt: skip
-    http.headers["Authorization"] = f"Bearer {token}"
-    collection = http.post("/api/v1/byoc/collections", json={"name": "demo", "s3Bucket": "demo"})
-    collection_id = collection.json()["data"]["id"]
-    for scene in scenes:
-        tile = http.post(
-            f"/api/v1/byoc/collections/{collection_id}/tiles",
-            json={"path": scene.path_template, "sensingTime": scene.sensing_time.isoformat()},
-        )
-        assert tile.status_code == 201, tile.text
-    return Bench(settings, db, User(http, creds.account_id, collection_id), client)
-
-
-@pytest.fixture
-def bench_factory(settings: Settings, db: Database, dask_client: Client, demo_folder):  # type: ignore[no-untyped-def]
-    def make(pu: float, **overrides: object) -> Bench:
-        tuned = settings.model_copy(update={"execution_db_interval_s": 3600, **overrides})
-        return make_bench(tuned, db, dask_client, demo_folder, pu)
-
-    return make
 
 
 def assert_books_balance(bench: Bench, task_ids: list[str], opening_micro: int) -> None:
