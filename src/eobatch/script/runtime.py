@@ -18,7 +18,7 @@ import numpy as np
 from eobatch.script._v8 import FIRST_LINE_OFFSET, ScriptContext
 from eobatch.script.errors import EvalscriptError, from_report
 from eobatch.script.inputs import DEFAULT_SOURCE, SourceData
-from eobatch.script.sample_types import to_sample_type
+from eobatch.script.sample_types import sample_dtype
 from eobatch.script.setup import ScriptSetup
 
 # numpy dtype name -> the TypedArray the prelude views the buffer with
@@ -149,21 +149,20 @@ class EvalscriptRuntime:
             layout["sources"].append([sid, count, bands])
         raw: list[np.ndarray] = []
         for n, output in enumerate(setup.outputs):
-            # FLOAT32 outputs are rounded to float32 by the TypedArray store, exactly as a
-            # numpy cast would; the others keep the double values until their conversion.
-            dtype = np.dtype(np.float32 if output.sample_type == "FLOAT32" else np.float64)
+            # The JS loop converts each value to the output's sample type as it stores it.
+            dtype = sample_dtype(output.sample_type)
             slot = f"out{n}"
             raw.append(_view(context, slot, npix * output.bands, dtype))
-            layout["outputs"].append([output.id, slot, dtype.name, output.bands])
+            layout["outputs"].append(
+                [output.id, slot, dtype.name, output.bands, output.sample_type]
+            )
         report = context.call("run", key, json.dumps(layout), npix, width, json.dumps(custom_data))
         answer = json.loads(report)
         if "userData" not in answer:
             raise from_report(report, FIRST_LINE_OFFSET)
-        # to_sample_type copies, so nothing returned points into V8 memory.
+        # Copies: nothing returned points into V8 memory, whose buffers the next call reuses.
         rasters = {
-            output.id: to_sample_type(
-                values.reshape(output.bands, height, width), output.sample_type
-            )
+            output.id: values.reshape(output.bands, height, width).copy()
             for output, values in zip(setup.outputs, raw, strict=True)
         }
         return Evaluation(rasters, answer["userData"])
