@@ -6,6 +6,7 @@ import os
 import secrets
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -47,6 +48,15 @@ class Settings(BaseSettings):
         default=3, ge=1, description="Attempts before a feature is FATAL."
     )
     execution_db_interval_s: float = Field(default=30.0, gt=0)
+    # Measured in benchmarks/write.py (docs/outputs.md): ZSTD level 1 with a predictor encodes
+    # several times faster than DEFLATE-6 at a similar size; GDAL >= 2.3 and QGIS read it.
+    output_compression: Literal["ZSTD", "DEFLATE", "LZW", "NONE"] = Field(
+        default="ZSTD", description="Codec of GeoTIFF/COG tiles."
+    )
+    output_compression_level: int | None = Field(
+        default=1, ge=1, le=22, description="ZSTD (1-22) or DEFLATE (1-9) level; unset: default."
+    )
+    output_threads: int = Field(default=2, ge=1, description="GDAL threads per output encode.")
     controller_poll_s: float = Field(default=0.5, gt=0)
     lease_s: float = Field(default=30.0, gt=0, description="Controller lease on a task.")
     script_timeout_s: float = Field(default=120.0, gt=0, description="CPU time per feature script.")

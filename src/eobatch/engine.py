@@ -15,7 +15,7 @@ from eobatch.config import Settings
 from eobatch.errors import FeatureError
 from eobatch.planning import Feature
 from eobatch.script import EvalscriptError, ScriptSetup, get_runtime
-from eobatch.sinks import encode_geotiff
+from eobatch.sinks import DEFAULT_PROFILE, CogOptions, CompressionProfile, encode_geotiff
 from eobatch.sources import PixelGrid, Scene, read_mosaic
 from eobatch.storage import Location
 
@@ -45,6 +45,8 @@ class FeatureJob:
     delivery: Location
     script_timeout_s: float
     script_heap_mb: int
+    compression: CompressionProfile = DEFAULT_PROFILE
+    cog: CogOptions | None = None  # None: plain tiled GeoTIFFs
 
 
 @dataclass(frozen=True)
@@ -91,7 +93,12 @@ def _run(job: FeatureJob) -> FeatureOutcome:
     for target in job.targets:
         output = job.setup.output(target.output_id)
         data = encode_geotiff(
-            results[target.output_id], feature.epsg, feature.transform, output.nodata_value
+            results[target.output_id],
+            feature.epsg,
+            feature.transform,
+            output.nodata_value,
+            job.compression,
+            job.cog,
         )
         job.delivery.put(target.key, data)
         written += len(data)

@@ -5,6 +5,8 @@ Re-running an analysis (e.g. after a controller crash) replaces its features, so
 
 from __future__ import annotations
 
+import posixpath
+
 import numpy as np
 import shapely
 from sqlalchemy import delete, insert
@@ -14,13 +16,19 @@ from eobatch.errors import AnalysisError
 from eobatch.lifecycle.context import TaskContext
 from eobatch.planning import Feature, ManifestRow, feature_manifest_bytes, plan_tiling_grid
 from eobatch.planning.geopackage import SizeDefaults, plan_geopackage_input
-from eobatch.schemas.batch import GeoPackageDefaults, GeoPackageInput, TilingGridInput
+from eobatch.schemas.batch import (
+    GeoPackageDefaults,
+    GeoPackageInput,
+    RasterOutput,
+    TilingGridInput,
+)
 from eobatch.script import EvalscriptError, ScriptSetup, parse_setup
 from eobatch.store import Database
 from eobatch.store.models import Feature as FeatureRow
 from eobatch.store.models import Task
 
 MANIFEST_FILE = "featureManifest-{request_id}.gpkg"
+_LISTED = 10  # existing outputs named in an analysis error
 
 
 def check_script(source: str, context: TaskContext) -> ScriptSetup:
@@ -44,6 +52,14 @@ def check_script(source: str, context: TaskContext) -> ScriptSetup:
             )
         if response.identifier == "userdata":
             raise AnalysisError("The 'userdata' output is not supported by this server yet")
+    output = context.request.output
+    if isinstance(output, RasterOutput) and output.cog_output:
+        int8 = [o.id for o in setup.outputs if o.sample_type == "INT8"]
+        if int8:
+            raise AnalysisError(
+                f"cogOutput does not allow sampleType INT8 (output(s) {', '.join(int8)}); "
+                "use INT16 or UINT8"
+            )
     missing = [b for b in setup.bands if b != "dataMask" and b not in context.bands]
     if missing:
         raise AnalysisError(
@@ -69,11 +85,53 @@ def plan_features(context: TaskContext) -> list[Feature]:
     )
 
 
+def skipped_features(context: TaskContext, features: list[Feature]) -> set[int]:
+    """Ids of features to skip because their outputs exist (`skipExisting`).
+
+    Existing outputs are a failure unless the request allows them (batch-v2-api.md §4.4):
+    `skipExisting` skips a feature whose outputs all exist; `overwrite` rewrites the others.
+    Raises `AnalysisError` listing the existing outputs the request does not allow.
+    """
+    output = context.request.output
+    if not isinstance(output, RasterOutput):
+        return set()
+    keys = {f.id: [t.key for t in context.targets(f)] for f in features}
+    every = [k for ks in keys.values() for k in ks]
+    if not every:
+        return set()
+    folder = posixpath.commonpath([posixpath.dirname(k) for k in every])
+    existing = set(context.delivery.list(folder)) & set(every)
+    if not existing:
+        return set()
+    skipped = set()
+    refused: list[str] = []
+    for feature_id, feature_keys in keys.items():
+        present = [k for k in feature_keys if k in existing]
+        if not present:
+            continue
+        if output.skip_existing and len(present) == len(feature_keys):
+            skipped.add(feature_id)
+        elif not output.overwrite:
+            refused.extend(present)
+    if refused:
+        shown = ", ".join(context.delivery.url_for(k) for k in sorted(refused)[:_LISTED])
+        more = f" and {len(refused) - _LISTED} more" if len(refused) > _LISTED else ""
+        hint = (
+            "set output.overwrite to replace them"
+            if output.skip_existing
+            else "set output.overwrite to replace them or output.skipExisting to skip features "
+            "whose outputs all exist"
+        )
+        raise AnalysisError(f"Output files already exist: {shown}{more}; {hint}")
+    return skipped
+
+
 def analyse_task(db: Database, settings: Settings, task: Task) -> int:
     """Analyse `task`, store its features (PENDING) and upload the manifest; returns the count."""
     context = TaskContext.build(db, settings, task)
     check_script(context.evalscript, context)
     features = plan_features(context)
+    skipped = skipped_features(context, features)
     rows = [
         ManifestRow(
             output_id=target.output_id,
@@ -108,11 +166,12 @@ def analyse_task(db: Database, settings: Settings, task: Task) -> int:
                         "width": f.width,
                         "height": f.height,
                         "geometry": geometry,
-                        "status": "PENDING",
+                        # A skipped feature is final and free: its outputs are already there.
+                        "status": "DONE" if f.id in skipped else "PENDING",
                         "attempts": 0,
-                        "delivered": False,
+                        "delivered": f.id in skipped,
                         "cost_pu": 0.0,
-                        "billed": False,
+                        "billed": f.id in skipped,
                     }
                     for f, geometry in zip(features, wkb.tolist(), strict=True)
                 ],

@@ -15,9 +15,9 @@ from eobatch.engine import FeatureJob, OutputTarget
 from eobatch.errors import AnalysisError, InvalidRequest
 from eobatch.lifecycle.validation import validate_request
 from eobatch.planning import AOI, Feature
-from eobatch.schemas.batch import BatchRequest
+from eobatch.schemas.batch import BatchRequest, RasterOutput
 from eobatch.script import ScriptSetup
-from eobatch.sinks import DeliveryTemplate
+from eobatch.sinks import CogOptions, CompressionProfile, DeliveryTemplate
 from eobatch.sources import Scene, filter_time, order_scenes
 from eobatch.sources.byoc import collection_scenes
 from eobatch.storage import Location
@@ -116,7 +116,36 @@ class TaskContext:
             delivery=self.delivery,
             script_timeout_s=settings.script_timeout_s,
             script_heap_mb=settings.script_heap_mb,
+            compression=compression_profile(settings),
+            cog=self.cog_options,
         )
+
+    @property
+    def cog_options(self) -> CogOptions | None:
+        """`cogParameters` with defaults filled in, or None without `cogOutput`."""
+        output = self.request.output
+        if not isinstance(output, RasterOutput) or not output.cog_output:
+            return None
+        params = output.cog_parameters
+        if params is None:
+            return CogOptions()
+        return CogOptions(
+            overview_levels=tuple(params.overview_levels)
+            if params.overview_levels is not None
+            else None,
+            overview_min_size=params.overview_min_size,
+            resampling=params.resampling_algorithm or "average",
+            blockxsize=params.blockxsize or 256,
+            blockysize=params.blockysize or 256,
+            use_predictor=True if params.use_predictor is None else params.use_predictor,
+        )
+
+
+def compression_profile(settings: Settings) -> CompressionProfile:
+    """The deployment's tile compression (EOBATCH_OUTPUT_COMPRESSION...)."""
+    return CompressionProfile(
+        settings.output_compression, settings.output_compression_level, settings.output_threads
+    )
 
 
 def _utc(value):  # type: ignore[no-untyped-def]

@@ -164,10 +164,7 @@ def validate_request(
                     "BYOC ingestion of results is not supported by this server yet",
                 )
             )
-        if output.cog_output:
-            found.append(
-                Violation("output->cogOutput", "COG output is not supported by this server yet")
-            )
+        found.extend(_check_cog(output, responses))
     else:
         found.append(Violation("output->type", "zarr output is not supported by this server yet"))
 
@@ -180,9 +177,34 @@ def validate_request(
     return ValidatedRequest(request, aoi, delivery, template, tuple(collection_ids), features)
 
 
-def _check_geopackage_input(
-    source: GeoPackageInput, settings: Settings
-) -> tuple[Location, str]:
+def _check_cog(output: RasterOutput, responses: list) -> list[Violation]:
+    """`cogOutput` needs TIFF outputs only; COG blocks are multiples of 16 pixels."""
+    found = []
+    params = output.cog_parameters
+    if params is not None:
+        for name in ("blockxsize", "blockysize"):
+            size = getattr(params, name)
+            if size is not None and size % 16:
+                found.append(
+                    Violation(
+                        f"output->cogParameters->{name}",
+                        f"{size} is not a multiple of 16 (allowed: 16, 32, ..., 4096)",
+                    )
+                )
+    if output.cog_output:
+        for i, response in enumerate(responses):
+            if response.format.type != "image/tiff":
+                found.append(
+                    Violation(
+                        f"processRequest->output->responses->{i}->format->type",
+                        f"cogOutput needs every output to be image/tiff, "
+                        f"not {response.format.type}",
+                    )
+                )
+    return found
+
+
+def _check_geopackage_input(source: GeoPackageInput, settings: Settings) -> tuple[Location, str]:
     """The folder and file name of the GeoPackage, which must exist, and consistent defaults.
 
     Its content is checked by the analysis (`planning.geopackage`), which reads the whole file.
@@ -191,9 +213,7 @@ def _check_geopackage_input(
     defaults = source.defaults
     if defaults is not None:
         if (defaults.width is None) != (defaults.height is None):
-            found.append(
-                Violation("input->defaults", "give both width and height, or neither")
-            )
+            found.append(Violation("input->defaults", "give both width and height, or neither"))
         if defaults.resolution is not None and (defaults.width or defaults.height) is not None:
             found.append(
                 Violation(
