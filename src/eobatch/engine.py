@@ -16,6 +16,7 @@ from eobatch.errors import FeatureError
 from eobatch.planning import Feature
 from eobatch.script import EvalscriptError, ScriptSetup, get_runtime
 from eobatch.sinks import DEFAULT_PROFILE, CogOptions, CompressionProfile, encode_geotiff
+from eobatch.sinks.zarr import ZarrLayout, feature_chunks
 from eobatch.sources import PixelGrid, Scene, read_mosaic
 from eobatch.storage import Location
 
@@ -47,6 +48,7 @@ class FeatureJob:
     script_heap_mb: int
     compression: CompressionProfile = DEFAULT_PROFILE
     cog: CogOptions | None = None  # None: plain tiled GeoTIFFs
+    zarr: ZarrLayout | None = None  # zarr output: chunks of the task's group, no GeoTIFFs
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,14 @@ def _run(job: FeatureJob) -> FeatureOutcome:
     runtime = get_runtime(job.script_timeout_s, job.script_heap_mb)
     results = runtime.evaluate(job.evalscript, job.setup, inputs)
     written = 0
+    if job.zarr is not None:
+        row, col = job.zarr.offset(feature.bounds)
+        for target in job.targets:
+            chunks = feature_chunks(job.zarr, target.output_id, results[target.output_id], row, col)
+            for key, data in chunks.items():
+                job.delivery.put(f"{target.key}/{key}", data)
+                written += len(data)
+        return FeatureOutcome(job.task_id, feature.id, True, bytes_written=written)
     for target in job.targets:
         output = job.setup.output(target.output_id)
         data = encode_geotiff(

@@ -21,8 +21,10 @@ from eobatch.schemas.batch import (
     GeoPackageInput,
     RasterOutput,
     TilingGridInput,
+    ZarrOutput,
 )
 from eobatch.script import EvalscriptError, ScriptSetup, parse_setup
+from eobatch.sinks.zarr import group_objects, parse_arrays
 from eobatch.store import Database
 from eobatch.store.models import Feature as FeatureRow
 from eobatch.store.models import Task
@@ -53,6 +55,8 @@ def check_script(source: str, context: TaskContext) -> ScriptSetup:
         if response.identifier == "userdata":
             raise AnalysisError("The 'userdata' output is not supported by this server yet")
     output = context.request.output
+    if isinstance(output, ZarrOutput):
+        _check_zarr_outputs(setup, context)
     if isinstance(output, RasterOutput) and output.cog_output:
         int8 = [o.id for o in setup.outputs if o.sample_type == "INT8"]
         if int8:
@@ -67,6 +71,44 @@ def check_script(source: str, context: TaskContext) -> ScriptSetup:
             f"{', '.join(sorted(context.bands)) or 'none (the collection has no bands yet)'}"
         )
     return setup
+
+
+def _check_zarr_outputs(setup: ScriptSetup, context: TaskContext) -> None:
+    output = context.request.output
+    assert isinstance(output, ZarrOutput)
+    ids = [r.identifier for r in context.request.process_request.output.responses]
+    specs = parse_arrays(output.array_parameters, output.array_overrides, ids, None)
+    for output_id in ids:
+        script_output = setup.output(output_id)
+        if script_output.bands != 1:
+            raise AnalysisError(
+                f"Zarr output '{output_id}' has {script_output.bands} bands; zarr output needs "
+                "one band per output"
+            )
+        if not specs[output_id].compatible_with(script_output.sample_type):
+            raise AnalysisError(
+                f"Zarr array '{output_id}' has dtype {specs[output_id].dtype}, which cannot hold "
+                f"sampleType {script_output.sample_type} values"
+            )
+
+
+def write_zarr_group(context: TaskContext, features: list[Feature]) -> None:
+    """Lay out the task's zarr group (metadata and coordinates) in its empty folder."""
+    group = context.template.key(context.task_id, "", 0, "", "")
+    present = context.delivery.list(group)
+    if present:
+        shown = ", ".join(context.delivery.url_for(k) for k in present[:_LISTED])
+        raise AnalysisError(
+            f"The zarr output folder {context.delivery.url_for(group)} must be "
+            f"empty; it holds {shown}"
+        )
+    if not features:
+        return
+    bounds = np.array([f.bounds for f in features])
+    extent = (*bounds[:, :2].min(axis=0).tolist(), *bounds[:, 2:].max(axis=0).tolist())
+    context.zarr = context.zarr_layout(tuple(extent), features[0].epsg)  # type: ignore[arg-type]
+    for key, data in group_objects(context.zarr, context.task_id).items():
+        context.delivery.put(f"{group}/{key}", data)
 
 
 def plan_features(context: TaskContext) -> list[Feature]:
@@ -132,6 +174,8 @@ def analyse_task(db: Database, settings: Settings, task: Task) -> int:
     check_script(context.evalscript, context)
     features = plan_features(context)
     skipped = skipped_features(context, features)
+    if isinstance(context.request.output, ZarrOutput):
+        write_zarr_group(context, features)
     rows = [
         ManifestRow(
             output_id=target.output_id,

@@ -3,26 +3,28 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC
+from datetime import UTC, datetime
 
 import numpy as np
 import shapely
 from pyproj import Transformer
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from eobatch.config import Settings
 from eobatch.engine import FeatureJob, OutputTarget
 from eobatch.errors import AnalysisError, InvalidRequest
 from eobatch.lifecycle.validation import validate_request
 from eobatch.planning import AOI, Feature
-from eobatch.schemas.batch import BatchRequest, RasterOutput
+from eobatch.schemas.batch import BatchRequest, RasterOutput, TilingGridInput, ZarrOutput
 from eobatch.script import ScriptSetup
 from eobatch.sinks import CogOptions, CompressionProfile, DeliveryTemplate
+from eobatch.sinks.zarr import ZarrLayout, parse_arrays
 from eobatch.sources import Scene, filter_time, order_scenes
 from eobatch.sources.byoc import collection_scenes
 from eobatch.storage import Location
 from eobatch.store import Database
 from eobatch.store.models import Collection, Task
+from eobatch.store.models import Feature as FeatureRow
 
 
 @dataclass
@@ -39,6 +41,7 @@ class TaskContext:
     upsampling: str
     downsampling: str
     features: tuple[Location, str] | None = None  # GeoPackage input: its folder and file name
+    zarr: ZarrLayout | None = None  # zarr output, once the features are planned
 
     @classmethod
     def build(cls, db: Database, settings: Settings, task: Task) -> TaskContext:
@@ -70,7 +73,7 @@ class TaskContext:
         ordered = order_scenes(kept, order)
         footprint_of = {scene.id: fp for scene, fp in with_footprints}
         processing = source.processing
-        return cls(
+        context = cls(
             task_id=task.id,
             request=request,
             evalscript=request.process_request.evalscript or "",
@@ -86,9 +89,29 @@ class TaskContext:
             downsampling=(processing.downsampling if processing else None) or "NEAREST",
             features=checked.features,
         )
+        if isinstance(request.output, ZarrOutput):
+            with db.session() as session:
+                extent = session.execute(
+                    select(
+                        func.min(FeatureRow.minx),
+                        func.min(FeatureRow.miny),
+                        func.max(FeatureRow.maxx),
+                        func.max(FeatureRow.maxy),
+                        func.min(FeatureRow.epsg),
+                    ).where(FeatureRow.task_id == task.id)
+                ).one()
+            if extent[0] is not None:
+                context.zarr = context.zarr_layout(tuple(extent[:4]), extent[4])
+        return context
 
     def targets(self, feature: Feature) -> tuple[OutputTarget, ...]:
-        """The GeoTIFFs a feature delivers, one per image/tiff response."""
+        """The GeoTIFFs a feature delivers, one per image/tiff response; for zarr output, each
+        zarr/array response with the key of the task's group."""
+        if isinstance(self.request.output, ZarrOutput):
+            return tuple(
+                OutputTarget(r.identifier, self.template.key(self.task_id, "", 0, "", ""))
+                for r in self.request.process_request.output.responses
+            )
         return tuple(
             OutputTarget(
                 r.identifier,
@@ -118,6 +141,28 @@ class TaskContext:
             script_heap_mb=settings.script_heap_mb,
             compression=compression_profile(settings),
             cog=self.cog_options,
+            zarr=self.zarr,
+        )
+
+    def zarr_layout(self, bounds: tuple[float, float, float, float], epsg: int) -> ZarrLayout:
+        """The zarr group over features spanning `bounds` in EPSG `epsg`."""
+        output = self.request.output
+        assert isinstance(output, ZarrOutput) and isinstance(self.request.input, TilingGridInput)
+        ids = [r.identifier for r in self.request.process_request.output.responses]
+        specs = parse_arrays(output.array_parameters, output.array_overrides, ids, None)
+        source = self.request.process_request.input.data[0]
+        time_range = source.data_filter.time_range if source.data_filter else None
+        start = _utc(time_range.from_ if time_range else None) or datetime(1970, 1, 1, tzinfo=UTC)
+        coordinates = output.group.coordinates
+        return ZarrLayout(
+            zarr_format=output.group.zarr_format,
+            epsg=epsg,
+            bounds=bounds,
+            resolution=self.request.input.resolution,
+            origin=coordinates.origin if coordinates else "topLeft",
+            time=start,
+            arrays=tuple(specs[i] for i in ids),
+            attributes=output.group.custom_attributes or {},
         )
 
     @property

@@ -11,9 +11,16 @@ from urllib.parse import urlsplit
 
 from eobatch.config import Settings
 from eobatch.errors import InvalidRequest, Violation
-from eobatch.planning import AOI, parse_aoi, validate_tiling_input
-from eobatch.schemas.batch import BatchRequest, GeoPackageInput, RasterOutput, TilingGridInput
+from eobatch.planning import AOI, GRIDS, parse_aoi, validate_tiling_input
+from eobatch.schemas.batch import (
+    BatchRequest,
+    GeoPackageInput,
+    RasterOutput,
+    TilingGridInput,
+    ZarrOutput,
+)
 from eobatch.sinks import DeliveryTemplate
+from eobatch.sinks.zarr import ZARR_FORMATS, parse_arrays
 from eobatch.storage import Location, open_location
 
 _BYOC_TYPE = re.compile(r"^byoc-(?P<id>[0-9a-fA-F-]{36})$")
@@ -166,7 +173,7 @@ def validate_request(
             )
         found.extend(_check_cog(output, responses))
     else:
-        found.append(Violation("output->type", "zarr output is not supported by this server yet"))
+        delivery, template = _check_zarr(request, responses, settings, found)
 
     if found:
         summary = "; ".join(f"{v.parameter}: {v.violation}" for v in found[:5])
@@ -175,6 +182,77 @@ def validate_request(
     assert delivery is not None and template is not None
     assert aoi is not None or isinstance(request.input, GeoPackageInput)
     return ValidatedRequest(request, aoi, delivery, template, tuple(collection_ids), features)
+
+
+def _check_zarr(
+    request: BatchRequest, responses: list, settings: Settings, found: list[Violation]
+) -> tuple[Location | None, DeliveryTemplate | None]:
+    """Zarr rules of batch-v2-api.md §4.5; returns the delivery root and group template."""
+    output = request.output
+    assert isinstance(output, ZarrOutput)
+    for i, response in enumerate(responses):
+        if response.format.type != "zarr/array":
+            found.append(
+                Violation(
+                    f"processRequest->output->responses->{i}->format->type",
+                    "zarr output needs every response to be zarr/array",
+                )
+            )
+    if output.group.zarr_format not in ZARR_FORMATS:
+        found.append(
+            Violation(
+                "output->group->zarr_format",
+                f"must be 2 (or 3, this server's extension), not {output.group.zarr_format}",
+            )
+        )
+    tile_px = None
+    if isinstance(request.input, TilingGridInput):
+        grid = GRIDS.get(request.input.id)
+        if grid is not None and grid.epsg is None:
+            found.append(
+                Violation(
+                    "input->id",
+                    f"zarr output needs a single-CRS grid (3, 6 or "
+                    f"7); grid {grid.id} spans UTM zones",
+                )
+            )
+        elif grid is not None:
+            tile_px = round(grid.tile_width / request.input.resolution)
+        if request.input.buffer_x or request.input.buffer_y:
+            found.append(
+                Violation(
+                    "input->bufferX",
+                    "zarr output does not allow buffers: features must not overlap",
+                )
+            )
+    else:
+        found.append(Violation("input->type", "zarr output needs a tiling-grid input (3, 6 or 7)"))
+    ids = [r.identifier for r in responses]
+    try:
+        parse_arrays(output.array_parameters, output.array_overrides, ids, tile_px)
+    except InvalidRequest as exc:
+        found.extend(exc.errors)
+    locator = output.delivery.wire()
+    kind = "s3" if output.delivery.s3 is not None else "gs"
+    url = locator[kind]["url"].rstrip("/")
+    where = f"output->delivery->{kind}->url"
+    if url.endswith("/<requestId>"):
+        url = url.removesuffix("/<requestId>")
+    if "<" in url or ">" in url:
+        found.append(
+            Violation(
+                where,
+                "a zarr delivery is a folder, or a folder followed by "
+                "/<requestId>; no other placeholder is allowed",
+            )
+        )
+        return None, None
+    try:
+        root = open_location({kind: {**locator[kind], "url": url}}, settings, "output->delivery")
+    except InvalidRequest as exc:
+        found.extend(exc.errors or [Violation("output->delivery", exc.message)])
+        return None, None
+    return root, DeliveryTemplate(url=url, root=url, pattern="<requestId>")
 
 
 def _check_cog(output: RasterOutput, responses: list) -> list[Violation]:
