@@ -32,6 +32,17 @@ class Settings(BaseSettings):
     )
     s3_access_key: str | None = Field(default=None, description="Deployment S3 key (BYOC reads).")
     s3_secret_key: str | None = None
+    sts_endpoint: str | None = Field(
+        default=None,
+        description="STS endpoint for iamRoleARN delivery (assume-role with the deployment key "
+        "pair); default: the S3 endpoint (S3-compatible servers such as MinIO and moto serve "
+        "STS there).",
+    )
+    gcs_endpoint: str | None = Field(
+        default=None,
+        description="GCS JSON API endpoint for gs:// locators (an emulator: requests are then "
+        "anonymous); default: Google Cloud Storage with the locator's service account.",
+    )
     cloud: str = Field(default="aws", description="Cloud the deployment runs in (aws or gcp).")
     region: str = Field(default="eu-central-1", description="Region the deployment runs in.")
     jwt_secret: str | None = Field(

@@ -337,15 +337,14 @@ def _check_delivery(
     """The delivery root location and path template, or (None, None) with violations added."""
     locator = output.delivery.wire()
     try:
-        if output.delivery.s3 is None:
-            return open_location(locator, settings, "output->delivery"), None
+        kind = "s3" if output.delivery.s3 is not None else "gs"
         ids = [r.identifier for r in responses if r.format.type == "image/tiff"]
         template = DeliveryTemplate.parse(
-            output.delivery.s3.url,
+            locator[kind]["url"],
             ids or [r.identifier for r in responses],
-            "output->delivery->s3->url",
+            f"output->delivery->{kind}->url",
         )
-        root = {"s3": {**locator["s3"], "url": template.root}}
+        root = {kind: {**locator[kind], "url": template.root}}
         return open_location(root, settings, "output->delivery"), template
     except InvalidRequest as exc:
         found.extend(exc.errors or [Violation("output->delivery", exc.message)])
