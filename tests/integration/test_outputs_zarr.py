@@ -110,8 +110,9 @@ def test_zarr_format_2_opens_with_xarray(service: Service) -> None:
 
 
 def test_zarr_format_3_bottom_left_origin_and_plain_prefix(service: Service) -> None:
-    output = zarr_output("s3://results/z3", group={"zarr_format": 3,
-                                                   "coordinates": {"origin": "bottomLeft"}})
+    output = zarr_output(
+        "s3://results/z3", group={"zarr_format": 3, "coordinates": {"origin": "bottomLeft"}}
+    )
     output["arrayParameters"]["compressor"] = {"id": "zstd", "level": 3}
     output["arrayParameters"]["chunks"] = [1, 250, 1000]
     task = service.run(service.request(THREE_OUTPUTS, IDS, output, fmt="zarr/array"))
