@@ -24,6 +24,7 @@ from eobatch.schemas.batch import (
     ZarrOutput,
 )
 from eobatch.script import EvalscriptError, ScriptSetup, parse_setup
+from eobatch.sinks.byoc import collection_bands, new_collection_id, prepare_collection
 from eobatch.sinks.zarr import group_objects, parse_arrays
 from eobatch.store import Database
 from eobatch.store.models import Feature as FeatureRow
@@ -57,6 +58,8 @@ def check_script(source: str, context: TaskContext) -> ScriptSetup:
     output = context.request.output
     if isinstance(output, ZarrOutput):
         _check_zarr_outputs(setup, context)
+    if isinstance(output, RasterOutput) and (output.create_collection or output.collection_id):
+        _check_ingestion(context)
     if isinstance(output, RasterOutput) and output.cog_output:
         int8 = [o.id for o in setup.outputs if o.sample_type == "INT8"]
         if int8:
@@ -71,6 +74,37 @@ def check_script(source: str, context: TaskContext) -> ScriptSetup:
             f"{', '.join(sorted(context.bands)) or 'none (the collection has no bands yet)'}"
         )
     return setup
+
+
+def _check_ingestion(context: TaskContext) -> None:
+    """BYOC ingestion needs the delivery in the deployment's cloud and region (or a local
+    folder bucket, which is the deployment's own storage)."""
+    delivery, settings = context.delivery, context.settings
+    if delivery.cloud is None:
+        return
+    if delivery.cloud != settings.cloud or delivery.region != settings.region:
+        raise AnalysisError(
+            f"BYOC ingestion needs the delivery bucket in this deployment's cloud and region "
+            f"({settings.cloud} {settings.region}); {delivery.url} is in {delivery.cloud} "
+            f"{delivery.region}. Deliver there, or drop createCollection/collectionId."
+        )
+
+
+def byoc_collection(context: TaskContext, setup: ScriptSetup, account_id: str) -> str | None:
+    """Create or check the task's BYOC collection; its id, or None without ingestion."""
+    output = context.request.output
+    if not isinstance(output, RasterOutput) or not (
+        output.create_collection or output.collection_id
+    ):
+        return None
+    ids = [r.identifier for r in context.request.process_request.output.responses]
+    bands = collection_bands(setup, ids)
+    collection_id = (output.collection_id or "").lower() or new_collection_id(context.task_id)
+    prepare_collection(
+        context.db, account_id, collection_id, output.collection_id is None,
+        f"batch-{context.task_id}", context.delivery.bucket, bands,
+    )  # fmt: skip
+    return collection_id
 
 
 def _check_zarr_outputs(setup: ScriptSetup, context: TaskContext) -> None:
@@ -171,8 +205,9 @@ def skipped_features(context: TaskContext, features: list[Feature]) -> set[int]:
 def analyse_task(db: Database, settings: Settings, task: Task) -> int:
     """Analyse `task`, store its features (PENDING) and upload the manifest; returns the count."""
     context = TaskContext.build(db, settings, task)
-    check_script(context.evalscript, context)
+    setup = check_script(context.evalscript, context)
     features = plan_features(context)
+    byoc_collection(context, setup, task.account_id)
     skipped = skipped_features(context, features)
     if isinstance(context.request.output, ZarrOutput):
         write_zarr_group(context, features)

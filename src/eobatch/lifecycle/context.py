@@ -18,6 +18,7 @@ from eobatch.planning import AOI, Feature
 from eobatch.schemas.batch import BatchRequest, RasterOutput, TilingGridInput, ZarrOutput
 from eobatch.script import ScriptSetup
 from eobatch.sinks import CogOptions, CompressionProfile, DeliveryTemplate
+from eobatch.sinks.byoc import register_tiles
 from eobatch.sinks.zarr import ZarrLayout, parse_arrays
 from eobatch.sources import Scene, filter_time, order_scenes
 from eobatch.sources.byoc import collection_scenes
@@ -42,6 +43,8 @@ class TaskContext:
     downsampling: str
     features: tuple[Location, str] | None = None  # GeoPackage input: its folder and file name
     zarr: ZarrLayout | None = None  # zarr output, once the features are planned
+    db: Database | None = None
+    settings: Settings | None = None
 
     @classmethod
     def build(cls, db: Database, settings: Settings, task: Task) -> TaskContext:
@@ -88,6 +91,8 @@ class TaskContext:
             upsampling=(processing.upsampling if processing else None) or "NEAREST",
             downsampling=(processing.downsampling if processing else None) or "NEAREST",
             features=checked.features,
+            db=db,
+            settings=settings,
         )
         if isinstance(request.output, ZarrOutput):
             with db.session() as session:
@@ -184,6 +189,21 @@ class TaskContext:
             blockysize=params.blockysize or 256,
             use_predictor=True if params.use_predictor is None else params.use_predictor,
         )
+
+
+def ingest_outputs(context: TaskContext, collection_id: str, rows: list) -> int:  # type: ignore[type-arg]
+    """Register the delivered features (store rows) as tiles of the BYOC collection."""
+    assert context.db is not None
+    prefix = context.delivery.prefix
+    tiles = []
+    for row in rows:
+        key = context.template.key(context.task_id, row.name, row.id, "(BAND)", "tiff")
+        path = f"{prefix}/{key}" if prefix else key
+        tiles.append((path, row.epsg, (row.minx, row.miny, row.maxx, row.maxy)))
+    source = context.request.process_request.input.data[0]
+    time_range = source.data_filter.time_range if source.data_filter else None
+    sensing = _utc(time_range.from_ if time_range else None)
+    return register_tiles(context.db, collection_id, tiles, sensing)
 
 
 def compression_profile(settings: Settings) -> CompressionProfile:

@@ -164,11 +164,19 @@ def validate_request(
         delivery, template = _check_delivery(output, responses, settings, found)
         if output.create_collection and not output.cog_output:
             found.append(Violation("output->createCollection", "requires cogOutput: true"))
-        if output.create_collection or output.collection_id:
+        if output.collection_id is not None and (
+            collection_id_of(f"byoc-{output.collection_id}", None) not in owned_collections
+        ):
+            found.append(
+                Violation("output->collectionId", f"collection {output.collection_id} not found")
+            )
+        ingest = output.create_collection or output.collection_id
+        if ingest and template is not None and "<outputId>" not in template.pattern:
             found.append(
                 Violation(
-                    "output->createCollection",
-                    "BYOC ingestion of results is not supported by this server yet",
+                    "output->delivery",
+                    "BYOC ingestion needs <outputId> in the delivery path (the collection "
+                    "finds each band's file by it)",
                 )
             )
         found.extend(_check_cog(output, responses))
