@@ -312,3 +312,114 @@ def test_empty_execution_database(tmp_path: Path) -> None:
         assert connection.execute("SELECT count(*) FROM features").fetchone() == (0,)
     finally:
         connection.close()
+
+
+# -- zarr ----------------------------------------------------------------------------------------
+
+
+def _layout(fmt: int, origin: str = "topLeft", chunks: tuple = (1, 50, 50)):  # type: ignore[no-untyped-def]
+    from datetime import UTC, datetime
+
+    from eobatch.sinks.zarr import ZarrArraySpec, ZarrLayout
+
+    spec = ZarrArraySpec("v", "<i2", chunks, -1, {"id": "zstd", "level": 1})
+    return ZarrLayout(fmt, 3035, (0.0, 0.0, 2000.0, 1000.0), 10.0, origin,
+                      datetime(2024, 5, 1, tzinfo=UTC), (spec,))  # fmt: skip
+
+
+@pytest.mark.parametrize("fmt", [2, 3])
+@pytest.mark.parametrize("origin", ["topLeft", "bottomLeft"])
+def test_zarr_features_write_disjoint_chunks(tmp_path: Path, fmt: int, origin: str) -> None:
+    import xarray as xr
+
+    from eobatch.sinks.zarr import feature_chunks, group_objects
+
+    layout = _layout(fmt, origin)
+    objects = group_objects(layout, "req")
+    written: list[set[str]] = []
+    tiles = {}
+    for i, bounds in enumerate([(0.0, 0.0, 1000.0, 1000.0), (1000.0, 0.0, 2000.0, 1000.0)]):
+        data = (np.arange(100 * 100).reshape(100, 100) % 300 + 100 * i).astype("int16")
+        tiles[i] = data
+        chunks = feature_chunks(layout, "v", data, *layout.offset(bounds))
+        written.append(set(chunks))
+        objects |= chunks
+    assert written[0] and written[1] and not written[0] & written[1]
+    for key, value in objects.items():
+        (tmp_path / key).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / key).write_bytes(value)
+    ds = xr.open_zarr(tmp_path, mask_and_scale=False)
+    values = ds.v.isel(time=0).values
+    north_up = values if origin == "topLeft" else values[::-1]
+    np.testing.assert_array_equal(north_up, np.hstack([tiles[0], tiles[1]]))
+    assert ds.x.values[0] == 5.0 and ds.x.values[-1] == 1995.0
+    assert ds.y.values[0] == (995.0 if origin == "topLeft" else 5.0)
+
+
+def test_zarr_chunk_left_out_when_all_fill() -> None:
+    from eobatch.sinks.zarr import feature_chunks
+
+    layout = _layout(2)
+    data = np.full((100, 100), -1, "int16")
+    data[:50, :50] = 7
+    chunks = feature_chunks(layout, "v", data, 0, 0)
+    assert sorted(chunks) == ["v/0.0.0"]
+
+
+def test_zarr_array_parameters() -> None:
+    from eobatch.sinks.zarr import DEFAULT_COMPRESSOR, parse_arrays
+
+    specs = parse_arrays(
+        {"dtype": "<u2", "order": "C", "chunks": [1, 250, 500], "fill_value": 0},
+        {"b": {"dtype": ">f8", "fill_value": "NaN", "compressor": None,
+               "customAttributes": {"units": "1"}}},
+        ["a", "b"], 1000,
+    )  # fmt: skip
+    assert specs["a"].compressor == DEFAULT_COMPRESSOR and specs["a"].chunks == (1, 250, 500)
+    assert specs["b"].dtype == ">f8" and np.isnan(specs["b"].fill_value)
+    assert specs["b"].compressor is None and specs["b"].attributes == {"units": "1"}
+    assert specs["a"].compatible_with("UINT16") and not specs["a"].compatible_with("FLOAT32")
+    assert specs["b"].compatible_with("INT16")
+
+
+@pytest.mark.parametrize(
+    ("params", "field", "text"),
+    [({"fill_value": 65536}, "fill_value", "not a value"),
+     ({"fill_value": 1.5}, "fill_value", "not a value"),
+     ({"fill_value": True}, "fill_value", "not a value"),
+     ({"chunks": [1, 300, 250]}, "chunks", "divide"),
+     ({"chunks": [1, 250]}, "chunks", "three positive"),
+     ({"dtype": "float32"}, "dtype", "not one of")],
+)  # fmt: skip
+def test_zarr_bad_array_parameters(params: dict, field: str, text: str) -> None:
+    from eobatch.sinks.zarr import parse_arrays
+
+    base = {"dtype": "<u2", "order": "C", "chunks": [1, 250, 500], "fill_value": 0}
+    with pytest.raises(InvalidRequest) as caught:
+        parse_arrays(base | params, None, ["a"], 1000)
+    violation = caught.value.errors[0]
+    assert violation.parameter == f"output->arrayParameters->{field}"
+    assert text in violation.violation
+
+
+# -- BYOC bands ----------------------------------------------------------------------------------
+
+
+def test_byoc_band_names_and_clash() -> None:
+    from eobatch.errors import AnalysisError
+    from eobatch.script.setup import ScriptOutput, ScriptSetup
+    from eobatch.sinks.byoc import check_collection, collection_bands
+
+    outputs = (ScriptOutput("result", 3, "UINT16", 0), ScriptOutput("ndvi", 1, "FLOAT32"))
+    setup = ScriptSetup((), outputs)
+    bands = collection_bands(setup, ["result", "ndvi"])
+    assert list(bands) == ["result", "result2", "result3", "ndvi"]
+    assert bands["result3"] == {"source": "result", "bandIndex": 3, "bitDepth": 16,
+                                "sampleFormat": "UINT", "noData": 0}  # fmt: skip
+    assert bands["ndvi"]["bitDepth"] == 32 and bands["ndvi"]["sampleFormat"] == "FLOAT"
+    clash = ScriptSetup((), (ScriptOutput("result", 3), ScriptOutput("result2", 1)))
+    with pytest.raises(AnalysisError, match=r"'result2'.*clashes"):
+        collection_bands(clash, ["result", "result2"])
+    check_collection({}, bands, "c")  # a collection without bands takes them
+    with pytest.raises(AnalysisError, match="no band 'ndvi'"):
+        check_collection({k: v for k, v in bands.items() if k != "ndvi"}, bands, "c")
