@@ -217,3 +217,41 @@ def test_existing_outputs_fail_overwrite_replaces_skip_existing_skips(service: S
     assert all(v > after[k] for k, v in _stamps(root).items())
     for path in sorted(root.rglob("*.tiff"))[:2]:
         check_pixels(path, path.stem)
+
+
+# -- delivery to GCS ------------------------------------------------------------------------------
+
+
+def test_cog_task_delivered_to_gcs(tmp_path: Path, demo_folder: Path, dask_client) -> None:  # type: ignore[no-untyped-def]
+    """A whole task to gs:// on the GCS emulator: outputs and bookkeeping land in the bucket."""
+    from rasterio.io import MemoryFile
+
+    from eobatch.storage import open_location
+    from tests.integration.outputs import make_service
+    from tests.servers import create_gcs_bucket, service_account_credentials, start_gcs_server
+
+    endpoint, stop = start_gcs_server()
+    svc = make_service(tmp_path, demo_folder, dask_client, gcs_endpoint=endpoint)
+    try:
+        create_gcs_bucket(endpoint, "gcs-results")
+        locator = {
+            "gs": {"url": "gs://gcs-results/out", "credentials": service_account_credentials()}
+        }
+        output = {"type": "raster", "delivery": locator, "cogOutput": True}
+        task = svc.run(svc.request(TWO_OUTPUTS, ["bands", "ndvi"], output))
+        assert task["status"] == "DONE", task
+        assert task["request"]["output"]["delivery"]["gs"]["credentials"] == "***"
+        bucket = open_location(locator, svc.settings, "output->delivery")
+        keys = bucket.list()
+        tid = task["id"]
+        assert {f"request-{tid}.json", f"featureManifest-{tid}.gpkg",
+                f"execution-{tid}.sqlite"} <= set(keys)  # fmt: skip
+        tiffs = [k for k in keys if k.endswith(".tiff")]
+        assert len(tiffs) == 8
+        for key in tiffs[:2]:
+            with MemoryFile(bucket.get(key)) as memory, memory.open() as tiff:
+                assert tiff.crs.to_epsg() == 3035 and tiff.overviews(1) == [2, 4]
+                assert tiff.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG"
+    finally:
+        svc.db.dispose()
+        stop()
