@@ -6,6 +6,7 @@ import os
 import secrets
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -31,6 +32,17 @@ class Settings(BaseSettings):
     )
     s3_access_key: str | None = Field(default=None, description="Deployment S3 key (BYOC reads).")
     s3_secret_key: str | None = None
+    sts_endpoint: str | None = Field(
+        default=None,
+        description="STS endpoint for iamRoleARN delivery (assume-role with the deployment key "
+        "pair); default: the S3 endpoint (S3-compatible servers such as MinIO and moto serve "
+        "STS there).",
+    )
+    gcs_endpoint: str | None = Field(
+        default=None,
+        description="GCS JSON API endpoint for gs:// locators (an emulator: requests are then "
+        "anonymous); default: Google Cloud Storage with the locator's service account.",
+    )
     cloud: str = Field(default="aws", description="Cloud the deployment runs in (aws or gcp).")
     region: str = Field(default="eu-central-1", description="Region the deployment runs in.")
     jwt_secret: str | None = Field(
@@ -47,6 +59,15 @@ class Settings(BaseSettings):
         default=3, ge=1, description="Attempts before a feature is FATAL."
     )
     execution_db_interval_s: float = Field(default=30.0, gt=0)
+    # Measured in benchmarks/write.py (docs/outputs.md): ZSTD level 1 with a predictor encodes
+    # several times faster than DEFLATE-6 at a similar size; GDAL >= 2.3 and QGIS read it.
+    output_compression: Literal["ZSTD", "DEFLATE", "LZW", "NONE"] = Field(
+        default="ZSTD", description="Codec of GeoTIFF/COG tiles."
+    )
+    output_compression_level: int | None = Field(
+        default=1, ge=1, le=22, description="ZSTD (1-22) or DEFLATE (1-9) level; unset: default."
+    )
+    output_threads: int = Field(default=2, ge=1, description="GDAL threads per output encode.")
     controller_poll_s: float = Field(default=0.5, gt=0)
     lease_s: float = Field(default=30.0, gt=0, description="Controller lease on a task.")
     script_timeout_s: float = Field(default=120.0, gt=0, description="CPU time per feature script.")

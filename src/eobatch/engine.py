@@ -23,7 +23,8 @@ from eobatch.script import (
     SourceData,
     get_runtime,
 )
-from eobatch.sinks import encode_geotiff
+from eobatch.sinks import DEFAULT_PROFILE, CogOptions, CompressionProfile, encode_geotiff
+from eobatch.sinks.zarr import ZarrLayout, feature_chunks
 from eobatch.sources import PixelGrid, Scene, read_mosaic, read_slices, slices
 from eobatch.storage import Location
 
@@ -56,6 +57,9 @@ class FeatureJob:
     delivery: Location
     script_timeout_s: float
     script_heap_mb: int
+    compression: CompressionProfile = DEFAULT_PROFILE
+    cog: CogOptions | None = None  # None: plain tiled GeoTIFFs
+    zarr: ZarrLayout | None = None  # zarr output: chunks of the task's group, no GeoTIFFs
 
 
 @dataclass(frozen=True)
@@ -102,15 +106,23 @@ def _run(job: FeatureJob) -> FeatureOutcome:
     written = 0
     for target in job.targets:
         if target.output_id == USERDATA:
-            payload = json.dumps(result.userdata, allow_nan=False).encode()
+            files = {target.key: json.dumps(result.userdata, allow_nan=False).encode()}
+        elif job.zarr is not None:  # this feature's chunks of the task's arrays
+            row, col = job.zarr.offset(feature.bounds)
+            raster = result.rasters[target.output_id]
+            chunks = feature_chunks(job.zarr, target.output_id, raster, row, col)
+            files = {f"{target.key}/{key}": data for key, data in chunks.items()}
         else:
             output = setup.output(target.output_id)
-            payload = encode_geotiff(
-                result.rasters[target.output_id], feature.epsg, feature.transform,
-                output.nodata_value,
-            )  # fmt: skip
-        job.delivery.put(target.key, payload)
-        written += len(payload)
+            files = {
+                target.key: encode_geotiff(
+                    result.rasters[target.output_id], feature.epsg, feature.transform,
+                    output.nodata_value, job.compression, job.cog,
+                )
+            }  # fmt: skip
+        for key, payload in files.items():
+            job.delivery.put(key, payload)
+            written += len(payload)
     return FeatureOutcome(job.task_id, feature.id, True, bytes_written=written, samples=samples)
 
 

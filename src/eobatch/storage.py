@@ -15,12 +15,16 @@ credentials (or anonymous access) and an explicit endpoint.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
 import copy
+import json
 import os
 import re
 import tempfile
 import threading
+import time
 import warnings
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
@@ -51,6 +55,7 @@ _SECRET_KEYS = frozenset({"secretAccessKey", "accessKey", "credentials", "sessio
 # S3 bucket naming rules, relaxed to what S3-compatible servers and folders accept.
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9._-]{0,254}$", re.IGNORECASE)
 _TEMP_SUFFIX = ".eobatch-partial"
+_ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
 # Where a metadata lookup would go if anything tried one anyway: a closed loopback port.
 _NO_METADATA = "http://127.0.0.1:9"
 
@@ -69,6 +74,11 @@ class Location:
     region: str = "us-east-1"
     access_key: str | None = field(default=None, repr=False)
     secret_key: str | None = field(default=None, repr=False)
+    role_arn: str | None = None  # S3: assume this role through STS with the key pair above
+    sts_endpoint: str | None = None
+    role_session: str = "eobatch"
+    gcs_credentials: str | None = field(default=None, repr=False)  # service-account JSON text
+    gcs_endpoint: str | None = None  # GCS JSON API endpoint; None: Google's
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "url", self.url.rstrip("/"))
@@ -86,9 +96,15 @@ class Location:
         return self.local_root is not None
 
     @property
+    def is_gcs(self) -> bool:
+        return self.url.startswith("gs://") and not self.is_local
+
+    @property
     def cloud(self) -> str | None:
-        """The cloud holding the objects ("aws" for S3); None for local folders (never remote)."""
-        return None if self.is_local else "aws"
+        """The cloud holding the objects ("aws" for S3, "gcp" for GCS); None for local folders."""
+        if self.is_local:
+            return None
+        return "gcp" if self.is_gcs else "aws"
 
     @property
     def bucket(self) -> str:
@@ -118,6 +134,8 @@ class Location:
         key = _clean_key(key)
         if self.local_root is not None:
             return str(Path(self.local_root) / key)
+        if self.is_gcs:
+            return f"/vsigs/{self.bucket}/{self._object_key(key)}"
         return f"/vsis3/{self.bucket}/{self._object_key(key)}"
 
     def gdal_options(self) -> dict[str, str]:
@@ -128,6 +146,15 @@ class Location:
         """
         if self.local_root is not None:
             return {}
+        if self.is_gcs:
+            if self.gcs_endpoint:  # an emulator: unsigned requests to its XML API
+                return {"CPL_GS_ENDPOINT": f"{self.gcs_endpoint}/", "GS_NO_SIGN_REQUEST": "YES"}
+            info = json.loads(self.gcs_credentials or "{}")
+            return {
+                "GS_OAUTH2_PRIVATE_KEY": info.get("private_key", ""),
+                "GS_OAUTH2_CLIENT_EMAIL": info.get("client_email", ""),
+                "GS_NO_SIGN_REQUEST": "NO",
+            }
         assert self.endpoint is not None
         endpoint = urlsplit(self.endpoint)
         options = {
@@ -143,17 +170,21 @@ class Location:
             "GDAL_HTTP_MAX_RETRY": "3",
             "GDAL_HTTP_RETRY_DELAY": "1",
         }
-        if self.access_key and self.secret_key:
+        access_key, secret_key, token = self.credentials()
+        if access_key and secret_key:
             if rasterio.session.boto3 is None:
                 raise RuntimeError("reading rasters from S3 with credentials needs boto3 installed")
             # rasterio refuses GDAL's AWS_ACCESS_KEY_ID option; these keywords make it build an
             # AWSSession that sets GDAL's credential options from exactly these values.
             options |= {
-                "aws_access_key_id": self.access_key,
-                "aws_secret_access_key": self.secret_key,
+                "aws_access_key_id": access_key,
+                "aws_secret_access_key": secret_key,
                 "region_name": self.region,
                 "AWS_NO_SIGN_REQUEST": "NO",
             }
+            if token:
+                options["aws_session_token"] = token
+                options["AWS_SESSION_TOKEN"] = token
         else:
             options["AWS_NO_SIGN_REQUEST"] = "YES"
         return options
@@ -163,6 +194,9 @@ class Location:
     def put(self, key: str, data: bytes) -> None:
         """Write `data` at `key`, replacing any object there (atomically for local files)."""
         key = _clean_key(key)
+        if self.is_gcs:
+            self._gcs().blob(self._object_key(key)).upload_from_string(data)
+            return
         if self.local_root is None:
             obstore.put(self._store(), self._object_key(key), data)
             return
@@ -182,6 +216,13 @@ class Location:
     def get(self, key: str) -> bytes:
         """The bytes at `key`; raises `FileNotFoundError` if there is no such object."""
         key = _clean_key(key)
+        if self.is_gcs:
+            from google.api_core.exceptions import NotFound
+
+            try:
+                return self._gcs().blob(self._object_key(key)).download_as_bytes()
+            except NotFound:
+                raise FileNotFoundError(f"{self.url_for(key)} does not exist") from None
         if self.local_root is None:
             return bytes(obstore.get(self._store(), self._object_key(key)).bytes())
         path = Path(self.local_root) / key
@@ -194,6 +235,8 @@ class Location:
         key = _clean_key(key)
         if self.local_root is not None:
             return (Path(self.local_root) / key).is_file()
+        if self.is_gcs:
+            return bool(self._gcs().blob(self._object_key(key)).exists())
         try:
             obstore.head(self._store(), self._object_key(key))
         except FileNotFoundError:
@@ -215,6 +258,10 @@ class Location:
             )
         base = self._object_key(prefix)
         strip = len(self.prefix) + 1 if self.prefix else 0
+        if self.is_gcs:
+            folder = f"{base}/" if base else None  # a folder, not every name starting alike
+            bucket = self._gcs()
+            return sorted(b.name[strip:] for b in bucket.client.list_blobs(bucket, prefix=folder))
         keys = [
             meta["path"][strip:]
             for chunk in obstore.list(self._store(), prefix=base or None)
@@ -228,6 +275,12 @@ class Location:
         if self.local_root is not None:
             (Path(self.local_root) / key).unlink(missing_ok=True)
             return
+        if self.is_gcs:
+            from google.api_core.exceptions import NotFound
+
+            with contextlib.suppress(NotFound):
+                self._gcs().blob(self._object_key(key)).delete()
+            return
         with contextlib.suppress(FileNotFoundError):
             obstore.delete(self._store(), self._object_key(key))
 
@@ -238,14 +291,8 @@ class Location:
 
     def _store(self) -> S3Store:
         assert self.endpoint is not None, "an S3 location needs an endpoint"
-        cache_key = (
-            os.getpid(),
-            self.bucket,
-            self.endpoint,
-            self.region,
-            self.access_key,
-            self.secret_key,
-        )
+        keys = self.credentials()
+        cache_key = (os.getpid(), self.bucket, self.endpoint, self.region, *keys)
         with _STORES_LOCK:
             store = _STORES.get(cache_key)
             if store is None:
@@ -253,9 +300,78 @@ class Location:
                 _STORES[cache_key] = store
         return store
 
+    def credentials(self) -> tuple[str | None, str | None, str | None]:
+        """(access key, secret key, session token) for S3 requests.
+
+        With a role ARN these are temporary credentials from STS `AssumeRole`, requested with
+        the location's key pair and renewed before they expire; otherwise the key pair itself.
+        """
+        if not self.role_arn:
+            return self.access_key, self.secret_key, None
+        return _assumed_role(self)
+
+    def _gcs(self) -> Any:
+        """The google-cloud-storage bucket of this location, cached per process."""
+        cache_key = (os.getpid(), "gs", self.bucket, self.gcs_endpoint, self.gcs_credentials)
+        with _STORES_LOCK:
+            bucket = _STORES.get(cache_key)
+            if bucket is None:
+                bucket = _STORES[cache_key] = _gcs_bucket(self)
+        return bucket
+
 
 _STORES: dict[tuple[Any, ...], S3Store] = {}
 _STORES_LOCK = threading.Lock()
+
+
+_ROLES: dict[tuple[Any, ...], tuple[float, tuple[str, str, str]]] = {}
+_ROLES_LOCK = threading.Lock()
+_ROLE_MARGIN_S = 300.0  # renew temporary credentials this long before they expire
+
+
+def _assumed_role(location: Location) -> tuple[str, str, str]:
+    import boto3
+
+    cache_key = (os.getpid(), location.role_arn, location.sts_endpoint, location.access_key)
+    with _ROLES_LOCK:
+        cached = _ROLES.get(cache_key)
+        if cached is not None and cached[0] - _ROLE_MARGIN_S > time.time():
+            return cached[1]
+        sts = boto3.client(
+            "sts",
+            endpoint_url=location.sts_endpoint,
+            region_name=location.region,
+            aws_access_key_id=location.access_key,
+            aws_secret_access_key=location.secret_key,
+        )
+        answer = sts.assume_role(RoleArn=location.role_arn, RoleSessionName=location.role_session)
+        creds = answer["Credentials"]
+        keys = (creds["AccessKeyId"], creds["SecretAccessKey"], creds["SessionToken"])
+        _ROLES[cache_key] = (creds["Expiration"].timestamp(), keys)
+        return keys
+
+
+def _gcs_bucket(location: Location) -> Any:
+    """A google-cloud-storage bucket handle (obstore's GCS client does not agree with the
+    emulators on PyPI: see docs/outputs.md); anonymous against a configured emulator."""
+    from google.api_core.client_options import ClientOptions
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+    from google.oauth2 import service_account
+
+    info = json.loads(location.gcs_credentials or "{}")
+    if location.gcs_endpoint:
+        credentials: Any = AnonymousCredentials()
+        options = ClientOptions(api_endpoint=location.gcs_endpoint)
+    else:
+        credentials = service_account.Credentials.from_service_account_info(
+            info, scopes=["https://www.googleapis.com/auth/devstorage.read_write"]
+        )
+        options = None
+    client = storage.Client(
+        project=info.get("project_id") or "eobatch", credentials=credentials, client_options=options
+    )
+    return client.bucket(location.bucket)
 
 
 def _s3_store(location: Location, max_retries: int, retry_timeout_s: float) -> S3Store:
@@ -267,11 +383,11 @@ def _s3_store(location: Location, max_retries: int, retry_timeout_s: float) -> S
         "virtual_hosted_style_request": False,
         "metadata_endpoint": _NO_METADATA,
     }
-    if location.access_key and location.secret_key:
-        config |= {
-            "access_key_id": location.access_key,
-            "secret_access_key": location.secret_key,
-        }
+    access_key, secret_key, token = location.credentials()
+    if access_key and secret_key:
+        config |= {"access_key_id": access_key, "secret_access_key": secret_key}
+        if token:
+            config["session_token"] = token
     else:
         config["skip_signature"] = True
     return S3Store(
@@ -301,18 +417,17 @@ def _clean_key(key: str, allow_empty: bool = False) -> str:
 
 
 def open_location(locator: dict[str, Any], settings: Settings, parameter: str) -> Location:
-    """The `Location` an `ObjectStorageInfoV2` locator (`{"s3": {...}}`) points to.
+    """The `Location` an `ObjectStorageInfoV2` locator (`{"s3": {...}}` or `{"gs": {...}}`)
+    points to.
 
     Checks that the bucket exists and is accessible; raises `InvalidRequest` at `parameter`.
     `file://` URLs are refused: a client must not reach arbitrary folders of the server.
     """
-    if "gs" in locator and locator.get("gs") is not None:
-        raise InvalidRequest.at(
-            f"{parameter}->gs", "GCS storage (gs) is not supported by this server yet; use s3"
-        )
+    if isinstance(locator.get("gs"), dict):
+        return _open_gcs(locator["gs"], settings, parameter)
     s3 = locator.get("s3")
     if not isinstance(s3, dict):
-        raise InvalidRequest.at(parameter, "an object storage locator needs an 's3' object")
+        raise InvalidRequest.at(parameter, "an object storage locator needs an 's3' or 'gs' object")
     where = f"{parameter}->s3->url"
     url = s3.get("url")
     if not isinstance(url, str) or not url:
@@ -320,8 +435,19 @@ def open_location(locator: dict[str, Any], settings: Settings, parameter: str) -
     bucket, prefix = _parse_s3_url(url, where)
     canonical = f"s3://{bucket}/{prefix}" if prefix else f"s3://{bucket}"
     access_key, secret_key = s3.get("accessKey"), s3.get("secretAccessKey")
+    role_arn = s3.get("iamRoleARN")
     if bool(access_key) != bool(secret_key):
         raise InvalidRequest.at(parameter, "accessKey and secretAccessKey must be given together")
+    if role_arn and access_key:
+        raise InvalidRequest.at(
+            parameter, "give either iamRoleARN or accessKey and secretAccessKey, not both"
+        )
+    if role_arn is not None and not _ROLE_ARN.match(str(role_arn)):
+        raise InvalidRequest.at(
+            f"{parameter}->s3->iamRoleARN",
+            f"'{role_arn}' is not an IAM role ARN like arn:aws:iam::123456789012:role/name",
+        )
+    region = s3.get("region") or settings.region
 
     if settings.s3_endpoint is None:
         bucket_dir = settings.buckets_dir / bucket
@@ -333,22 +459,81 @@ def open_location(locator: dict[str, Any], settings: Settings, parameter: str) -
                 "EOBATCH_S3_ENDPOINT to use an S3 server)",
             )
         root = bucket_dir / prefix if prefix else bucket_dir
-        return Location(url=canonical, local_root=str(root), region=settings.region)
+        return Location(url=canonical, local_root=str(root), region=region)
 
     if not access_key:
-        # iamRoleARN cannot be assumed here: the deployment's own key pair stands in for the role.
+        # The deployment's key pair: used directly, or to assume the request's role.
         access_key, secret_key = settings.s3_access_key, settings.s3_secret_key
-    endpoint = settings.s3_endpoint.rstrip("/")
-    if "://" not in endpoint:
-        endpoint = f"https://{endpoint}"
+    endpoint = _with_scheme(settings.s3_endpoint)
     location = Location(
         url=canonical,
         endpoint=endpoint,
-        region=s3.get("region") or settings.region,
+        region=region,
         access_key=access_key or None,
         secret_key=secret_key or None,
+        role_arn=role_arn or None,
+        sts_endpoint=_with_scheme(settings.sts_endpoint or settings.s3_endpoint),
     )
+    if role_arn:
+        try:
+            location.credentials()
+        except Exception as exc:
+            raise InvalidRequest.at(
+                f"{parameter}->s3->iamRoleARN",
+                f"the role {role_arn} could not be assumed ({type(exc).__name__}); allow this "
+                "deployment to assume it (sts:AssumeRole)",
+            ) from None
     _check_s3_bucket(location, parameter)
+    return location
+
+
+def _with_scheme(endpoint: str) -> str:
+    endpoint = endpoint.rstrip("/")
+    return endpoint if "://" in endpoint else f"https://{endpoint}"
+
+
+def _open_gcs(gs: dict[str, Any], settings: Settings, parameter: str) -> Location:
+    where = f"{parameter}->gs"
+    url = gs.get("url")
+    if not isinstance(url, str) or not url.startswith("gs://"):
+        raise InvalidRequest.at(f"{where}->url", "is required, e.g. gs://bucket/folder")
+    bucket, prefix = _parse_s3_url("s3://" + url.removeprefix("gs://"), f"{where}->url")
+    canonical = f"gs://{bucket}/{prefix}" if prefix else f"gs://{bucket}"
+    credentials = gs.get("credentials")
+    try:
+        info = json.loads(base64.b64decode(str(credentials or ""), validate=True))
+    except (binascii.Error, ValueError):
+        info = None
+    if (
+        not isinstance(info, dict)
+        or info.get("type") != "service_account"
+        or not all(info.get(k) for k in ("client_email", "private_key"))
+    ):
+        raise InvalidRequest.at(
+            f"{where}->credentials",
+            "must be the base64 encoding of a service-account key in JSON (type "
+            "service_account, with client_email and private_key): cat key.json | base64",
+        )
+    location = Location(
+        url=canonical,
+        region=settings.region,
+        gcs_credentials=json.dumps(info),
+        gcs_endpoint=_with_scheme(settings.gcs_endpoint) if settings.gcs_endpoint else None,
+    )
+    try:
+        location._gcs().reload()  # one metadata call: the bucket exists and is readable
+    except Exception as exc:
+        text = str(exc)
+        if "404" in text or "Not Found" in text:
+            reason = f"bucket '{bucket}' not found; create it first"
+        elif "403" in text or "401" in text:
+            reason = (
+                f"access to bucket '{bucket}' denied; the service account needs "
+                "storage.objects.create, get, delete and list on it"
+            )
+        else:
+            reason = f"bucket '{bucket}' is not accessible ({type(exc).__name__})"
+        raise InvalidRequest.at(parameter, reason) from None
     return location
 
 

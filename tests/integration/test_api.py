@@ -300,9 +300,9 @@ BAD_BODIES = {
     "geopackage in a missing bucket": (
         _mutate("input", {"type": "geopackage", "features": {"s3": {"url": "s3://b/f.gpkg"}}}),
         "input->features"),
-    "zarr output": (
+    "zarr output without arrayParameters": (
         _mutate("output", {"type": "zarr", "delivery": {"s3": {"url": "s3://b/<requestId>"}},
-                           "group": {"zarr_format": 2}}), "output->type"),
+                           "group": {"zarr_format": 2}}), "output->arrayParameters"),
     "unknown instance type": (_mutate("instanceType", "huge"), "instanceType"),
     "time range backwards": (
         _mutate("processRequest.input.data.0.dataFilter.timeRange",

@@ -164,7 +164,7 @@ def test_create_checks_what_it_can(alice: User, db, settings) -> None:  # type: 
         "type": "geopackage",
         "features": {"gs": {"url": "gs://b/f.gpkg", "credentials": "e30="}},
     }
-    cases.append((gcs, "input->features->gs", "not supported"))
+    cases.append((gcs, "input->features->gs->credentials", "service-account key"))
     for body, parameter, text in cases:
         error = assert_error(alice.http.post("/api/v2/batch/process", json=body), 400)
         found = {e["parameter"]: e["violation"] for e in error["errors"]}

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import multiprocessing
 import pickle
+import uuid
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -17,7 +21,14 @@ from eobatch.config import Settings
 from eobatch.errors import InvalidRequest
 from eobatch.sinks import encode_geotiff
 from eobatch.storage import Location, open_location, redact_locator
-from tests.servers import MOTO_KEY, MOTO_SECRET
+from tests.servers import (
+    MOTO_KEY,
+    MOTO_REGION,
+    MOTO_SECRET,
+    create_gcs_bucket,
+    service_account_credentials,
+    start_gcs_server,
+)
 
 PARAMETER = "output->delivery"
 
@@ -37,9 +48,40 @@ def _s3_settings(tmp_path: Path, endpoint: str, keys: bool = True) -> Settings:
     )
 
 
-@pytest.fixture(params=["local", "s3"])
+@pytest.fixture(scope="module")
+def gcs_endpoint() -> Iterator[str]:
+    endpoint, stop = start_gcs_server()
+    yield endpoint
+    stop()
+
+
+@pytest.fixture(scope="module")
+def gcs_credentials() -> str:
+    return service_account_credentials()
+
+
+def _gcs_settings(tmp_path: Path, endpoint: str) -> Settings:
+    return Settings(data_dir=tmp_path / "data", jwt_secret="x" * 40, gcs_endpoint=endpoint,
+                    region="europe-west1")  # fmt: skip
+
+
+@pytest.fixture
+def gcs_bucket(gcs_endpoint: str) -> str:
+    name = f"gcs-{uuid.uuid4().hex[:12]}"
+    create_gcs_bucket(gcs_endpoint, name)
+    return name
+
+
+@pytest.fixture(params=["local", "s3", "gs"])
 def location(request: pytest.FixtureRequest, tmp_path: Path) -> Location:
-    """`s3://<bucket>/results` in embedded mode (a folder) and on the moto server."""
+    """`s3://<bucket>/results` in embedded mode (a folder) and on the moto server, and
+    `gs://<bucket>/results` on the GCS emulator."""
+    if request.param == "gs":
+        bucket = request.getfixturevalue("gcs_bucket")
+        settings = _gcs_settings(tmp_path, request.getfixturevalue("gcs_endpoint"))
+        credentials = request.getfixturevalue("gcs_credentials")
+        locator = {"gs": {"url": f"gs://{bucket}/results/", "credentials": credentials}}
+        return open_location(locator, settings, PARAMETER)
     if request.param == "local":
         settings = _local_settings(tmp_path)
         (settings.buckets_dir / "results-bucket").mkdir(parents=True)
@@ -74,12 +116,13 @@ def test_put_get_exists_list_delete(location: Location) -> None:
 
 
 def test_child_and_urls(location: Location) -> None:
+    scheme = "gs" if location.is_gcs else "s3"
     assert location.url.endswith("/results")
-    assert location.url.startswith(f"s3://{location.bucket}")
-    assert location.url_for("x/y.tiff") == f"s3://{location.bucket}/results/x/y.tiff"
+    assert location.url.startswith(f"{scheme}://{location.bucket}")
+    assert location.url_for("x/y.tiff") == f"{scheme}://{location.bucket}/results/x/y.tiff"
 
     child = location.child("req-1/")
-    assert child.url == f"s3://{location.bucket}/results/req-1"
+    assert child.url == f"{scheme}://{location.bucket}/results/req-1"
     child.put("tile/out.tiff", b"data")
     assert location.list() == ["req-1/tile/out.tiff"]
     assert location.get("req-1/tile/out.tiff") == b"data"
@@ -90,6 +133,10 @@ def test_child_and_urls(location: Location) -> None:
         path = location.gdal_path("req-1/tile/out.tiff")
         assert Path(path).is_absolute() and Path(path).read_bytes() == b"data"
         assert location.gdal_options() == {}
+    elif location.is_gcs:
+        expected = f"/vsigs/{location.bucket}/results/req-1/tile/out.tiff"
+        assert location.gdal_path("req-1/tile/out.tiff") == expected
+        assert location.cloud == "gcp"
     else:
         expected = f"/vsis3/{location.bucket}/results/req-1/tile/out.tiff"
         assert location.gdal_path("req-1/tile/out.tiff") == expected
@@ -246,14 +293,97 @@ def test_bad_urls(tmp_path: Path, url: str) -> None:
     assert caught.value.errors[0].parameter == f"{PARAMETER}->s3->url"
 
 
-def test_gcs_is_refused(tmp_path: Path) -> None:
+def test_gcs_credentials_must_be_a_base64_service_account(tmp_path: Path) -> None:
+    settings = _local_settings(tmp_path)
+    for credentials in ("e30=", "not base64!", base64.b64encode(b"[1]").decode(), ""):
+        with pytest.raises(InvalidRequest) as caught:
+            open_location({"gs": {"url": "gs://bucket/x", "credentials": credentials}},
+                          settings, PARAMETER)  # fmt: skip
+        violation = caught.value.errors[0]
+        assert violation.parameter == f"{PARAMETER}->gs->credentials"
+        assert "service-account" in violation.violation
+
+
+def test_missing_gcs_bucket(gcs_endpoint: str, gcs_credentials: str, tmp_path: Path) -> None:
     with pytest.raises(InvalidRequest) as caught:
-        open_location(
-            {"gs": {"url": "gs://bucket/x", "credentials": "e30="}},
-            _local_settings(tmp_path),
-            PARAMETER,
-        )
-    assert "not supported" in caught.value.message
+        open_location({"gs": {"url": "gs://no-such-bucket/x", "credentials": gcs_credentials}},
+                      _gcs_settings(tmp_path, gcs_endpoint), PARAMETER)  # fmt: skip
+    assert "bucket 'no-such-bucket' not found" in caught.value.errors[0].violation
+
+
+def test_gcs_location_carries_no_secret_in_repr(
+    gcs_endpoint: str, gcs_bucket: str, gcs_credentials: str, tmp_path: Path
+) -> None:
+    location = open_location({"gs": {"url": f"gs://{gcs_bucket}", "credentials": gcs_credentials}},
+                             _gcs_settings(tmp_path, gcs_endpoint), PARAMETER)  # fmt: skip
+    assert "PRIVATE KEY" in (location.gcs_credentials or "")
+    assert "PRIVATE KEY" not in repr(location)
+    assert (location.cloud, location.region) == ("gcp", "europe-west1")
+
+
+# -- S3 with an IAM role through STS (moto serves STS on the same endpoint) ---------------------
+
+
+def _role(endpoint: str) -> str:
+    import boto3
+
+    iam = boto3.client("iam", endpoint_url=endpoint, region_name=MOTO_REGION,
+                       aws_access_key_id=MOTO_KEY, aws_secret_access_key=MOTO_SECRET)  # fmt: skip
+    name = f"sh-batch-{uuid.uuid4().hex[:8]}"
+    trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+             "Principal": {"AWS": "arn:aws:iam::123456789012:root"}}]}  # fmt: skip
+    role = iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))
+    return role["Role"]["Arn"]
+
+
+def test_iam_role_is_assumed_through_sts(moto_endpoint: str, s3_bucket: str,
+                                         tmp_path: Path) -> None:  # fmt: skip
+    arn = _role(moto_endpoint)
+    location = open_location(
+        {"s3": {"url": f"s3://{s3_bucket}/by-role", "iamRoleARN": arn, "region": "eu-west-1"}},
+        _s3_settings(tmp_path, moto_endpoint),
+        PARAMETER,
+    )
+    access_key, secret_key, token = location.credentials()
+    assert token and access_key != MOTO_KEY  # temporary credentials from AssumeRole
+    assert location.credentials() == (access_key, secret_key, token)  # cached, not re-assumed
+    location.put("r.bin", b"written with the role")
+    assert location.get("r.bin") == b"written with the role"
+    assert location.region == "eu-west-1"
+    with rasterio.Env(**location.gdal_options()):
+        config = rasterio.env.getenv()
+        assert config["AWS_ACCESS_KEY_ID"] == access_key
+        assert config["AWS_SESSION_TOKEN"] == token
+    copy = pickle.loads(pickle.dumps(location))
+    assert copy.get("r.bin") == b"written with the role"
+
+
+@pytest.mark.parametrize(
+    ("extra", "parameter", "text"),
+    [({"iamRoleARN": "not-an-arn"}, "iamRoleARN", "not an IAM role ARN"),
+     ({"iamRoleARN": "arn:aws:iam::123456789012:role/r", "accessKey": "a",
+       "secretAccessKey": "b"}, "output->delivery", "not both")],
+)  # fmt: skip
+def test_bad_role_locators(moto_endpoint: str, s3_bucket: str, tmp_path: Path, extra: dict,
+                           parameter: str, text: str) -> None:  # fmt: skip
+    with pytest.raises(InvalidRequest) as caught:
+        open_location({"s3": {"url": f"s3://{s3_bucket}", **extra}},
+                      _s3_settings(tmp_path, moto_endpoint), PARAMETER)  # fmt: skip
+    violation = caught.value.errors[0]
+    assert parameter in violation.parameter and text in violation.violation
+
+
+def test_role_that_cannot_be_assumed(moto_endpoint: str, s3_bucket: str, tmp_path: Path) -> None:
+    settings = _s3_settings(tmp_path, moto_endpoint).model_copy(
+        update={"sts_endpoint": "http://127.0.0.1:9"}  # nothing listens: AssumeRole fails
+    )
+    with pytest.raises(InvalidRequest) as caught:
+        open_location({"s3": {"url": f"s3://{s3_bucket}",
+                              "iamRoleARN": "arn:aws:iam::123456789012:role/r"}},
+                      settings, PARAMETER)  # fmt: skip
+    violation = caught.value.errors[0]
+    assert violation.parameter == f"{PARAMETER}->s3->iamRoleARN"
+    assert "could not be assumed" in violation.violation
 
 
 def test_half_a_key_pair_is_refused(moto_endpoint: str, s3_bucket: str, tmp_path: Path) -> None:

@@ -5,6 +5,8 @@ Re-running an analysis (e.g. after a controller crash) replaces its features, so
 
 from __future__ import annotations
 
+import posixpath
+
 import numpy as np
 import shapely
 from sqlalchemy import delete, insert, update
@@ -16,13 +18,22 @@ from eobatch.lifecycle.billing import estimate
 from eobatch.lifecycle.context import TaskContext
 from eobatch.planning import Feature, ManifestRow, feature_manifest_bytes, plan_tiling_grid
 from eobatch.planning.geopackage import SizeDefaults, plan_geopackage_input
-from eobatch.schemas.batch import GeoPackageDefaults, GeoPackageInput, TilingGridInput
+from eobatch.schemas.batch import (
+    GeoPackageDefaults,
+    GeoPackageInput,
+    RasterOutput,
+    TilingGridInput,
+    ZarrOutput,
+)
 from eobatch.script import EvalscriptError, ScriptSetup, parse_setup
+from eobatch.sinks.byoc import collection_bands, new_collection_id, prepare_collection
+from eobatch.sinks.zarr import group_objects, parse_arrays
 from eobatch.store import Database
 from eobatch.store.models import Feature as FeatureRow
 from eobatch.store.models import Task
 
 MANIFEST_FILE = "featureManifest-{request_id}.gpkg"
+_LISTED = 10  # existing outputs named in an analysis error
 
 
 def check_script(source: str, context: TaskContext) -> ScriptSetup:
@@ -46,10 +57,17 @@ def check_script(source: str, context: TaskContext) -> ScriptSetup:
                 "not defined in the evalscript's setup() "
                 f"(outputs: {', '.join(sorted(output_ids))})"
             )
-        if response.format.type != "image/tiff":
+    output = context.request.output
+    if isinstance(output, ZarrOutput):
+        _check_zarr_outputs(setup, context)
+    if isinstance(output, RasterOutput) and (output.create_collection or output.collection_id):
+        _check_ingestion(context)
+    if isinstance(output, RasterOutput) and output.cog_output:
+        int8 = [o.id for o in setup.outputs if o.sample_type == "INT8"]
+        if int8:
             raise AnalysisError(
-                f"Output '{response.identifier}' must have format image/tiff "
-                f"(got {response.format.type}); only 'userdata' is application/json"
+                f"cogOutput does not allow sampleType INT8 (output(s) {', '.join(int8)}); "
+                "use INT16 or UINT8"
             )
     missing = [b for b in setup.bands if b != "dataMask" and b not in context.bands]
     if missing:
@@ -58,6 +76,75 @@ def check_script(source: str, context: TaskContext) -> ScriptSetup:
             f"{', '.join(sorted(context.bands)) or 'none (the collection has no bands yet)'}"
         )
     return setup
+
+
+def _check_ingestion(context: TaskContext) -> None:
+    """BYOC ingestion needs the delivery in the deployment's cloud and region (or a local
+    folder bucket, which is the deployment's own storage)."""
+    delivery, settings = context.delivery, context.settings
+    if delivery.cloud is None:
+        return
+    if delivery.cloud != settings.cloud or delivery.region != settings.region:
+        raise AnalysisError(
+            f"BYOC ingestion needs the delivery bucket in this deployment's cloud and region "
+            f"({settings.cloud} {settings.region}); {delivery.url} is in {delivery.cloud} "
+            f"{delivery.region}. Deliver there, or drop createCollection/collectionId."
+        )
+
+
+def byoc_collection(context: TaskContext, setup: ScriptSetup, account_id: str) -> str | None:
+    """Create or check the task's BYOC collection; its id, or None without ingestion."""
+    output = context.request.output
+    if not isinstance(output, RasterOutput) or not (
+        output.create_collection or output.collection_id
+    ):
+        return None
+    ids = [r.identifier for r in context.request.process_request.output.responses]
+    bands = collection_bands(setup, ids)
+    collection_id = (output.collection_id or "").lower() or new_collection_id(context.task_id)
+    prepare_collection(
+        context.db, account_id, collection_id, output.collection_id is None,
+        f"batch-{context.task_id}", context.delivery.bucket, bands,
+    )  # fmt: skip
+    return collection_id
+
+
+def _check_zarr_outputs(setup: ScriptSetup, context: TaskContext) -> None:
+    output = context.request.output
+    assert isinstance(output, ZarrOutput)
+    ids = [r.identifier for r in context.request.process_request.output.responses]
+    specs = parse_arrays(output.array_parameters, output.array_overrides, ids, None)
+    for output_id in ids:
+        script_output = setup.output(output_id)
+        if script_output.bands != 1:
+            raise AnalysisError(
+                f"Zarr output '{output_id}' has {script_output.bands} bands; zarr output needs "
+                "one band per output"
+            )
+        if not specs[output_id].compatible_with(script_output.sample_type):
+            raise AnalysisError(
+                f"Zarr array '{output_id}' has dtype {specs[output_id].dtype}, which cannot hold "
+                f"sampleType {script_output.sample_type} values"
+            )
+
+
+def write_zarr_group(context: TaskContext, features: list[Feature]) -> None:
+    """Lay out the task's zarr group (metadata and coordinates) in its empty folder."""
+    group = context.template.key(context.task_id, "", 0, "", "")
+    present = context.delivery.list(group)
+    if present:
+        shown = ", ".join(context.delivery.url_for(k) for k in present[:_LISTED])
+        raise AnalysisError(
+            f"The zarr output folder {context.delivery.url_for(group)} must be "
+            f"empty; it holds {shown}"
+        )
+    if not features:
+        return
+    bounds = np.array([f.bounds for f in features])
+    extent = (*bounds[:, :2].min(axis=0).tolist(), *bounds[:, 2:].max(axis=0).tolist())
+    context.zarr = context.zarr_layout(tuple(extent), features[0].epsg)  # type: ignore[arg-type]
+    for key, data in group_objects(context.zarr, context.task_id).items():
+        context.delivery.put(f"{group}/{key}", data)
 
 
 def plan_features(context: TaskContext) -> list[Feature]:
@@ -76,15 +163,64 @@ def plan_features(context: TaskContext) -> list[Feature]:
     )
 
 
+def skipped_features(context: TaskContext, features: list[Feature]) -> set[int]:
+    """Ids of features to skip because their outputs exist (`skipExisting`).
+
+    Existing outputs are a failure unless the request allows them (batch-v2-api.md §4.4):
+    `skipExisting` skips a feature whose outputs all exist; `overwrite` rewrites the others.
+    Raises `AnalysisError` listing the existing outputs the request does not allow.
+    """
+    output = context.request.output
+    if not isinstance(output, RasterOutput):
+        return set()
+    keys = {f.id: [t.key for t in context.targets(f)] for f in features}
+    every = [k for ks in keys.values() for k in ks]
+    if not every:
+        return set()
+    folder = posixpath.commonpath([posixpath.dirname(k) for k in every])
+    existing = set(context.delivery.list(folder)) & set(every)
+    if not existing:
+        return set()
+    skipped = set()
+    refused: list[str] = []
+    for feature_id, feature_keys in keys.items():
+        present = [k for k in feature_keys if k in existing]
+        if not present:
+            continue
+        if output.skip_existing and len(present) == len(feature_keys):
+            skipped.add(feature_id)
+        elif not output.overwrite:
+            refused.extend(present)
+    if refused:
+        shown = ", ".join(context.delivery.url_for(k) for k in sorted(refused)[:_LISTED])
+        more = f" and {len(refused) - _LISTED} more" if len(refused) > _LISTED else ""
+        hint = (
+            "set output.overwrite to replace them"
+            if output.skip_existing
+            else "set output.overwrite to replace them or output.skipExisting to skip features "
+            "whose outputs all exist"
+        )
+        raise AnalysisError(f"Output files already exist: {shown}{more}; {hint}")
+    return skipped
+
+
 def analyse_task(db: Database, settings: Settings, task: Task) -> int:
     """Analyse `task`, store its features (PENDING) and upload the manifest; returns the count."""
     context = TaskContext.build(db, settings, task)
     setup = check_script(context.evalscript, context)
     features = plan_features(context)
+    byoc_collection(context, setup, task.account_id)
+    skipped = skipped_features(context, features)
+    if isinstance(context.request.output, ZarrOutput):
+        write_zarr_group(context, features)
     samples = context.sample_bounds(setup, features)
-    cost = estimate(
+    cost = estimate(  # skipped features are final and free
         context.pricing(setup),
-        ((f.width, f.height, low, high) for f, (low, high) in zip(features, samples, strict=True)),
+        (
+            (f.width, f.height, low, high)
+            for f, (low, high) in zip(features, samples, strict=True)
+            if f.id not in skipped
+        ),
         context.crossing(settings),
         context.output_bands(setup),
     )
@@ -123,15 +259,16 @@ def analyse_task(db: Database, settings: Settings, task: Task) -> int:
                         "width": f.width,
                         "height": f.height,
                         "geometry": geometry,
-                        "status": "PENDING",
+                        # A skipped feature is final and free: its outputs are already there.
+                        "status": "DONE" if f.id in skipped else "PENDING",
                         "attempts": 0,
-                        "delivered": False,
+                        "delivered": f.id in skipped,
                         "max_samples": most,
                         "bytes_written": 0,
                         "cost_micro_pu": 0,
                         "surcharge_micro_pu": 0,
                         "reserved_micro_pu": 0,
-                        "billed": False,
+                        "billed": f.id in skipped,
                     }
                     for f, geometry, (_, most) in zip(features, wkb.tolist(), samples, strict=True)
                 ],

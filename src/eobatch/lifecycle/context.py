@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC
+from datetime import UTC, datetime
 
 import numpy as np
 import shapely
 from pyproj import Transformer
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from eobatch.config import Settings
 from eobatch.engine import USERDATA, FeatureJob, OutputTarget
@@ -16,14 +16,17 @@ from eobatch.errors import AnalysisError, InvalidRequest
 from eobatch.lifecycle.billing import Crossing, Pricing, crossing, fusion_factor
 from eobatch.lifecycle.validation import validate_request
 from eobatch.planning import AOI, Feature
-from eobatch.schemas.batch import BatchRequest
+from eobatch.schemas.batch import BatchRequest, RasterOutput, TilingGridInput, ZarrOutput
 from eobatch.script import ScriptOutput, ScriptSetup
-from eobatch.sinks import DeliveryTemplate
+from eobatch.sinks import CogOptions, CompressionProfile, DeliveryTemplate
+from eobatch.sinks.byoc import register_tiles
+from eobatch.sinks.zarr import ZarrLayout, parse_arrays
 from eobatch.sources import Scene, filter_time, order_scenes
 from eobatch.sources.byoc import collection_scenes
 from eobatch.storage import Location
 from eobatch.store import Database
 from eobatch.store.models import Collection, Task
+from eobatch.store.models import Feature as FeatureRow
 
 
 @dataclass
@@ -40,6 +43,9 @@ class TaskContext:
     upsampling: str
     downsampling: str
     features: tuple[Location, str] | None = None  # GeoPackage input: its folder and file name
+    zarr: ZarrLayout | None = None  # zarr output, once the features are planned
+    db: Database | None = None
+    settings: Settings | None = None
 
     @classmethod
     def build(cls, db: Database, settings: Settings, task: Task) -> TaskContext:
@@ -71,7 +77,7 @@ class TaskContext:
         ordered = order_scenes(kept, order)
         footprint_of = {scene.id: fp for scene, fp in with_footprints}
         processing = source.processing
-        return cls(
+        context = cls(
             task_id=task.id,
             request=request,
             evalscript=request.process_request.evalscript or "",
@@ -86,10 +92,33 @@ class TaskContext:
             upsampling=(processing.upsampling if processing else None) or "NEAREST",
             downsampling=(processing.downsampling if processing else None) or "NEAREST",
             features=checked.features,
+            db=db,
+            settings=settings,
         )
+        if isinstance(request.output, ZarrOutput):
+            with db.session() as session:
+                extent = session.execute(
+                    select(
+                        func.min(FeatureRow.minx),
+                        func.min(FeatureRow.miny),
+                        func.max(FeatureRow.maxx),
+                        func.max(FeatureRow.maxy),
+                        func.min(FeatureRow.epsg),
+                    ).where(FeatureRow.task_id == task.id)
+                ).one()
+            if extent[0] is not None:
+                context.zarr = context.zarr_layout(tuple(extent[:4]), extent[4])
+        return context
 
     def targets(self, feature: Feature) -> tuple[OutputTarget, ...]:
-        """The files a feature delivers: a GeoTIFF per image/tiff response, `userdata.json`."""
+        """The files a feature delivers: a GeoTIFF per image/tiff response and `userdata.json`;
+        for zarr output, each zarr/array response with the key of the task's group."""
+        if isinstance(self.request.output, ZarrOutput):
+            return tuple(
+                OutputTarget(r.identifier, self.template.key(self.task_id, "", 0, "", ""))
+                for r in self.request.process_request.output.responses
+                if r.identifier != USERDATA
+            )
         return tuple(
             OutputTarget(
                 r.identifier,
@@ -111,7 +140,7 @@ class TaskContext:
         return [
             setup.output(r.identifier)
             for r in self.request.process_request.output.responses
-            if r.format.type == "image/tiff"
+            if r.format.type in ("image/tiff", "zarr/array")
         ]
 
     def pricing(self, setup: ScriptSetup) -> Pricing:
@@ -164,7 +193,73 @@ class TaskContext:
             delivery=self.delivery,
             script_timeout_s=settings.script_timeout_s,
             script_heap_mb=settings.script_heap_mb,
+            compression=compression_profile(settings),
+            cog=self.cog_options,
+            zarr=self.zarr,
         )
+
+    def zarr_layout(self, bounds: tuple[float, float, float, float], epsg: int) -> ZarrLayout:
+        """The zarr group over features spanning `bounds` in EPSG `epsg`."""
+        output = self.request.output
+        assert isinstance(output, ZarrOutput) and isinstance(self.request.input, TilingGridInput)
+        ids = [r.identifier for r in self.request.process_request.output.responses]
+        specs = parse_arrays(output.array_parameters, output.array_overrides, ids, None)
+        source = self.request.process_request.input.data[0]
+        time_range = source.data_filter.time_range if source.data_filter else None
+        start = _utc(time_range.from_ if time_range else None) or datetime(1970, 1, 1, tzinfo=UTC)
+        coordinates = output.group.coordinates
+        return ZarrLayout(
+            zarr_format=output.group.zarr_format,
+            epsg=epsg,
+            bounds=bounds,
+            resolution=self.request.input.resolution,
+            origin=coordinates.origin if coordinates else "topLeft",
+            time=start,
+            arrays=tuple(specs[i] for i in ids),
+            attributes=output.group.custom_attributes or {},
+        )
+
+    @property
+    def cog_options(self) -> CogOptions | None:
+        """`cogParameters` with defaults filled in, or None without `cogOutput`."""
+        output = self.request.output
+        if not isinstance(output, RasterOutput) or not output.cog_output:
+            return None
+        params = output.cog_parameters
+        if params is None:
+            return CogOptions()
+        return CogOptions(
+            overview_levels=tuple(params.overview_levels)
+            if params.overview_levels is not None
+            else None,
+            overview_min_size=params.overview_min_size,
+            resampling=params.resampling_algorithm or "average",
+            blockxsize=params.blockxsize or 256,
+            blockysize=params.blockysize or 256,
+            use_predictor=True if params.use_predictor is None else params.use_predictor,
+        )
+
+
+def ingest_outputs(context: TaskContext, collection_id: str, rows: list) -> int:  # type: ignore[type-arg]
+    """Register the delivered features (store rows) as tiles of the BYOC collection."""
+    assert context.db is not None
+    prefix = context.delivery.prefix
+    tiles = []
+    for row in rows:
+        key = context.template.key(context.task_id, row.name, row.id, "(BAND)", "tiff")
+        path = f"{prefix}/{key}" if prefix else key
+        tiles.append((path, row.epsg, (row.minx, row.miny, row.maxx, row.maxy)))
+    source = context.request.process_request.input.data[0]
+    time_range = source.data_filter.time_range if source.data_filter else None
+    sensing = _utc(time_range.from_ if time_range else None)
+    return register_tiles(context.db, collection_id, tiles, sensing)
+
+
+def compression_profile(settings: Settings) -> CompressionProfile:
+    """The deployment's tile compression (EOBATCH_OUTPUT_COMPRESSION...)."""
+    return CompressionProfile(
+        settings.output_compression, settings.output_compression_level, settings.output_threads
+    )
 
 
 def _utc(value):  # type: ignore[no-untyped-def]

@@ -31,7 +31,7 @@ from eobatch.lifecycle.billing import (
     task_minimum_micro,
     to_pu,
 )
-from eobatch.lifecycle.context import TaskContext
+from eobatch.lifecycle.context import TaskContext, ingest_outputs
 from eobatch.lifecycle.states import (
     Event,
     Status,
@@ -44,6 +44,7 @@ from eobatch.lifecycle.states import (
 from eobatch.planning import Feature
 from eobatch.script import ScriptSetup
 from eobatch.sinks import ExecutionRow, execution_db_bytes
+from eobatch.sinks.byoc import new_collection_id
 from eobatch.store import Database
 from eobatch.store.models import Feature as FeatureRow
 from eobatch.store.models import Task
@@ -422,6 +423,7 @@ class Controller:
             task = session.get(Task, task_id)
             if task is None or task.status != Status.PROCESSING or self._pending(session, task_id):
                 return
+            self._ingest(session, task)
             # Never more than the account holds: the minimum must not overdraw it either.
             balance = ledger.balance_micro(session, task.account_id)
             top = min(task_minimum_micro(task.cost_micro_pu), max(0, balance))
@@ -435,6 +437,18 @@ class Controller:
             task.controller_id = None
             self.contexts.pop(task_id, None)
             self.upload_execution_db(task_id, session)
+
+    def _ingest(self, session, task: Task) -> None:  # type: ignore[no-untyped-def]
+        """BYOC ingestion of the delivered features, when the request asks for it."""
+        output = task.request.get("output") or {}
+        if not (output.get("createCollection") or output.get("collectionId")):
+            return
+        context, _ = self._context(task)
+        collection_id = (output.get("collectionId") or "").lower() or new_collection_id(task.id)
+        rows = session.scalars(
+            select(FeatureRow).where(FeatureRow.task_id == task.id, FeatureRow.delivered)
+        ).all()
+        ingest_outputs(context, collection_id, list(rows))
 
     # -- bookkeeping ------------------------------------------------------------------------
 

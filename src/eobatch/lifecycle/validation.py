@@ -11,9 +11,16 @@ from urllib.parse import urlsplit
 
 from eobatch.config import Settings
 from eobatch.errors import InvalidRequest, Violation
-from eobatch.planning import AOI, parse_aoi, validate_tiling_input
-from eobatch.schemas.batch import BatchRequest, GeoPackageInput, RasterOutput, TilingGridInput
+from eobatch.planning import AOI, GRIDS, parse_aoi, validate_tiling_input
+from eobatch.schemas.batch import (
+    BatchRequest,
+    GeoPackageInput,
+    RasterOutput,
+    TilingGridInput,
+    ZarrOutput,
+)
 from eobatch.sinks import DeliveryTemplate
+from eobatch.sinks.zarr import ZARR_FORMATS, parse_arrays
 from eobatch.storage import Location, open_location
 
 _BYOC_TYPE = re.compile(r"^byoc-(?P<id>[0-9a-fA-F-]{36})$")
@@ -157,19 +164,24 @@ def validate_request(
         delivery, template = _check_delivery(output, responses, settings, found)
         if output.create_collection and not output.cog_output:
             found.append(Violation("output->createCollection", "requires cogOutput: true"))
-        if output.create_collection or output.collection_id:
+        if output.collection_id is not None and (
+            collection_id_of(f"byoc-{output.collection_id}", None) not in owned_collections
+        ):
+            found.append(
+                Violation("output->collectionId", f"collection {output.collection_id} not found")
+            )
+        ingest = output.create_collection or output.collection_id
+        if ingest and template is not None and "<outputId>" not in template.pattern:
             found.append(
                 Violation(
-                    "output->createCollection",
-                    "BYOC ingestion of results is not supported by this server yet",
+                    "output->delivery",
+                    "BYOC ingestion needs <outputId> in the delivery path (the collection "
+                    "finds each band's file by it)",
                 )
             )
-        if output.cog_output:
-            found.append(
-                Violation("output->cogOutput", "COG output is not supported by this server yet")
-            )
+        found.extend(_check_cog(output, responses))
     else:
-        found.append(Violation("output->type", "zarr output is not supported by this server yet"))
+        delivery, template = _check_zarr(request, responses, settings, found)
 
     if found:
         summary = "; ".join(f"{v.parameter}: {v.violation}" for v in found[:5])
@@ -180,9 +192,105 @@ def validate_request(
     return ValidatedRequest(request, aoi, delivery, template, tuple(collection_ids), features)
 
 
-def _check_geopackage_input(
-    source: GeoPackageInput, settings: Settings
-) -> tuple[Location, str]:
+def _check_zarr(
+    request: BatchRequest, responses: list, settings: Settings, found: list[Violation]
+) -> tuple[Location | None, DeliveryTemplate | None]:
+    """Zarr rules of batch-v2-api.md §4.5; returns the delivery root and group template."""
+    output = request.output
+    assert isinstance(output, ZarrOutput)
+    for i, response in enumerate(responses):
+        if response.format.type != "zarr/array":
+            found.append(
+                Violation(
+                    f"processRequest->output->responses->{i}->format->type",
+                    "zarr output needs every response to be zarr/array",
+                )
+            )
+    if output.group.zarr_format not in ZARR_FORMATS:
+        found.append(
+            Violation(
+                "output->group->zarr_format",
+                f"must be 2 (or 3, this server's extension), not {output.group.zarr_format}",
+            )
+        )
+    tile_px = None
+    if isinstance(request.input, TilingGridInput):
+        grid = GRIDS.get(request.input.id)
+        if grid is not None and grid.epsg is None:
+            found.append(
+                Violation(
+                    "input->id",
+                    f"zarr output needs a single-CRS grid (3, 6 or "
+                    f"7); grid {grid.id} spans UTM zones",
+                )
+            )
+        elif grid is not None:
+            tile_px = round(grid.tile_width / request.input.resolution)
+        if request.input.buffer_x or request.input.buffer_y:
+            found.append(
+                Violation(
+                    "input->bufferX",
+                    "zarr output does not allow buffers: features must not overlap",
+                )
+            )
+    else:
+        found.append(Violation("input->type", "zarr output needs a tiling-grid input (3, 6 or 7)"))
+    ids = [r.identifier for r in responses]
+    try:
+        parse_arrays(output.array_parameters, output.array_overrides, ids, tile_px)
+    except InvalidRequest as exc:
+        found.extend(exc.errors)
+    locator = output.delivery.wire()
+    kind = "s3" if output.delivery.s3 is not None else "gs"
+    url = locator[kind]["url"].rstrip("/")
+    where = f"output->delivery->{kind}->url"
+    if url.endswith("/<requestId>"):
+        url = url.removesuffix("/<requestId>")
+    if "<" in url or ">" in url:
+        found.append(
+            Violation(
+                where,
+                "a zarr delivery is a folder, or a folder followed by "
+                "/<requestId>; no other placeholder is allowed",
+            )
+        )
+        return None, None
+    try:
+        root = open_location({kind: {**locator[kind], "url": url}}, settings, "output->delivery")
+    except InvalidRequest as exc:
+        found.extend(exc.errors or [Violation("output->delivery", exc.message)])
+        return None, None
+    return root, DeliveryTemplate(url=url, root=url, pattern="<requestId>")
+
+
+def _check_cog(output: RasterOutput, responses: list) -> list[Violation]:
+    """`cogOutput` needs TIFF outputs only; COG blocks are multiples of 16 pixels."""
+    found = []
+    params = output.cog_parameters
+    if params is not None:
+        for name in ("blockxsize", "blockysize"):
+            size = getattr(params, name)
+            if size is not None and size % 16:
+                found.append(
+                    Violation(
+                        f"output->cogParameters->{name}",
+                        f"{size} is not a multiple of 16 (allowed: 16, 32, ..., 4096)",
+                    )
+                )
+    if output.cog_output:
+        for i, response in enumerate(responses):
+            if response.format.type != "image/tiff":
+                found.append(
+                    Violation(
+                        f"processRequest->output->responses->{i}->format->type",
+                        f"cogOutput needs every output to be image/tiff, "
+                        f"not {response.format.type}",
+                    )
+                )
+    return found
+
+
+def _check_geopackage_input(source: GeoPackageInput, settings: Settings) -> tuple[Location, str]:
     """The folder and file name of the GeoPackage, which must exist, and consistent defaults.
 
     Its content is checked by the analysis (`planning.geopackage`), which reads the whole file.
@@ -191,9 +299,7 @@ def _check_geopackage_input(
     defaults = source.defaults
     if defaults is not None:
         if (defaults.width is None) != (defaults.height is None):
-            found.append(
-                Violation("input->defaults", "give both width and height, or neither")
-            )
+            found.append(Violation("input->defaults", "give both width and height, or neither"))
         if defaults.resolution is not None and (defaults.width or defaults.height) is not None:
             found.append(
                 Violation(
@@ -239,15 +345,14 @@ def _check_delivery(
     """The delivery root location and path template, or (None, None) with violations added."""
     locator = output.delivery.wire()
     try:
-        if output.delivery.s3 is None:
-            return open_location(locator, settings, "output->delivery"), None
+        kind = "s3" if output.delivery.s3 is not None else "gs"
         ids = [r.identifier for r in responses if r.format.type == "image/tiff"]
         template = DeliveryTemplate.parse(
-            output.delivery.s3.url,
+            locator[kind]["url"],
             ids or [r.identifier for r in responses],
-            "output->delivery->s3->url",
+            f"output->delivery->{kind}->url",
         )
-        root = {"s3": {**locator["s3"], "url": template.root}}
+        root = {kind: {**locator[kind], "url": template.root}}
         return open_location(root, settings, "output->delivery"), template
     except InvalidRequest as exc:
         found.extend(exc.errors or [Violation("output->delivery", exc.message)])

@@ -130,8 +130,14 @@ class RasterOutput(WireModel):
     collection_id: str | None = None
 
 
+class ZarrCoordinates(WireModel):
+    origin: Literal["topLeft", "bottomLeft"] = "topLeft"
+
+
 class ZarrGroup(WireModel):
     zarr_format: int = Field(validation_alias=AliasChoices("zarr_format", "zarrFormat"))
+    coordinates: ZarrCoordinates | None = None
+    custom_attributes: dict[str, Any] | None = None
 
 
 class ZarrOutput(WireModel):

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 from eobatch.sinks.execution_db import ExecutionRow, execution_db_bytes
-from eobatch.sinks.geotiff import encode_geotiff
+from eobatch.sinks.geotiff import (
+    DEFAULT_PROFILE,
+    CogOptions,
+    CompressionProfile,
+    encode_geotiff,
+)
 from eobatch.sinks.template import PLACEHOLDERS, DeliveryTemplate
 
 __all__ = [
+    "DEFAULT_PROFILE",
     "PLACEHOLDERS",
+    "CogOptions",
+    "CompressionProfile",
     "DeliveryTemplate",
     "ExecutionRow",
     "encode_geotiff",

@@ -1,0 +1,140 @@
+"""Output writing: COG encode + upload throughput, and the compression profiles behind the default.
+
+Workloads are 3500 x 3500 single-band rasters (the largest batch feature) shaped like real
+results: the demo collection's smooth fields plus sensor noise, UINT16 reflectance and a
+FLOAT32 NDVI. Throughput is raw array megabytes (1e6 bytes) per second.
+
+  (1) profiles: encode time and size of each codec/level/predictor, plain tiled GeoTIFF and COG
+  (2) eobatch: `encode_geotiff(..., cog=CogOptions())` + `Location.put` to a local-folder bucket,
+      against `gdal_translate -of COG` with the same codec, level, predictor, block size,
+      resampling and threads, from an uncompressed GeoTIFF on disk to a file (ratio = eobatch
+      time / gdal_translate time; goal <= 1.1)
+
+Run: python benchmarks/write.py [--repeat N] [--profiles-only | --cog-only]
+Needs `gdal_translate` on PATH for (2) (Debian: apt-get install gdal-bin).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from affine import Affine
+
+from eobatch.demo_data import demo_band_values
+from eobatch.sinks import CogOptions, CompressionProfile, encode_geotiff
+from eobatch.storage import Location
+
+SIZE = 3500
+EPSG = 32633
+TRANSFORM = Affine(10.0, 0.0, 440000.0, 0.0, -10.0, 5350000.0)
+PROFILES = [  # (label, profile, predictor)
+    ("ZSTD-1 + predictor (default)", CompressionProfile("ZSTD", 1, 2), True),
+    ("ZSTD-1 + predictor, 1 thread", CompressionProfile("ZSTD", 1, 1), True),
+    ("ZSTD-9 (GDAL default level)", CompressionProfile("ZSTD", 9, 2), True),
+    ("ZSTD-1, no predictor", CompressionProfile("ZSTD", 1, 2), False),
+    ("DEFLATE-6 + predictor", CompressionProfile("DEFLATE", 6, 2), True),
+    ("DEFLATE-1 + predictor", CompressionProfile("DEFLATE", 1, 2), True),
+    ("LZW, no predictor", CompressionProfile("LZW", None, 2), False),
+    ("LZW + predictor", CompressionProfile("LZW", None, 2), True),
+    ("NONE", CompressionProfile("NONE", None, 2), False),
+]
+
+
+def workloads() -> dict[str, np.ndarray]:
+    rows, cols = np.mgrid[0:SIZE, 0:SIZE]
+    noise = np.random.default_rng(7)
+    b04 = demo_band_values("B04", 1, rows, cols) + noise.normal(0, 12, (SIZE, SIZE))
+    b08 = demo_band_values("B08", 1, rows, cols) + noise.normal(0, 25, (SIZE, SIZE))
+    uint16 = np.clip(np.rint(b04), 1, 65535).astype(np.uint16)
+    ndvi = ((b08 - b04) / (b08 + b04)).astype(np.float32)
+    return {"UINT16": uint16[None], "FLOAT32": ndvi[None]}
+
+
+def best_of(repeat: int, fn: Callable[[], object]) -> float:
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def profiles(data: dict[str, np.ndarray], repeat: int) -> None:
+    print("\n(1) compression profiles, 3500 x 3500, one band")
+    header = f"{'type':8} {'profile':32} {'kind':6} {'MB/s':>7} {'s':>6} {'size/raw':>8}"
+    print(header)
+    print("-" * len(header))
+    for name, array in data.items():
+        raw = array.nbytes
+        for label, profile, predictor in PROFILES:
+            for kind, cog in (("tiff", None), ("cog", CogOptions(use_predictor=predictor))):
+                if kind == "tiff" and not predictor and profile.compress != "NONE":
+                    continue  # plain GeoTIFFs always use the predictor
+                seconds = best_of(repeat, lambda p=profile, c=cog, a=array: encode_geotiff(
+                    a, EPSG, TRANSFORM, None, p, c))  # fmt: skip
+                size = len(encode_geotiff(array, EPSG, TRANSFORM, None, profile, cog))
+                print(f"{name:8} {label:32} {kind:6} {raw / 1e6 / seconds:7.1f} "
+                      f"{seconds:6.3f} {size / raw:8.3f}")  # fmt: skip
+
+
+def cog_against_gdal(data: dict[str, np.ndarray], repeat: int) -> None:
+    gdal = shutil.which("gdal_translate")
+    print("\n(2) COG encode + upload vs gdal_translate -of COG (default profile, 256 blocks, "
+          "average overviews)")  # fmt: skip
+    header = f"{'type':8} {'eobatch MB/s':>12} {'gdal MB/s':>10} {'ratio':>6} {'sizes (MB)':>16}"
+    print(header)
+    print("-" * len(header))
+    with tempfile.TemporaryDirectory(prefix="eobatch-write-") as folder:
+        bucket = Location.local(Path(folder) / "bucket")
+        for name, array in data.items():
+            raw = array.nbytes
+            key = f"{name}.tiff"
+
+            def upload(a: np.ndarray = array, key: str = key) -> None:
+                bucket.put(key, encode_geotiff(a, EPSG, TRANSFORM, None, cog=CogOptions()))
+
+            seconds = best_of(repeat, upload)
+            ours = len(bucket.get(key))
+            if gdal is None:
+                print(f"{name:8} {raw / 1e6 / seconds:12.1f} {'n/a':>10}  (no gdal_translate)")
+                continue
+            source = Path(folder) / f"{name}-raw.tif"
+            with rasterio.open(source, "w", driver="GTiff", count=1, width=SIZE, height=SIZE,
+                               dtype=array.dtype.name, crs=f"EPSG:{EPSG}",
+                               transform=TRANSFORM) as dst:  # fmt: skip
+                dst.write(array)
+            target = Path(folder) / f"{name}-gdal.tif"
+            predictor = "FLOATING_POINT" if array.dtype.kind == "f" else "STANDARD"
+            command = [gdal, "-q", "-of", "COG", "-co", "COMPRESS=ZSTD", "-co", "LEVEL=1",
+                       "-co", f"PREDICTOR={predictor}", "-co", "BLOCKSIZE=256",
+                       "-co", "OVERVIEW_RESAMPLING=AVERAGE", "-co", "NUM_THREADS=2",
+                       str(source), str(target)]  # fmt: skip
+            theirs_s = best_of(repeat, lambda c=command: subprocess.run(c, check=True))
+            theirs = target.stat().st_size
+            print(f"{name:8} {raw / 1e6 / seconds:12.1f} {raw / 1e6 / theirs_s:10.1f} "
+                  f"{seconds / theirs_s:6.2f} {ours / 1e6:7.2f} / {theirs / 1e6:6.2f}")  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--profiles-only", action="store_true")
+    parser.add_argument("--cog-only", action="store_true")
+    args = parser.parse_args()
+    data = workloads()
+    if not args.cog_only:
+        profiles(data, args.repeat)
+    if not args.profiles_only:
+        cog_against_gdal(data, args.repeat)
+
+
+if __name__ == "__main__":
+    main()
