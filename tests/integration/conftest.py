@@ -14,7 +14,15 @@ from eobatch.config import Settings
 from eobatch.demo_data import DemoScene, write_demo_collection
 from eobatch.store import Database
 from tests.integration.bench import Bench, make_bench
-from tests.servers import MOTO_KEY, MOTO_REGION, MOTO_SECRET, start_moto_server
+from tests.servers import (
+    MOTO_KEY,
+    MOTO_REGION,
+    MOTO_SECRET,
+    create_gcs_bucket,
+    service_account_credentials,
+    start_gcs_server,
+    start_moto_server,
+)
 
 os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
 
@@ -41,6 +49,28 @@ def s3_bucket(moto_endpoint: str) -> str:
         region_name=MOTO_REGION,
     )
     client.create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture(scope="session")
+def gcs_endpoint() -> Iterator[str]:
+    """URL of a GCS emulator (fake-gcs-server) on 127.0.0.1, shared by the whole session."""
+    endpoint, stop = start_gcs_server()
+    yield endpoint
+    stop()
+
+
+@pytest.fixture(scope="session")
+def gcs_credentials() -> str:
+    """A base64 service-account JSON (a real RSA key, no real account) as SH locators take it."""
+    return service_account_credentials()
+
+
+@pytest.fixture
+def gcs_bucket(gcs_endpoint: str) -> str:
+    """The name of a new, empty bucket on the GCS emulator."""
+    name = f"gcs-{uuid.uuid4().hex[:12]}"
+    create_gcs_bucket(gcs_endpoint, name)
     return name
 
 

@@ -232,3 +232,47 @@ def test_geopackage_from_s3_with_a_key_pair(  # type: ignore[no-untyped-def]
         assert layers["feature_4326"][1] == ["fields_wgs-1", "fields_wgs-2"]
     finally:
         db.dispose()
+
+
+# -- GCS (fake-gcs-server on loopback) -----------------------------------------------------------
+
+
+def test_geopackage_from_gcs_with_service_account_credentials(  # type: ignore[no-untyped-def]
+    tmp_path: Path, gcs_endpoint: str, gcs_bucket: str, gcs_credentials: str
+) -> None:
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
+    from eobatch.store import Database
+
+    settings = Settings(
+        data_dir=tmp_path / "data", database_url=f"sqlite:///{tmp_path / 'store.sqlite'}",
+        jwt_secret="test-signing-key-that-is-long-enough-for-hs256", workers=1,
+        gcs_endpoint=gcs_endpoint,
+    )  # fmt: skip
+    for bucket in ("data", "results"):
+        (settings.buckets_dir / bucket).mkdir(parents=True)
+    client = storage.Client(project="test", credentials=AnonymousCredentials(),
+                            client_options={"api_endpoint": gcs_endpoint})  # fmt: skip
+    client.bucket(gcs_bucket).blob("aoi/features.gpkg").upload_from_string(
+        valid_geopackage(tmp_path / "f.gpkg").read_bytes()
+    )
+    db = Database(settings.resolved_database_url)
+    db.migrate()
+    try:
+        user = _user(create_app(settings, db), db, settings, "dora")
+        body = geopackage_request(user, "unused")
+        body["input"]["features"] = {
+            "gs": {"url": f"gs://{gcs_bucket}/aoi/features.gpkg", "credentials": gcs_credentials}
+        }
+        task = analyse(user, db, settings, body)
+        assert (task["status"], task.get("error")) == ("ANALYSIS_DONE", None)
+        manifest = settings.buckets_dir / "results" / "run" / f"featureManifest-{task['id']}.gpkg"
+        layers = read_manifest(manifest.read_bytes())
+        assert layers["feature_4326"][1] == ["fields_wgs-1", "fields_wgs-2"]
+        with db.session() as session:
+            assert session.query(Feature).filter(Feature.task_id == task["id"]).count() == sum(
+                len(identifiers) for _, identifiers, _ in layers.values()
+            )
+    finally:
+        db.dispose()

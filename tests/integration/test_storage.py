@@ -7,7 +7,6 @@ import json
 import multiprocessing
 import pickle
 import uuid
-from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -25,9 +24,6 @@ from tests.servers import (
     MOTO_KEY,
     MOTO_REGION,
     MOTO_SECRET,
-    create_gcs_bucket,
-    service_account_credentials,
-    start_gcs_server,
 )
 
 PARAMETER = "output->delivery"
@@ -48,28 +44,9 @@ def _s3_settings(tmp_path: Path, endpoint: str, keys: bool = True) -> Settings:
     )
 
 
-@pytest.fixture(scope="module")
-def gcs_endpoint() -> Iterator[str]:
-    endpoint, stop = start_gcs_server()
-    yield endpoint
-    stop()
-
-
-@pytest.fixture(scope="module")
-def gcs_credentials() -> str:
-    return service_account_credentials()
-
-
 def _gcs_settings(tmp_path: Path, endpoint: str) -> Settings:
     return Settings(data_dir=tmp_path / "data", jwt_secret="x" * 40, gcs_endpoint=endpoint,
                     region="europe-west1")  # fmt: skip
-
-
-@pytest.fixture
-def gcs_bucket(gcs_endpoint: str) -> str:
-    name = f"gcs-{uuid.uuid4().hex[:12]}"
-    create_gcs_bucket(gcs_endpoint, name)
-    return name
 
 
 @pytest.fixture(params=["local", "s3", "gs"])
