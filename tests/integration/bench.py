@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from distributed import Client
-from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from eobatch.accounts import create_account
@@ -21,7 +20,8 @@ from eobatch.lifecycle.controller import Controller
 from eobatch.store import Database
 from eobatch.store.models import Account, LedgerEntry
 from eobatch.store.models import Feature as FeatureRow
-from tests.integration.test_api import User
+from tests.e2e.conftest import DATA_BUCKET, register_demo_collection
+from tests.integration.test_api import User, signed_in
 
 NDVI = """//VERSION=3
 function setup() {
@@ -114,26 +114,12 @@ def make_bench(
     settings: Settings, db: Database, client: Client, demo: tuple[Path, list[DemoScene]], pu: float
 ) -> Bench:
     folder, scenes = demo
-    shutil.copytree(folder, settings.buckets_dir / "demo")
+    shutil.copytree(folder, settings.buckets_dir / DATA_BUCKET)
     for bucket in ("results", "data"):
         (settings.buckets_dir / bucket).mkdir(parents=True)
-    app = create_app(settings, db)
     creds = create_account(db, "payer", pu)
-    http = TestClient(app, raise_server_exceptions=False)
-    token = http.post(
-        "/oauth/token",
-        data={"grant_type": "client_credentials", "client_id": creds.client_id,
-              "client_secret": creds.client_secret},
-    ).json()["access_token"]  # fmt: skip
-    http.headers["Authorization"] = f"Bearer {token}"
-    collection = http.post("/api/v1/byoc/collections", json={"name": "demo", "s3Bucket": "demo"})
-    collection_id = collection.json()["data"]["id"]
-    for scene in scenes:
-        tile = http.post(
-            f"/api/v1/byoc/collections/{collection_id}/tiles",
-            json={"path": scene.path_template, "sensingTime": scene.sensing_time.isoformat()},
-        )
-        assert tile.status_code == 201, tile.text
+    http = signed_in(create_app(settings, db), creds)
+    collection_id = register_demo_collection(http, scenes)  # type: ignore[arg-type]
     return Bench(settings, db, User(http, creds.account_id, collection_id), client)
 
 

@@ -23,6 +23,7 @@ from eobatch.demo_data import write_demo_collection
 from eobatch.lifecycle.controller import Controller
 from eobatch.store import Database
 from tests.e2e.conftest import DATA_BUCKET, register_demo_collection
+from tests.integration.test_api import signed_in
 
 TERMINAL = ("DONE", "FAILED", "STOPPED", "ANALYSIS_DONE")
 
@@ -118,13 +119,7 @@ def make_service(tmp_path: Path, demo_folder: Path, client: Client, **settings) 
     db = Database(config.resolved_database_url)
     db.migrate()
     creds = create_account(db, "outputs", 100_000)
-    http = TestClient(create_app(config, db), raise_server_exceptions=False)
-    token = http.post(
-        "/oauth/token",
-        data={"grant_type": "client_credentials", "client_id": creds.client_id,
-              "client_secret": creds.client_secret},
-    ).json()["access_token"]  # fmt: skip
-    http.headers["Authorization"] = f"Bearer {token}"
+    http = signed_in(create_app(config, db), creds)
     from eobatch.demo_data import DEMO_SCENES
 
     collection_id = register_demo_collection(http, DEMO_SCENES)  # type: ignore[arg-type]

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from eobatch.accounts import Principal, create_account, issue_token
+from eobatch.accounts import Credentials, Principal, create_account, issue_token
 from eobatch.api import create_app
 from eobatch.store.models import Task
 
@@ -28,8 +28,8 @@ class User:
     collection_id: str
 
 
-def _user(app, db, settings, name: str, pu: float = 5000) -> User:  # type: ignore[no-untyped-def]
-    creds = create_account(db, name, pu)
+def signed_in(app, creds: Credentials) -> TestClient:  # type: ignore[no-untyped-def]
+    """A test client of `app` holding an access token of `creds` (client-credentials flow)."""
     http = TestClient(app, raise_server_exceptions=False)
     token = http.post(
         "/oauth/token",
@@ -37,6 +37,12 @@ def _user(app, db, settings, name: str, pu: float = 5000) -> User:  # type: igno
               "client_secret": creds.client_secret},
     ).json()["access_token"]  # fmt: skip
     http.headers["Authorization"] = f"Bearer {token}"
+    return http
+
+
+def _user(app, db, settings, name: str, pu: float = 5000) -> User:  # type: ignore[no-untyped-def]
+    creds = create_account(db, name, pu)
+    http = signed_in(app, creds)
     response = http.post(
         "/api/v1/byoc/collections", json={"name": f"{name} data", "s3Bucket": "data"}
     )
