@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import rasterio
@@ -104,14 +105,20 @@ def _warp_scene(
                     nodata=nodata, add_alpha=nodata is None,  # no nodata: mask from alpha
                     tolerance=WARP_TOLERANCE_PX,
                 ) as vrt:  # fmt: skip
-                    read = vrt.read(source.index, masked=True)
-                warped[name] = read.astype(np.float32).filled(np.nan)
+                    if nodata is not None:  # a plain read and one comparison: no masked array
+                        raw = vrt.read(source.index)
+                        values = raw.astype(np.float32)
+                        values[raw == nodata] = np.nan
+                    else:
+                        values = vrt.read(source.index, masked=True).astype(np.float32)
+                        values = values.filled(np.nan)
+                warped[name] = values
     return warped
 
 
 def _overlaps(src: rasterio.DatasetReader, grid: PixelGrid, dst_crs: CRS) -> bool:
     """Cheap reject of files that do not reach the feature (their bounds, reprojected)."""
-    minx, miny, maxx, maxy = transform_bounds(src.crs, dst_crs, *src.bounds, densify_pts=21)
+    minx, miny, maxx, maxy = _bounds_in(src.crs.to_wkt(), dst_crs.to_wkt(), tuple(src.bounds))
     t = grid.transform
     gminx, gmaxy = t.c, t.f
     gmaxx, gminy = t.c + t.a * grid.width, t.f + t.e * grid.height
@@ -122,11 +129,23 @@ def _source_pixel_size(src: rasterio.DatasetReader, dst_crs: CRS) -> float:
     """The source pixel size in output CRS units, measured at the file's centre."""
     if src.crs == dst_crs:
         return abs(src.transform.a)
-    to_dst = Transformer.from_crs(src.crs, dst_crs, always_xy=True)
+    to_dst = _transformer(src.crs.to_wkt(), dst_crs.to_wkt())
     cx, cy = src.transform @ (src.width / 2, src.height / 2)
     x0, y0 = to_dst.transform(cx, cy)
     x1, y1 = to_dst.transform(cx + src.transform.a, cy)
     return float(np.hypot(x1 - x0, y1 - y0))
+
+
+@lru_cache(maxsize=1024)
+def _bounds_in(src_wkt: str, dst_wkt: str, bounds: tuple[float, ...]) -> tuple[float, ...]:
+    """A file's bounds in the output CRS; the bands of a scene share them, so cached."""
+    return tuple(transform_bounds(src_wkt, dst_wkt, *bounds, densify_pts=21))
+
+
+@lru_cache(maxsize=64)
+def _transformer(src_wkt: str, dst_wkt: str) -> Transformer:
+    """Transformers are slow to create (tens of ms) and thread-safe to share: one per pair."""
+    return Transformer.from_crs(src_wkt, dst_wkt, always_xy=True)
 
 
 def _inside(cover_wkb: bytes, grid: PixelGrid) -> np.ndarray:
