@@ -256,6 +256,12 @@ def test_cog_task_delivered_to_gcs(tmp_path: Path, demo_folder: Path, dask_clien
             with MemoryFile(bucket.get(key)) as memory, memory.open() as tiff:
                 assert tiff.crs.to_epsg() == 3035 and tiff.overviews(1) == [2, 4]
                 assert tiff.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG"
+        # The deployment is on AWS: GCS is another cloud, 0.1 PU per MB delivered, per feature.
+        features = svc.http.get(f"/api/v2/batch/process/{tid}/features").json()["data"]
+        tiff_bytes = sum(len(bucket.get(k)) for k in tiffs)
+        assert sum(f["bytesWritten"] for f in features) == tiff_bytes
+        for f in features:
+            assert f["transferPU"] == pytest.approx(f["bytesWritten"] / 1e6 * 0.1, abs=1e-6)
     finally:
         svc.db.dispose()
         stop()
