@@ -60,6 +60,20 @@ _ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
 _NO_METADATA = "http://127.0.0.1:9"
 
 
+# GDAL tuned for cloud-optimised files in object storage. rasterio.Env applies these per thread,
+# per read, with that location's credentials, so nothing leaks across tenants or threads.
+_REMOTE_READS = {
+    "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",  # no LIST of the folder on open
+    "GDAL_HTTP_MERGE_CONSECUTIVE_RANGES": "YES",  # adjacent blocks in one range request
+    "GDAL_HTTP_MULTIPLEX": "YES",  # parallel ranges on one connection where HTTP/2 allows
+    "GDAL_INGESTED_BYTES_AT_OPEN": "32768",  # a COG header in the first request
+    "VSI_CACHE": "TRUE",  # re-reads of the same blocks (bands of one file) stay in memory
+    "VSI_CACHE_SIZE": str(64 * 1024 * 1024),
+    "GDAL_HTTP_MAX_RETRY": "3",
+    "GDAL_HTTP_RETRY_DELAY": "1",
+}
+
+
 @dataclass(frozen=True)
 class Location:
     """A folder of an object store (or of the local file system) that keys are relative to.
@@ -148,16 +162,18 @@ class Location:
             return {}
         if self.is_gcs:
             if self.gcs_endpoint:  # an emulator: unsigned requests to its XML API
-                return {"CPL_GS_ENDPOINT": f"{self.gcs_endpoint}/", "GS_NO_SIGN_REQUEST": "YES"}
+                return _REMOTE_READS | {
+                    "CPL_GS_ENDPOINT": f"{self.gcs_endpoint}/", "GS_NO_SIGN_REQUEST": "YES"
+                }
             info = json.loads(self.gcs_credentials or "{}")
-            return {
+            return _REMOTE_READS | {
                 "GS_OAUTH2_PRIVATE_KEY": info.get("private_key", ""),
                 "GS_OAUTH2_CLIENT_EMAIL": info.get("client_email", ""),
                 "GS_NO_SIGN_REQUEST": "NO",
             }
         assert self.endpoint is not None
         endpoint = urlsplit(self.endpoint)
-        options = {
+        options = _REMOTE_READS | {
             "AWS_S3_ENDPOINT": (endpoint.netloc + endpoint.path).rstrip("/"),
             "AWS_HTTPS": "NO" if endpoint.scheme == "http" else "YES",
             "AWS_VIRTUAL_HOSTING": "FALSE",
@@ -166,9 +182,6 @@ class Location:
             "AWS_SESSION_TOKEN": "",
             "CPL_AWS_AUTODETECT_EC2": "NO",
             "CPL_AWS_EC2_API_ROOT_URL": _NO_METADATA,
-            "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
-            "GDAL_HTTP_MAX_RETRY": "3",
-            "GDAL_HTTP_RETRY_DELAY": "1",
         }
         access_key, secret_key, token = self.credentials()
         if access_key and secret_key:
