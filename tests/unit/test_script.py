@@ -421,3 +421,25 @@ def test_to_sample_type_rounds_half_away_from_zero_and_clamps(value: float) -> N
 
     rounded = int(Decimal(value).quantize(Decimal(1), rounding=ROUND_HALF_UP))
     assert got == min(32767, max(-32768, rounded))
+
+
+@pytest.mark.parametrize("sample_type", ["AUTO", "UINT8", "INT8", "UINT16", "INT16", "FLOAT32"])
+def test_in_loop_conversion_equals_to_sample_type_on_edge_values(sample_type: str) -> None:
+    # The JS loop converts values as it stores them; to_sample_type is the numpy statement of
+    # the same rules. Halves of both signs, the double just below 0.5, range ends, non-finite.
+    edges = [0.49999999999999994, -0.49999999999999994, 0.5, -0.5, 1.5, -1.5, 2.5, -2.5, 12.5,
+             -12.5, 127.5, -128.5, 254.5, 255.5, 32767.5, -32768.5, 65534.5, 65535.5, 1e12,
+             -1e12, 0.0, -0.0, 1 / 255, 0.998, 1.002, 0.0019607843137254902]  # fmt: skip
+    values = np.array(edges + [v / 255 for v in edges], dtype=np.float64)
+    script = f"""//VERSION=3
+const V = [{", ".join(repr(float(v)) for v in values)}, NaN, Infinity, -Infinity];
+function setup() {{
+  return {{ input: ["B01"], output: {{ bands: 1, sampleType: "{sample_type}" }} }};
+}}
+function evaluatePixel(s) {{ return [V[s.B01]]; }}
+"""
+    expected_values = np.concatenate([values, [np.nan, np.inf, -np.inf]])
+    index = np.arange(expected_values.size, dtype=np.uint16).reshape(1, -1)
+    got = run(script, {"B01": index})["default"][0, 0]
+    want = to_sample_type(expected_values, sample_type)
+    np.testing.assert_array_equal(got, want)

@@ -372,9 +372,10 @@ var __eobatch = (function () {
           body.push("if (!(" + y + " - " + y + " === 0)) " + y + " = 0; else if (" + y + " > " + hi +
             ") " + y + " = " + hi + "; else if (" + y + " < " + lo + ") " + y + " = " + lo + ";");
           body.push("let " + r + " = ((" + y + " + " + (0.5 - lo) + ") | 0) + " + lo + ";");
-          body.push("if (" + r + " - " + y + " > 0.5) " + r + " -= 1;");
+          // (`r - 0.5` is exact for these integers; `r - y` would not always be.)
+          body.push("if (" + y + " < " + r + " - 0.5) " + r + " -= 1;");
           if (lo < 0) {
-            body.push("else if (" + r + " - " + y + " === 0.5 && " + y + " < 0) " + r + " -= 1;");
+            body.push("else if (" + y + " === " + r + " - 0.5 && " + y + " < 0) " + r + " -= 1;");
           }
           body.push(slot + " = " + r + ";");
         }
