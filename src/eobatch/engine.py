@@ -94,7 +94,7 @@ def _run(job: FeatureJob) -> FeatureOutcome:
     grid = PixelGrid(feature.epsg, feature.transform, feature.width, feature.height)
     runtime = get_runtime(job.script_timeout_s, job.script_heap_mb)
     if setup.mosaicking == "SIMPLE":
-        data, samples = _read_simple(job, grid), 1
+        data, samples = _read_simple(job, grid, runtime), 1
     else:
         data = _read_per_scene(job, grid, runtime)
         samples = data.scene_count
@@ -102,7 +102,8 @@ def _run(job: FeatureJob) -> FeatureOutcome:
     if samples == 0 or not data.bands["dataMask"].any():
         return FeatureOutcome(job.task_id, feature.id, True, no_data=True, error="No data",
                               samples=samples)  # fmt: skip
-    result = runtime.evaluate_sources(job.evalscript, setup, {DEFAULT_SOURCE: data})
+    # copy=False: the rasters are encoded below, before this runtime evaluates anything else.
+    result = runtime.evaluate_sources(job.evalscript, setup, {DEFAULT_SOURCE: data}, copy=False)
     written = 0
     for target in job.targets:
         if target.output_id == USERDATA:
@@ -126,14 +127,18 @@ def _run(job: FeatureJob) -> FeatureOutcome:
     return FeatureOutcome(job.task_id, feature.id, True, bytes_written=written, samples=samples)
 
 
-def _read_simple(job: FeatureJob, grid: PixelGrid) -> SourceData:
-    """SIMPLE: the scenes mosaicked into one sample, as a stack of one."""
+def _read_simple(job: FeatureJob, grid: PixelGrid, runtime: EvalscriptRuntime) -> SourceData:
+    """SIMPLE: the scenes mosaicked into one sample, read straight into the script's memory."""
     wanted = [b for b in job.setup.bands if b != "dataMask"]
+    staged = runtime.stage_inputs(job.setup, 1, grid.height, grid.width)
     bands, mask = read_mosaic(
-        job.scenes, wanted, grid, upsampling=job.upsampling, downsampling=job.downsampling
-    )
+        job.scenes, wanted, grid, upsampling=job.upsampling, downsampling=job.downsampling,
+        out={name: staged[name][0] for name in wanted},
+    )  # fmt: skip
     stacks = {name: bands[name][None] for name in wanted}
-    stacks["dataMask"] = mask[None]
+    stacks["dataMask"] = staged["dataMask"] if "dataMask" in staged else mask[None]
+    if "dataMask" in staged:
+        staged["dataMask"][0] = mask
     return SourceData(stacks)
 
 

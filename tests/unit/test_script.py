@@ -16,6 +16,7 @@ from eobatch.script import (
     ScriptInput,
     ScriptOutput,
     ScriptSetup,
+    SourceData,
     get_runtime,
     parse_setup,
     to_sample_type,
@@ -443,3 +444,32 @@ function evaluatePixel(s) {{ return [V[s.B01]]; }}
     got = run(script, {"B01": index})["default"][0, 0]
     want = to_sample_type(expected_values, sample_type)
     np.testing.assert_array_equal(got, want)
+
+
+def test_staged_inputs_are_evaluated_in_place_with_the_same_result() -> None:
+    source = script(
+        '{input: ["B04", "B08", "dataMask"], output: {bands: 1, sampleType: "FLOAT32"}}',
+        "return [s.dataMask ? (s.B08 - s.B04) / (s.B08 + s.B04) : -1];",
+    )
+    setup = parse_setup(source)
+    rng = np.random.default_rng(3)
+    bands = {b: rng.uniform(0.01, 0.5, (1, 4, 5)).astype(np.float32) for b in ("B04", "B08")}
+    bands["dataMask"] = (rng.uniform(0, 1, (1, 4, 5)) > 0.3).astype(np.uint8)
+    runtime = EvalscriptRuntime(5, 256)
+    expected = runtime.evaluate_sources(source, setup, {"default": SourceData(bands)})
+    staged = runtime.stage_inputs(setup, 1, 4, 5)
+    for name, values in bands.items():
+        staged[name][:] = values  # what a reader does: write straight into V8 memory
+    got = runtime.evaluate_sources(source, setup, {"default": SourceData(staged)}, copy=False)
+    np.testing.assert_array_equal(got.rasters["default"], expected.rasters["default"])
+    runtime.close()
+
+
+def test_each_thread_has_its_own_runtime() -> None:
+    import threading
+
+    seen = []
+    thread = threading.Thread(target=lambda: seen.append(get_runtime(3.0, 128)))
+    thread.start()
+    thread.join()
+    assert seen[0] is not get_runtime(3.0, 128)

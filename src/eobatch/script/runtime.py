@@ -64,6 +64,7 @@ class EvalscriptRuntime:
         setup: ScriptSetup,
         data: dict[str, SourceData],
         custom_data: dict[str, Any] | None = None,
+        copy: bool = True,
     ) -> Evaluation:
         """Run `evaluatePixel` on every pixel of `data` (data source id -> its scenes' bands).
 
@@ -71,15 +72,32 @@ class EvalscriptRuntime:
         ORBIT/TILE: `samples` is an array over the source's scenes. With several sources (or
         inputs naming a `datasource`), `samples` and `scenes` are keyed by source id.
         Then `updateOutputMetadata` runs once; `outputMetadata.userData` is returned as userdata.
+        With `copy=False` the rasters are views of V8 memory, valid until the next evaluation
+        (the engine encodes them at once; it saves a pass over every output).
         """
         height, width = _check_sources(setup, data)
         with self._lock:
             try:
-                return self._evaluate(source, setup, data, custom_data or {}, height, width)
+                return self._evaluate(source, setup, data, custom_data or {}, height, width, copy)
             finally:
                 if self._context is not None and self._context.broken:
                     # After a timeout or OOM the isolate's state is unknown: start afresh.
                     self._discard()
+
+    def stage_inputs(
+        self, setup: ScriptSetup, scene_count: int, height: int, width: int
+    ) -> dict[str, np.ndarray]:
+        """(S, H, W) arrays living in V8 memory for each input band of a single-source script
+        (float32; dataMask uint8), for a reader to write into. `evaluate_sources` given these
+        very arrays copies nothing. They are valid until the next evaluation by this runtime."""
+        with self._lock:
+            context = self._ensure_context()
+            staged = {}
+            for n, name in enumerate(setup.bands_of(None)):
+                dtype = np.dtype(np.uint8 if name == "dataMask" else np.float32)
+                view = _view(context, f"in0_{n}", scene_count * height * width, dtype)
+                staged[name] = view.reshape(scene_count, height, width)
+            return staged
 
     def pre_process_scenes(
         self, source: str, setup: ScriptSetup, scenes: dict[str, list[dict[str, Any]]]
@@ -124,6 +142,7 @@ class EvalscriptRuntime:
         custom_data: dict[str, Any],
         height: int,
         width: int,
+        copy: bool = True,
     ) -> Evaluation:
         context = self._ensure_context()
         key = context.load(source)
@@ -144,7 +163,8 @@ class EvalscriptRuntime:
                 dtype = _input_dtype(values.dtype)
                 slot = f"in{j}_{n}"
                 view = _view(context, slot, count * npix, dtype)
-                view[:] = values.reshape(-1)
+                if not _same_memory(view, values):  # staged inputs are already in place
+                    view[:] = values.reshape(-1)
                 bands.append([name, slot, dtype.name])
             layout["sources"].append([sid, count, bands])
         raw: list[np.ndarray] = []
@@ -160,11 +180,13 @@ class EvalscriptRuntime:
         answer = json.loads(report)
         if "userData" not in answer:
             raise from_report(report, FIRST_LINE_OFFSET)
-        # Copies: nothing returned points into V8 memory, whose buffers the next call reuses.
+        # Copies by default: V8's buffers are reused by the next call.
         rasters = {
-            output.id: values.reshape(output.bands, height, width).copy()
+            output.id: values.reshape(output.bands, height, width)
             for output, values in zip(setup.outputs, raw, strict=True)
         }
+        if copy:
+            rasters = {k: v.copy() for k, v in rasters.items()}
         return Evaluation(rasters, answer["userData"])
 
     def _ensure_context(self) -> ScriptContext:
@@ -182,6 +204,15 @@ def _view(context: ScriptContext, slot: str, count: int, dtype: np.dtype) -> np.
     """A numpy array over an ArrayBuffer that V8 owns (and keeps referenced until release)."""
     buffer = context.call("alloc", slot, count * dtype.itemsize)
     return np.frombuffer(buffer, dtype=dtype, count=count)
+
+
+def _same_memory(view: np.ndarray, values: np.ndarray) -> bool:
+    return (
+        values.dtype == view.dtype
+        and values.size == view.size
+        and values.flags.c_contiguous
+        and values.__array_interface__["data"][0] == view.__array_interface__["data"][0]
+    )
 
 
 def _input_dtype(dtype: np.dtype) -> np.dtype:
@@ -249,14 +280,19 @@ def _check_bands(setup: ScriptSetup, bands: dict[str, np.ndarray]) -> tuple[int,
     return height, width
 
 
-_runtimes: dict[tuple[int, float, int], EvalscriptRuntime] = {}
+_runtimes: dict[tuple[int, int, float, int], EvalscriptRuntime] = {}
 _runtimes_lock = threading.Lock()
 
 
 def get_runtime(timeout_s: float, heap_mb: int) -> EvalscriptRuntime:
-    """The process's runtime for these limits (created on first use, reused afterwards)."""
+    """The calling thread's runtime for these limits (created on first use, reused afterwards).
+
+    One isolate per worker thread: V8 runs one thread per isolate anyway, threads of one worker
+    then evaluate in parallel, and inputs a reader stages in a runtime's memory cannot be
+    overwritten by another thread before they are evaluated.
+    """
     # Keyed by pid too: a forked child must not reuse its parent's V8 isolate.
-    key = (os.getpid(), float(timeout_s), int(heap_mb))
+    key = (os.getpid(), threading.get_ident(), float(timeout_s), int(heap_mb))
     with _runtimes_lock:
         runtime = _runtimes.get(key)
         if runtime is None:

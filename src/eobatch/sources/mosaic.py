@@ -52,6 +52,7 @@ def read_mosaic(
     grid: PixelGrid,
     upsampling: str = "NEAREST",
     downsampling: str = "NEAREST",
+    out: dict[str, np.ndarray] | None = None,
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Mosaic `bands` of `scenes` (priority order) onto `grid`.
 
@@ -60,7 +61,10 @@ def read_mosaic(
     data and which covers it, so the bands of one pixel always come from the same scene.
     """
     shape = (grid.height, grid.width)
-    out = {name: np.full(shape, np.nan, dtype=np.float32) for name in bands}
+    if out is None:
+        out = {name: np.empty(shape, dtype=np.float32) for name in bands}
+    for name in bands:  # `out` may be given: float32 arrays to fill (e.g. in the script's memory)
+        out[name].fill(np.nan)
     mask = np.zeros(shape, dtype=bool)
     for scene in scenes:
         if mask.all():
