@@ -10,6 +10,7 @@ import json
 import logging
 from dataclasses import dataclass
 
+import numpy as np
 from distributed import Client, LocalCluster
 
 from eobatch.config import Settings
@@ -136,9 +137,9 @@ def _read_simple(job: FeatureJob, grid: PixelGrid, runtime: EvalscriptRuntime) -
         out={name: staged[name][0] for name in wanted},
     )  # fmt: skip
     stacks = {name: bands[name][None] for name in wanted}
-    stacks["dataMask"] = staged["dataMask"] if "dataMask" in staged else mask[None]
-    if "dataMask" in staged:
-        staged["dataMask"][0] = mask
+    # dataMask is always returned (the no-data check needs it); in place when the script reads it.
+    stacks["dataMask"] = staged.get("dataMask", np.empty((1, *mask.shape), dtype=np.uint8))
+    stacks["dataMask"][0] = mask
     return SourceData(stacks)
 
 

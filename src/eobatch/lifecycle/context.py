@@ -23,6 +23,7 @@ from eobatch.sinks.byoc import register_tiles
 from eobatch.sinks.zarr import ZarrLayout, parse_arrays
 from eobatch.sources import Scene, filter_time, order_scenes
 from eobatch.sources.byoc import collection_scenes
+from eobatch.sources.stack import slices
 from eobatch.storage import Location
 from eobatch.store import Database
 from eobatch.store.models import Collection, Task
@@ -165,15 +166,8 @@ class TaskContext:
         every acquisition day (ORBIT) whose footprint meets the feature."""
         if setup.mosaicking == "SIMPLE":
             return [(1, 1)] * len(features)
-        bounds = []
-        for feature in features:
-            scenes = self.scenes_for(feature)
-            if setup.mosaicking == "ORBIT":
-                most = len({s.sensing_time.date() for s in scenes})
-            else:
-                most = len(scenes)
-            bounds.append((0, most))
-        return bounds
+        # the engine's own grouping into orbits/tiles, so estimate and charge cannot disagree
+        return [(0, len(slices(self.scenes_for(f), setup.mosaicking))) for f in features]
 
     def scenes_for(self, feature: Feature) -> tuple[Scene, ...]:
         """Scenes whose footprint meets the feature's output area, in priority order."""

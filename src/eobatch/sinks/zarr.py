@@ -259,17 +259,7 @@ def group_objects(layout: ZarrLayout, request_id: str) -> dict[str, bytes]:
         array.attrs.update(attrs)
         array[...] = values
     for spec in layout.arrays:
-        array = _create(
-            group,
-            layout.zarr_format,
-            spec.name,
-            (1, layout.height, layout.width),
-            spec.chunks,
-            spec.dtype,
-            spec.fill_value,
-            spec.compressor,
-            DIMENSIONS,
-        )
+        array = _output_array(group, layout, spec)
         array.attrs.update({"crs": f"EPSG:{layout.epsg}", **spec.attributes})
     with warnings.catch_warnings():
         # zarr-python warns that consolidated metadata is not in the format 3 spec; xarray
@@ -294,17 +284,7 @@ def feature_chunks(
         data = data[::-1]
     store, objects = _memory()
     group = zarr.open_group(store, mode="w", zarr_format=layout.zarr_format)
-    array = _create(
-        group,
-        layout.zarr_format,
-        name,
-        (1, layout.height, layout.width),
-        spec.chunks,
-        spec.dtype,
-        spec.fill_value,
-        spec.compressor,
-        DIMENSIONS,
-    )
+    array = _output_array(group, layout, spec)
     height, width = data.shape
     array[0, row : row + height, col : col + width] = data.astype(np.dtype(spec.dtype))
     prefix = f"{name}/"
@@ -313,6 +293,14 @@ def feature_chunks(
         for k, v in _objects(objects).items()
         if k.startswith(prefix) and not k.rsplit("/", 1)[-1].startswith((".z", "zarr.json"))
     }
+
+
+def _output_array(group: zarr.Group, layout: ZarrLayout, spec: ZarrArraySpec) -> zarr.Array:
+    """The (1, height, width) array of one output, as the group and each feature create it."""
+    return _create(
+        group, layout.zarr_format, spec.name, (1, layout.height, layout.width), spec.chunks,
+        spec.dtype, spec.fill_value, spec.compressor, DIMENSIONS,
+    )  # fmt: skip
 
 
 def _create(

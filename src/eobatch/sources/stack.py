@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC
 from posixpath import dirname
 
 import numpy as np
@@ -46,7 +47,7 @@ def slices(scenes: Sequence[Scene], mosaicking: str) -> list[Slice]:
         raise ValueError(f"mosaicking {mosaicking!r} has no per-scene samples")
     days: dict[str, list[Scene]] = {}
     for scene in scenes:  # dicts keep the order of first appearance: priority order
-        days.setdefault(scene.sensing_time.strftime("%Y-%m-%d"), []).append(scene)
+        days.setdefault(utc_day(scene), []).append(scene)
     return [
         Slice(
             tuple(group),
@@ -85,5 +86,10 @@ def read_slices(
     return SourceData(stacks, [item.metadata for item in chosen])
 
 
+def utc_day(scene: Scene) -> str:
+    """The UTC day of a scene's acquisition: what one orbit is for ORBIT mosaicking."""
+    return scene.sensing_time.astimezone(UTC).strftime("%Y-%m-%d")
+
+
 def _iso(scene: Scene) -> str:
-    return scene.sensing_time.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return scene.sensing_time.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
