@@ -77,7 +77,7 @@ def demo(
 @accounts_app.command("create")
 def accounts_create(
     name: str = typer.Argument(..., help="A name for the account."),
-    pu: float = typer.Option(10_000.0, "--pu", help="Initial balance in processing units."),
+    pu: float = typer.Option(10_000.0, "--pu", min=0, help="Initial balance in processing units."),
     data_dir: Path | None = DataDir,
 ) -> None:
     """Create an account and print its OAuth client id and secret (shown only once)."""

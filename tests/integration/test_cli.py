@@ -7,7 +7,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from eobatch.accounts import authenticate_client
+from eobatch.accounts import authenticate_client, list_accounts
 from eobatch.cli import app
 from eobatch.config import Settings
 from eobatch.service import open_database
@@ -36,7 +36,22 @@ def test_accounts_create_list_topup(tmp_path: Path) -> None:
 
     unknown = runner.invoke(app, ["accounts", "topup", "no-such-account", "5", *data])
     assert unknown.exit_code == 1 and "eobatch accounts list" in unknown.output
+
+    # Bad amounts are refused before anything is written; the ledger shows what happened.
+    assert runner.invoke(app, ["accounts", "topup", account_id, "0", *data]).exit_code == 2
+    assert runner.invoke(app, ["accounts", "create", "bob", "--pu", "-5", *data]).exit_code == 2
+    assert len(account_store_ids(db)) == 1
+    ledger = runner.invoke(app, ["accounts", "ledger", account_id, *data], env={"COLUMNS": "250"})
+    assert ledger.exit_code == 0
+    assert "opening balance" in ledger.output and "top-up" in ledger.output
+    assert "+1,000.000000" in ledger.output and "3,500.000000" in ledger.output
+    missing = runner.invoke(app, ["accounts", "ledger", "no-such-account", *data])
+    assert missing.exit_code == 1 and "eobatch accounts list" in missing.output
     db.dispose()
+
+
+def account_store_ids(db) -> list[str]:  # type: ignore[no-untyped-def]
+    return [a.id for a, _ in list_accounts(db)]
 
 
 def test_grids_lists_all_six() -> None:
