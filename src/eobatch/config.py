@@ -43,6 +43,16 @@ class Settings(BaseSettings):
         description="GCS JSON API endpoint for gs:// locators (an emulator: requests are then "
         "anonymous); default: Google Cloud Storage with the locator's service account.",
     )
+    stac_source: str = Field(
+        default="https://earth-search.aws.element84.com/v1",
+        description="STAC source of sentinel-2-l1c/l2a: a STAC API URL or a local "
+        "stac-geoparquet file (docs/collections.md).",
+    )
+    stac_mapping: Path | None = Field(
+        default=None,
+        description="JSON file mapping data types to STAC collections, assets and units; "
+        "default: the built-in mapping for Earth Search v1.",
+    )
     cloud: str = Field(default="aws", description="Cloud the deployment runs in (aws or gcp).")
     region: str = Field(default="eu-central-1", description="Region the deployment runs in.")
     jwt_secret: str | None = Field(

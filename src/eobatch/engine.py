@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from distributed import Client, LocalCluster
@@ -17,7 +17,6 @@ from eobatch.config import Settings
 from eobatch.errors import FeatureError
 from eobatch.planning import Feature
 from eobatch.script import (
-    DEFAULT_SOURCE,
     EvalscriptError,
     EvalscriptRuntime,
     ScriptSetup,
@@ -44,6 +43,17 @@ class OutputTarget:
 
 
 @dataclass(frozen=True)
+class JobSource:
+    """One data source of a feature: its scenes meeting the feature, in priority order."""
+
+    id: str  # the key the script sees it under (DEFAULT_SOURCE without data fusion)
+    scenes: tuple[Scene, ...]
+    upsampling: str = "NEAREST"
+    downsampling: str = "NEAREST"
+    scales: dict[str, float] = field(default_factory=dict)  # band -> units factor
+
+
+@dataclass(frozen=True)
 class FeatureJob:
     """Everything a worker needs to process one feature; picklable, no store access needed."""
 
@@ -51,9 +61,7 @@ class FeatureJob:
     feature: Feature
     evalscript: str
     setup: ScriptSetup
-    scenes: tuple[Scene, ...]  # already filtered to the feature and ordered by priority
-    upsampling: str
-    downsampling: str
+    sources: tuple[JobSource, ...]  # one per processRequest.input.data entry
     targets: tuple[OutputTarget, ...]
     delivery: Location
     script_timeout_s: float
@@ -94,17 +102,21 @@ def _run(job: FeatureJob) -> FeatureOutcome:
     feature, setup = job.feature, job.setup
     grid = PixelGrid(feature.epsg, feature.transform, feature.width, feature.height)
     runtime = get_runtime(job.script_timeout_s, job.script_heap_mb)
+    fused = len(job.sources) > 1 or bool(setup.datasources)
     if setup.mosaicking == "SIMPLE":
-        data, samples = _read_simple(job, grid, runtime), 1
+        # A single source is read straight into the script's memory; fused ones apart.
+        stage = runtime if len(job.sources) == 1 else None
+        data = {s.id: _read_simple(setup, s, fused, grid, stage) for s in job.sources}
+        samples = 1
     else:
-        data = _read_per_scene(job, grid, runtime)
-        samples = data.scene_count
+        data = _read_per_scene(job, grid, runtime, fused)
+        samples = max(d.scene_count for d in data.values())
     # dataMask is always read (the runtime passes on only the bands the script asks for).
-    if samples == 0 or not data.bands["dataMask"].any():
+    if samples == 0 or not any(d.bands["dataMask"].any() for d in data.values()):
         return FeatureOutcome(job.task_id, feature.id, True, no_data=True, error="No data",
                               samples=samples)  # fmt: skip
     # copy=False: the rasters are encoded below, before this runtime evaluates anything else.
-    result = runtime.evaluate_sources(job.evalscript, setup, {DEFAULT_SOURCE: data}, copy=False)
+    result = runtime.evaluate_sources(job.evalscript, setup, data, copy=False)
     written = 0
     for target in job.targets:
         if target.output_id == USERDATA:
@@ -128,30 +140,48 @@ def _run(job: FeatureJob) -> FeatureOutcome:
     return FeatureOutcome(job.task_id, feature.id, True, bytes_written=written, samples=samples)
 
 
-def _read_simple(job: FeatureJob, grid: PixelGrid, runtime: EvalscriptRuntime) -> SourceData:
-    """SIMPLE: the scenes mosaicked into one sample, read straight into the script's memory."""
-    wanted = [b for b in job.setup.bands if b != "dataMask"]
-    staged = runtime.stage_inputs(job.setup, 1, grid.height, grid.width)
-    bands, mask = read_mosaic(
-        job.scenes, wanted, grid, upsampling=job.upsampling, downsampling=job.downsampling,
-        out={name: staged[name][0] for name in wanted},
+def _bands(setup: ScriptSetup, source: JobSource, fused: bool) -> list[str]:
+    """The bands the script reads from `source`, dataMask always included."""
+    return list(dict.fromkeys([*setup.bands_of(source.id if fused else None), "dataMask"]))
+
+
+def _read_simple(
+    setup: ScriptSetup,
+    source: JobSource,
+    fused: bool,
+    grid: PixelGrid,
+    stage: EvalscriptRuntime | None,
+) -> SourceData:
+    """SIMPLE: the scenes mosaicked into one sample; with `stage` (a single source), read
+    straight into the script's memory."""
+    wanted = [b for b in _bands(setup, source, fused) if b != "dataMask"]
+    staged = stage.stage_inputs(setup, 1, grid.height, grid.width) if stage else {}
+    bands_read, mask = read_mosaic(
+        source.scenes, wanted, grid, upsampling=source.upsampling,
+        downsampling=source.downsampling,
+        out={name: staged[name][0] for name in wanted} if staged else None, scales=source.scales,
     )  # fmt: skip
-    stacks = {name: bands[name][None] for name in wanted}
+    stacks = {name: bands_read[name][None] for name in wanted}
     # dataMask is always returned (the no-data check needs it); in place when the script reads it.
     stacks["dataMask"] = staged.get("dataMask", np.empty((1, *mask.shape), dtype=np.uint8))
     stacks["dataMask"][0] = mask
     return SourceData(stacks)
 
 
-def _read_per_scene(job: FeatureJob, grid: PixelGrid, runtime: EvalscriptRuntime) -> SourceData:
+def _read_per_scene(
+    job: FeatureJob, grid: PixelGrid, runtime: EvalscriptRuntime, fused: bool
+) -> dict[str, SourceData]:
     """ORBIT/TILE: the samples `preProcessScenes` keeps (all without it), each read apart."""
-    candidates = slices(job.scenes, job.setup.mosaicking)
+    candidates = {s.id: slices(s.scenes, job.setup.mosaicking) for s in job.sources}
     kept = runtime.pre_process_scenes(
-        job.evalscript, job.setup, {DEFAULT_SOURCE: [c.metadata for c in candidates]}
-    )[DEFAULT_SOURCE]
-    chosen = [candidates[n] for n in kept]
-    bands = list(dict.fromkeys([*job.setup.bands, "dataMask"]))
-    return read_slices(chosen, bands, grid, job.upsampling, job.downsampling)
+        job.evalscript, job.setup, {sid: [c.metadata for c in cs] for sid, cs in candidates.items()}
+    )
+    data = {}
+    for s in job.sources:
+        chosen = [candidates[s.id][n] for n in kept[s.id]]
+        bands = _bands(job.setup, s, fused)
+        data[s.id] = read_slices(chosen, bands, grid, s.upsampling, s.downsampling, s.scales)
+    return data
 
 
 def start_client(settings: Settings) -> Client:

@@ -62,7 +62,7 @@ _NO_METADATA = "http://127.0.0.1:9"
 
 # GDAL tuned for cloud-optimised files in object storage. rasterio.Env applies these per thread,
 # per read, with that location's credentials, so nothing leaks across tenants or threads.
-_REMOTE_READS = {
+REMOTE_READS = {
     "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",  # no LIST of the folder on open
     "GDAL_HTTP_MERGE_CONSECUTIVE_RANGES": "YES",  # adjacent blocks in one range request
     "GDAL_HTTP_MULTIPLEX": "YES",  # parallel ranges on one connection where HTTP/2 allows
@@ -162,18 +162,18 @@ class Location:
             return {}
         if self.is_gcs:
             if self.gcs_endpoint:  # an emulator: unsigned requests to its XML API
-                return _REMOTE_READS | {
+                return REMOTE_READS | {
                     "CPL_GS_ENDPOINT": f"{self.gcs_endpoint}/", "GS_NO_SIGN_REQUEST": "YES"
                 }
             info = json.loads(self.gcs_credentials or "{}")
-            return _REMOTE_READS | {
+            return REMOTE_READS | {
                 "GS_OAUTH2_PRIVATE_KEY": info.get("private_key", ""),
                 "GS_OAUTH2_CLIENT_EMAIL": info.get("client_email", ""),
                 "GS_NO_SIGN_REQUEST": "NO",
             }
         assert self.endpoint is not None
         endpoint = urlsplit(self.endpoint)
-        options = _REMOTE_READS | {
+        options = REMOTE_READS | {
             "AWS_S3_ENDPOINT": (endpoint.netloc + endpoint.path).rstrip("/"),
             "AWS_HTTPS": "NO" if endpoint.scheme == "http" else "YES",
             "AWS_VIRTUAL_HOSTING": "FALSE",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,15 @@ import shapely
 from affine import Affine
 
 from eobatch.demo_data import DEMO_SCENES, write_demo_collection
-from eobatch.sources import BandSource, PixelGrid, Scene, filter_time, order_scenes, read_mosaic
+from eobatch.sources import (
+    BandSource,
+    PixelGrid,
+    Scene,
+    filter_cloud_cover,
+    filter_time,
+    order_scenes,
+    read_mosaic,
+)
 from eobatch.sources.mosaic import WARP_TOLERANCE_PX
 from tests.reference import matches_nearest, nearest_mosaic
 
@@ -93,5 +102,16 @@ def test_time_filter_is_inclusive_and_order_is_deterministic(folder: Path) -> No
     assert [s.id for s in kept] == ["2024-05-10", "2024-07-15"]
     assert order_scenes(scenes, "leastRecent")[0].id == "2023-08-01"
     assert order_scenes(scenes, "mostRecent")[0].id == "2024-09-20"
-    with pytest.raises(ValueError, match="leastCC"):
-        order_scenes(scenes, "leastCC")
+    with pytest.raises(ValueError, match="leastCloudy"):
+        order_scenes(scenes, "leastCloudy")
+
+
+def test_least_cc_puts_the_least_cloudy_first_newest_among_equals(folder: Path) -> None:
+    base = [as_scene(folder, d) for d in DEMO_SCENES]
+    covers = [30.0, 5.0, 5.0, None]  # the last scene has no cloud cover: it goes last
+    scenes = [replace(s, cloud_cover=c) for s, c in zip(base, covers, strict=True)]
+    ordered = order_scenes(scenes, "leastCC")
+    newer, older = sorted(scenes[1:3], key=lambda s: s.sensing_time, reverse=True)
+    assert [s.id for s in ordered] == [newer.id, older.id, scenes[0].id, scenes[3].id]
+    assert [s.id for s in filter_cloud_cover(scenes, 5)] == [s.id for s in scenes[1:]]
+    assert filter_cloud_cover(scenes, 100) == scenes

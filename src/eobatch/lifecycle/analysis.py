@@ -16,6 +16,7 @@ from eobatch.engine import USERDATA
 from eobatch.errors import AnalysisError
 from eobatch.lifecycle.billing import estimate
 from eobatch.lifecycle.context import TaskContext
+from eobatch.lifecycle.inputs import check_inputs
 from eobatch.planning import Feature, ManifestRow, feature_manifest_bytes, plan_tiling_grid
 from eobatch.planning.geopackage import SizeDefaults, plan_geopackage_input
 from eobatch.schemas.batch import (
@@ -37,7 +38,7 @@ _LISTED = 10  # existing outputs named in an analysis error
 
 
 def check_script(source: str, context: TaskContext) -> ScriptSetup:
-    """Parse `setup()` and check it against the request's outputs and the collection's bands."""
+    """Parse `setup()` and check it against the request's outputs and the sources' bands."""
     try:
         setup = parse_setup(source)
     except EvalscriptError as exc:
@@ -69,12 +70,7 @@ def check_script(source: str, context: TaskContext) -> ScriptSetup:
                 f"cogOutput does not allow sampleType INT8 (output(s) {', '.join(int8)}); "
                 "use INT16 or UINT8"
             )
-    missing = [b for b in setup.bands if b != "dataMask" and b not in context.bands]
-    if missing:
-        raise AnalysisError(
-            f"Evalscript input band(s) {', '.join(missing)} not in the collection; available: "
-            f"{', '.join(sorted(context.bands)) or 'none (the collection has no bands yet)'}"
-        )
+    check_inputs(setup, context.sources)
     return setup
 
 
@@ -209,6 +205,8 @@ def analyse_task(db: Database, settings: Settings, task: Task) -> int:
     context = TaskContext.build(db, settings, task)
     setup = check_script(context.evalscript, context)
     features = plan_features(context)
+    if not context.scenes_loaded:  # no AOI: the scenes are searched over the features
+        context.load_scenes([(f.epsg, f.bounds) for f in features])
     byoc_collection(context, setup, task.account_id)
     skipped = skipped_features(context, features)
     if isinstance(context.request.output, ZarrOutput):

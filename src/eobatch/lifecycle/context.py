@@ -5,15 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import numpy as np
-import shapely
-from pyproj import Transformer
 from sqlalchemy import func, select
 
 from eobatch.config import Settings
-from eobatch.engine import USERDATA, FeatureJob, OutputTarget
+from eobatch.engine import USERDATA, FeatureJob, JobSource, OutputTarget
 from eobatch.errors import AnalysisError, InvalidRequest
 from eobatch.lifecycle.billing import Crossing, Pricing, crossing, fusion_factor
+from eobatch.lifecycle.inputs import InputSource, extent_of, footprint_wgs84, input_sources, utc
 from eobatch.lifecycle.validation import validate_request
 from eobatch.planning import AOI, Feature
 from eobatch.schemas.batch import BatchRequest, RasterOutput, TilingGridInput, ZarrOutput
@@ -21,8 +19,7 @@ from eobatch.script import ScriptOutput, ScriptSetup
 from eobatch.sinks import CogOptions, CompressionProfile, DeliveryTemplate
 from eobatch.sinks.byoc import register_tiles
 from eobatch.sinks.zarr import ZarrLayout, parse_arrays
-from eobatch.sources import Scene, filter_time, order_scenes
-from eobatch.sources.byoc import collection_scenes
+from eobatch.sources import Scene
 from eobatch.sources.stack import slices
 from eobatch.storage import Location
 from eobatch.store import Database
@@ -33,16 +30,13 @@ from eobatch.store.models import Feature as FeatureRow
 @dataclass
 class TaskContext:
     task_id: str
+    account_id: str
     request: BatchRequest
     evalscript: str
     aoi: AOI | None  # None: a GeoPackage input without bounds
     delivery: Location  # delivery root
     template: DeliveryTemplate
-    bands: dict
-    scenes: list[Scene]  # time-filtered, in mosaicking priority order
-    footprints: shapely.STRtree  # WGS84 footprint of scenes[i] at index i
-    upsampling: str
-    downsampling: str
+    sources: list[InputSource]  # one per processRequest.input.data entry
     features: tuple[Location, str] | None = None  # GeoPackage input: its folder and file name
     zarr: ZarrLayout | None = None  # zarr output, once the features are planned
     db: Database | None = None
@@ -50,6 +44,8 @@ class TaskContext:
 
     @classmethod
     def build(cls, db: Database, settings: Settings, task: Task) -> TaskContext:
+        """The context of a task; its scenes are loaded too when its extent is known (an AOI,
+        or planned features), else `load_scenes` must be called with the planned features."""
         request = BatchRequest.model_validate(task.request)
         with db.session() as session:
             owned = set(
@@ -61,41 +57,38 @@ class TaskContext:
             checked = validate_request(request, settings, owned)
         except InvalidRequest as exc:
             raise AnalysisError(f"The request is no longer valid: {exc.message}") from exc
-        source = request.process_request.input.data[0]
-        with_footprints, bands = collection_scenes(
-            db, settings, task.account_id, checked.collection_ids[0]
-        )
-        data_filter = source.data_filter
-        time_range = data_filter.time_range if data_filter else None
-        kept = filter_time(
-            [scene for scene, _ in with_footprints],
-            _utc(time_range.from_ if time_range else None),
-            _utc(time_range.to if time_range else None),
-        )
-        order = (data_filter.mosaicking_order if data_filter else None) or "mostRecent"
-        if order == "leastCC":
-            raise AnalysisError("mosaickingOrder leastCC needs cloud cover, which BYOC tiles lack")
-        ordered = order_scenes(kept, order)
-        footprint_of = {scene.id: fp for scene, fp in with_footprints}
-        processing = source.processing
         context = cls(
             task_id=task.id,
+            account_id=task.account_id,
             request=request,
             evalscript=request.process_request.evalscript or "",
             aoi=checked.aoi,
             delivery=checked.delivery,
             template=checked.template,
-            bands=bands,
-            scenes=ordered,
-            footprints=shapely.STRtree(
-                [footprint_of[s.id] or shapely.box(-180, -90, 180, 90) for s in ordered]
+            sources=input_sources(
+                db, settings, task.account_id, request.process_request.input.data, checked.sources
             ),
-            upsampling=(processing.upsampling if processing else None) or "NEAREST",
-            downsampling=(processing.downsampling if processing else None) or "NEAREST",
             features=checked.features,
             db=db,
             settings=settings,
         )
+        if context.aoi is not None:
+            context.load_scenes(None)
+        else:  # the planned features' extent, per CRS
+            with db.session() as session:
+                boxes = session.execute(
+                    select(
+                        FeatureRow.epsg,
+                        func.min(FeatureRow.minx),
+                        func.min(FeatureRow.miny),
+                        func.max(FeatureRow.maxx),
+                        func.max(FeatureRow.maxy),
+                    )
+                    .where(FeatureRow.task_id == task.id)
+                    .group_by(FeatureRow.epsg)
+                ).all()
+            if boxes:
+                context.load_scenes([(row[0], tuple(row[1:])) for row in boxes])
         if isinstance(request.output, ZarrOutput):
             with db.session() as session:
                 extent = session.execute(
@@ -167,12 +160,35 @@ class TaskContext:
         if setup.mosaicking == "SIMPLE":
             return [(1, 1)] * len(features)
         # the engine's own grouping into orbits/tiles, so estimate and charge cannot disagree
-        return [(0, len(slices(self.scenes_for(f), setup.mosaicking))) for f in features]
+        return [
+            (0, max(len(slices(s.scenes, setup.mosaicking)) for s in self.job_sources(f, setup)))
+            for f in features
+        ]
+
+    def load_scenes(self, boxes: list[tuple[int, tuple]] | None) -> None:
+        """Find every source's scenes over the AOI, or without one over `boxes` (EPSG code and
+        bounds: the planned features)."""
+        assert self.db is not None and self.settings is not None
+        extent = self.aoi.wgs84().bounds if self.aoi is not None else extent_of(boxes or [])
+        for source in self.sources:
+            source.load(self.db, self.settings, self.account_id, extent)
+
+    @property
+    def scenes_loaded(self) -> bool:
+        return all(source.loaded for source in self.sources)
 
     def scenes_for(self, feature: Feature) -> tuple[Scene, ...]:
-        """Scenes whose footprint meets the feature's output area, in priority order."""
-        hits = self.footprints.query(_footprint_wgs84(feature), predicate="intersects")
-        return tuple(self.scenes[i] for i in sorted(int(h) for h in hits))
+        """Scenes of the (first) source whose footprint meets the feature, in priority order."""
+        return self.sources[0].scenes_for(footprint_wgs84(feature))
+
+    def job_sources(self, feature: Feature, setup: ScriptSetup) -> tuple[JobSource, ...]:
+        area = footprint_wgs84(feature)
+        return tuple(
+            JobSource(
+                s.id, s.scenes_for(area), s.upsampling, s.downsampling, s.unit_factors(setup)
+            )
+            for s in self.sources
+        )
 
     def job(self, feature: Feature, setup: ScriptSetup, settings: Settings) -> FeatureJob:
         return FeatureJob(
@@ -180,9 +196,7 @@ class TaskContext:
             feature=feature,
             evalscript=self.evalscript,
             setup=setup,
-            scenes=self.scenes_for(feature),
-            upsampling=self.upsampling,
-            downsampling=self.downsampling,
+            sources=self.job_sources(feature, setup),
             targets=self.targets(feature),
             delivery=self.delivery,
             script_timeout_s=settings.script_timeout_s,
@@ -200,7 +214,7 @@ class TaskContext:
         specs = parse_arrays(output.array_parameters, output.array_overrides, ids, None)
         source = self.request.process_request.input.data[0]
         time_range = source.data_filter.time_range if source.data_filter else None
-        start = _utc(time_range.from_ if time_range else None) or datetime(1970, 1, 1, tzinfo=UTC)
+        start = utc(time_range.from_ if time_range else None) or datetime(1970, 1, 1, tzinfo=UTC)
         coordinates = output.group.coordinates
         return ZarrLayout(
             zarr_format=output.group.zarr_format,
@@ -245,7 +259,7 @@ def ingest_outputs(context: TaskContext, collection_id: str, rows: list) -> int:
         tiles.append((path, row.epsg, (row.minx, row.miny, row.maxx, row.maxy)))
     source = context.request.process_request.input.data[0]
     time_range = source.data_filter.time_range if source.data_filter else None
-    sensing = _utc(time_range.from_ if time_range else None)
+    sensing = utc(time_range.from_ if time_range else None)
     return register_tiles(context.db, collection_id, tiles, sensing)
 
 
@@ -254,24 +268,3 @@ def compression_profile(settings: Settings) -> CompressionProfile:
     return CompressionProfile(
         settings.output_compression, settings.output_compression_level, settings.output_threads
     )
-
-
-def _utc(value):  # type: ignore[no-untyped-def]
-    if value is None:
-        return None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-def _footprint_wgs84(feature: Feature) -> shapely.Geometry:
-    box = shapely.segmentize(
-        shapely.box(*feature.bounds), (feature.bounds[2] - feature.bounds[0]) / 8
-    )
-    if feature.epsg == 4326:
-        return box
-    to_wgs = Transformer.from_crs(feature.epsg, 4326, always_xy=True)
-
-    def project(xy: np.ndarray) -> np.ndarray:
-        x, y = to_wgs.transform(xy[:, 0], xy[:, 1])
-        return np.column_stack([x, y])
-
-    return shapely.transform(box, project)

@@ -21,6 +21,7 @@ from eobatch.schemas.batch import (
 )
 from eobatch.sinks import DeliveryTemplate
 from eobatch.sinks.zarr import ZARR_FORMATS, parse_arrays
+from eobatch.sources.stac import ALIASES, StacCollection, load_mapping
 from eobatch.storage import Location, open_location
 
 _BYOC_TYPE = re.compile(r"^byoc-(?P<id>[0-9a-fA-F-]{36})$")
@@ -43,8 +44,21 @@ class ValidatedRequest:
     aoi: AOI | None  # None only for a GeoPackage input without bounds: all its features
     delivery: Location  # the delivery root: bookkeeping files go here, outputs below it
     template: DeliveryTemplate
-    collection_ids: tuple[str, ...]
+    sources: tuple[SourceRef, ...]  # one per processRequest.input.data entry
     features: tuple[Location, str] | None = None  # GeoPackage input: its folder and file name
+
+
+@dataclass(frozen=True)
+class SourceRef:
+    """What one `input.data` entry reads: a BYOC collection of the account or a STAC data type."""
+
+    kind: str  # "byoc" or "stac"
+    key: str  # the BYOC collection id, or the data type (e.g. sentinel-2-l2a)
+
+
+def stac_collections(settings: Settings) -> dict[str, StacCollection]:
+    """The data types the deployment serves from its STAC source."""
+    return load_mapping(settings.stac_mapping)
 
 
 def collection_id_of(source_type: str, filter_collection_id: str | None) -> str | None:
@@ -55,6 +69,87 @@ def collection_id_of(source_type: str, filter_collection_id: str | None) -> str 
     if source_type in ("CUSTOM", "byoc") and filter_collection_id:
         return filter_collection_id.lower()
     return None
+
+
+def _check_source(
+    i: int, source, settings: Settings, owned: set[str], found: list[Violation]  # type: ignore[no-untyped-def]
+) -> SourceRef | None:
+    where = f"processRequest->input->data->{i}"
+    data_filter, processing = source.data_filter, source.processing
+    filter_id = data_filter.collection_id if data_filter else None
+    collection_id = collection_id_of(source.type, filter_id)
+    if collection_id is not None:
+        if collection_id not in owned:
+            found.append(Violation(f"{where}->type", f"BYOC collection {collection_id} not found"))
+            return None
+        if data_filter and data_filter.mosaicking_order == "leastCC":
+            found.append(
+                Violation(
+                    f"{where}->dataFilter->mosaickingOrder",
+                    "leastCC needs cloud cover, which BYOC tiles lack; use mostRecent or "
+                    "leastRecent",
+                )
+            )
+        if processing and processing.harmonize_values is not None:
+            found.append(
+                Violation(
+                    f"{where}->processing->harmonizeValues", "applies to Sentinel-2 data only"
+                )
+            )
+        return SourceRef("byoc", collection_id)
+    data_type = ALIASES.get(source.type, source.type)
+    try:
+        served = stac_collections(settings)
+    except (OSError, ValueError, KeyError) as exc:
+        found.append(
+            Violation(
+                f"{where}->type",
+                f"the deployment's STAC mapping ({settings.stac_mapping}) cannot be read: {exc}",
+            )
+        )
+        return None
+    if data_type in served:
+        return SourceRef("stac", data_type)
+    if source.type in _KNOWN_SH_TYPES:
+        offered = ", ".join(sorted(served)) or "none"
+        found.append(
+            Violation(
+                f"{where}->type",
+                f"data collection '{source.type}' is not available on this deployment "
+                f"(served: {offered}, and BYOC collections as byoc-<collectionId>)",
+            )
+        )
+    else:
+        found.append(
+            Violation(
+                f"{where}->type",
+                f"unknown data collection type '{source.type}'; expected one of "
+                f"{', '.join(sorted(served))} or byoc-<collectionId>",
+            )
+        )
+    return None
+
+
+def _check_fusion(sources: list) -> list[Violation]:  # type: ignore[type-arg]
+    """Several sources are fused by their ids: each needs its own (evalscript-v3.md §3)."""
+    if len(sources) < 2:
+        return []
+    ids = [s.id for s in sources]
+    problems = []
+    for i, source_id in enumerate(ids):
+        if not source_id:
+            problems.append(
+                Violation(
+                    f"processRequest->input->data->{i}->id",
+                    "data fusion needs an id on every data source (the evalscript names it "
+                    "as datasource)",
+                )
+            )
+        elif ids.count(source_id) > 1 and ids.index(source_id) == i:
+            problems.append(
+                Violation(f"processRequest->input->data->{i}->id", f"duplicate id '{source_id}'")
+            )
+    return problems
 
 
 def validate_request(
@@ -98,40 +193,12 @@ def validate_request(
             crs = bounds.properties.crs if bounds.properties else None
             aoi = check(parse_aoi, bounds.bbox, bounds.geometry, crs)
 
-    collection_ids = []
-    sources = process.input.data
-    for i, source in enumerate(sources):
-        where = f"processRequest->input->data->{i}->type"
-        filter_id = source.data_filter.collection_id if source.data_filter else None
-        collection_id = collection_id_of(source.type, filter_id)
-        if collection_id is None:
-            if source.type in _KNOWN_SH_TYPES:
-                found.append(
-                    Violation(
-                        where,
-                        f"data collection '{source.type}' is not available on this "
-                        "deployment; use a BYOC collection (byoc-<collectionId>)",
-                    )
-                )
-            else:
-                found.append(
-                    Violation(
-                        where,
-                        f"unknown data collection type '{source.type}'; expected "
-                        "byoc-<collectionId>",
-                    )
-                )
-        elif collection_id not in owned_collections:
-            found.append(Violation(where, f"BYOC collection {collection_id} not found"))
-        else:
-            collection_ids.append(collection_id)
-    if len(sources) > 1:
-        found.append(
-            Violation(
-                "processRequest->input->data",
-                "data fusion (several data sources) is not supported by this server yet",
-            )
-        )
+    sources = tuple(
+        found_source
+        for i, source in enumerate(process.input.data)
+        if (found_source := _check_source(i, source, settings, owned_collections, found))
+    )
+    found.extend(_check_fusion(process.input.data))
 
     responses = process.output.responses
     ids = [r.identifier for r in responses]
@@ -189,7 +256,7 @@ def validate_request(
         raise InvalidRequest(f"Invalid request: {summary}{more}", found)
     assert delivery is not None and template is not None
     assert aoi is not None or isinstance(request.input, GeoPackageInput)
-    return ValidatedRequest(request, aoi, delivery, template, tuple(collection_ids), features)
+    return ValidatedRequest(request, aoi, delivery, template, sources, features)
 
 
 def _check_zarr(

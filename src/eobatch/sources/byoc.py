@@ -382,16 +382,18 @@ def delete_tile(db: Database, account_id: str, collection_id: str, tile_id: str)
 
 
 def collection_scenes(
-    db: Database, settings: Settings, account_id: str, collection_id: str
+    db: Database, settings: Settings, account_id: str, collection_id: str, with_tiles: bool = True
 ) -> tuple[list[tuple[Scene, shapely.Geometry]], dict[str, Any]]:
-    """The ingested tiles of a collection as reader scenes with their WGS84 footprints, and the
-    collection's bands."""
+    """The ingested tiles of a collection as reader scenes with their WGS84 footprints (none
+    without `with_tiles`), and the collection's bands."""
     with db.session() as session:
         collection = _owned_collection(session, account_id, collection_id)
+        bands, collection_nodata = collection.bands or {}, collection.no_data
+        if not with_tiles:
+            return [], bands
         tiles = session.scalars(
             select(Tile).where(Tile.collection_id == collection.id, Tile.status == "INGESTED")
         ).all()
-        bands, collection_nodata = collection.bands or {}, collection.no_data
         bucket = collection.s3_bucket
     location = bucket_location(settings, bucket)
     options = location.gdal_options()

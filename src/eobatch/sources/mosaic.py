@@ -53,12 +53,14 @@ def read_mosaic(
     upsampling: str = "NEAREST",
     downsampling: str = "NEAREST",
     out: dict[str, np.ndarray] | None = None,
+    scales: dict[str, float] | None = None,
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Mosaic `bands` of `scenes` (priority order) onto `grid`.
 
     Returns float32 arrays per band (NaN where no scene has data) and the dataMask (uint8, 1 where
     a scene supplied the pixel). A pixel comes from the first scene where every requested band has
     data and which covers it, so the bands of one pixel always come from the same scene.
+    `scales` multiplies a band's values (its units, e.g. 0.0001 for REFLECTANCE from DN).
     """
     shape = (grid.height, grid.width)
     if out is None:
@@ -83,6 +85,9 @@ def read_mosaic(
         for name in bands:
             out[name][take] = warped[name][take]
         mask |= take
+    for name, factor in (scales or {}).items():
+        if factor != 1 and name in out:
+            out[name] *= np.float32(factor)
     return out, mask.astype(np.uint8)
 
 
@@ -101,7 +106,7 @@ def _warp_scene(
                 if not _overlaps(src, grid, dst_crs):
                     return None
                 finer = _source_pixel_size(src, dst_crs) < grid.pixel_size
-                method = downsampling if finer else upsampling
+                method = source.resampling or (downsampling if finer else upsampling)
                 nodata = source.nodata if source.nodata is not None else src.nodata
                 with WarpedVRT(
                     src, crs=dst_crs, transform=grid.transform, width=grid.width,
@@ -116,6 +121,9 @@ def _warp_scene(
                     else:
                         values = vrt.read(source.index, masked=True).astype(np.float32)
                         values = values.filled(np.nan)
+                if source.offset:  # harmonised DN never go below 0 (NaN stays NaN)
+                    values += np.float32(source.offset)
+                    np.maximum(values, 0, out=values)
                 warped[name] = values
     return warped
 

@@ -14,6 +14,8 @@ class BandSource:
     path: str
     index: int = 1
     nodata: float | None = None
+    offset: float = 0.0  # added to stored values (baseline harmonisation); results kept >= 0
+    resampling: str | None = None  # forced resampling, e.g. NEAREST for classification bands
 
 
 @dataclass(frozen=True)
@@ -26,9 +28,10 @@ class Scene:
     bands: dict[str, BandSource]
     cover_wkb: bytes | None = None  # coverGeometry in lon/lat; pixels outside it are no data
     gdal_options: dict[str, str] = field(default_factory=dict)
+    cloud_cover: float | None = None  # percent, for maxCloudCoverage and leastCC
 
 
-MOSAICKING_ORDERS = ("mostRecent", "leastRecent")
+MOSAICKING_ORDERS = ("mostRecent", "leastRecent", "leastCC")
 
 
 def filter_time(
@@ -41,13 +44,24 @@ def filter_time(
     ]  # fmt: skip
 
 
+def filter_cloud_cover(scenes: Iterable[Scene], max_cloud_cover: float | None) -> list[Scene]:
+    """Scenes with at most `max_cloud_cover` percent cloud; scenes without a cloud cover (BYOC
+    tiles) always pass, as on Sentinel Hub."""
+    if max_cloud_cover is None or max_cloud_cover >= 100:
+        return list(scenes)
+    return [s for s in scenes if s.cloud_cover is None or s.cloud_cover <= max_cloud_cover]
+
+
 def order_scenes(scenes: Iterable[Scene], order: str) -> list[Scene]:
     """Scenes in mosaicking priority: the first scene with data at a pixel wins.
 
-    Ties on sensing time are broken by tile id so every run, and every retry, picks the same pixel.
+    `leastCC` puts the least cloudy first, the most recent first among equals. Remaining ties are
+    broken by tile id so every run, and every retry, picks the same pixel.
     """
     if order not in MOSAICKING_ORDERS:
         raise ValueError(f"mosaickingOrder {order!r} is not one of {', '.join(MOSAICKING_ORDERS)}")
-    newest_first = order == "mostRecent"
     by_id = sorted(scenes, key=lambda s: s.id)
-    return sorted(by_id, key=lambda s: s.sensing_time, reverse=newest_first)
+    ordered = sorted(by_id, key=lambda s: s.sensing_time, reverse=order != "leastRecent")
+    if order == "leastCC":  # stable: keeps newest first among equal cloud cover
+        ordered.sort(key=lambda s: 101.0 if s.cloud_cover is None else s.cloud_cover)
+    return ordered

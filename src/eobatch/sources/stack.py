@@ -31,12 +31,15 @@ class Slice:
 def tile_metadata(scene: Scene) -> dict:
     """`scenes.tiles[i]` of a scene (and `scenes.orbits[i].tiles[j]`)."""
     first = next(iter(scene.bands.values()), None)
-    return {
+    metadata = {
         "date": _iso(scene),
         "shId": scene.id,
         "tileOriginalId": scene.id,
         "dataPath": dirname(first.path) if first is not None else "",
     }
+    if scene.cloud_cover is not None:
+        metadata["cloudCoverage"] = scene.cloud_cover
+    return metadata
 
 
 def slices(scenes: Sequence[Scene], mosaicking: str) -> list[Slice]:
@@ -67,6 +70,7 @@ def read_slices(
     grid: PixelGrid,
     upsampling: str = "NEAREST",
     downsampling: str = "NEAREST",
+    scales: dict[str, float] | None = None,
 ) -> SourceData:
     """Read every slice onto the feature grid: bands (and dataMask) as (S, H, W) stacks.
 
@@ -77,7 +81,9 @@ def read_slices(
     stacks = {name: np.full(shape, np.nan, dtype=np.float32) for name in wanted}
     mask = np.zeros(shape, dtype=np.uint8)
     for n, item in enumerate(chosen):
-        values, valid = read_mosaic(item.scenes, wanted, grid, upsampling, downsampling)
+        values, valid = read_mosaic(
+            item.scenes, wanted, grid, upsampling, downsampling, scales=scales
+        )
         for name in wanted:
             stacks[name][n] = values[name]
         mask[n] = valid
