@@ -43,9 +43,12 @@ class TaskContext:
     settings: Settings | None = None
 
     @classmethod
-    def build(cls, db: Database, settings: Settings, task: Task) -> TaskContext:
-        """The context of a task; its scenes are loaded too when its extent is known (an AOI,
-        or planned features), else `load_scenes` must be called with the planned features."""
+    def build(
+        cls, db: Database, settings: Settings, task: Task, with_scenes: bool = True
+    ) -> TaskContext:
+        """The context of a task; its scenes are loaded too (`with_scenes`) when its extent is
+        known (an AOI, or planned features), else `load_scenes` must be called with the planned
+        features. Without scenes it still knows the request, delivery and outputs."""
         request = BatchRequest.model_validate(task.request)
         with db.session() as session:
             owned = set(
@@ -72,6 +75,8 @@ class TaskContext:
             db=db,
             settings=settings,
         )
+        if not with_scenes:
+            return context
         if context.aoi is not None:
             context.load_scenes(None)
         else:  # the planned features' extent, per CRS
@@ -184,9 +189,7 @@ class TaskContext:
     def job_sources(self, feature: Feature, setup: ScriptSetup) -> tuple[JobSource, ...]:
         area = footprint_wgs84(feature)
         return tuple(
-            JobSource(
-                s.id, s.scenes_for(area), s.upsampling, s.downsampling, s.unit_factors(setup)
-            )
+            JobSource(s.id, s.scenes_for(area), s.upsampling, s.downsampling, s.unit_factors(setup))
             for s in self.sources
         )
 

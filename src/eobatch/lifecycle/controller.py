@@ -468,7 +468,7 @@ class Controller:
         try:
             if context is None:
                 task = session.get(Task, task_id)
-                context = TaskContext.build(self.db, self.settings, task)
+                context = TaskContext.build(self.db, self.settings, task, with_scenes=False)
             rows = session.execute(
                 select(FeatureRow.id, FeatureRow.name, FeatureRow.status, FeatureRow.error,
                        FeatureRow.delivered,

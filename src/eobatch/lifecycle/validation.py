@@ -14,6 +14,7 @@ from eobatch.errors import InvalidRequest, Violation
 from eobatch.planning import AOI, GRIDS, parse_aoi, validate_tiling_input
 from eobatch.schemas.batch import (
     BatchRequest,
+    DataSource,
     GeoPackageInput,
     RasterOutput,
     TilingGridInput,
@@ -72,8 +73,9 @@ def collection_id_of(source_type: str, filter_collection_id: str | None) -> str 
 
 
 def _check_source(
-    i: int, source, settings: Settings, owned: set[str], found: list[Violation]  # type: ignore[no-untyped-def]
+    i: int, source: DataSource, settings: Settings, owned: set[str], found: list[Violation]
 ) -> SourceRef | None:
+    """The source entry `i` refers to, or None after adding its violations to `found`."""
     where = f"processRequest->input->data->{i}"
     data_filter, processing = source.data_filter, source.processing
     filter_id = data_filter.collection_id if data_filter else None
@@ -130,7 +132,7 @@ def _check_source(
     return None
 
 
-def _check_fusion(sources: list) -> list[Violation]:  # type: ignore[type-arg]
+def _check_fusion(sources: list[DataSource]) -> list[Violation]:
     """Several sources are fused by their ids: each needs its own (evalscript-v3.md §3)."""
     if len(sources) < 2:
         return []
