@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from eobatch.api.auth import current_account
@@ -116,4 +116,26 @@ def delete_tile(
     collection_id: str, tile_id: str, request: Request, account: str = Depends(current_account)
 ) -> Response:
     byoc.delete_tile(request.app.state.db, account, collection_id, tile_id)
+    return Response(status_code=204)
+
+
+@router.post("/collections/{collection_id}/tiles/{tile_id}/reingest", status_code=204)
+async def reingest_tile(
+    collection_id: str, tile_id: str, request: Request, account: str = Depends(current_account)
+) -> Response:
+    state = request.app.state
+    await run_in_threadpool(
+        byoc.reingest_tile, state.db, state.settings, account, collection_id, tile_id
+    )
+    return Response(status_code=204)
+
+
+@router.post("/collections/{collection_id}/copyTiles", status_code=204)
+def copy_tiles(
+    collection_id: str,
+    request: Request,
+    to_collection: str | None = Query(default=None, alias="toCollection"),
+    account: str = Depends(current_account),
+) -> Response:
+    byoc.copy_tiles(request.app.state.db, account, collection_id, to_collection)
     return Response(status_code=204)

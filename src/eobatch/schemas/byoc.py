@@ -6,7 +6,7 @@ import re
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from eobatch.schemas.common import WireModel
 
@@ -39,9 +39,23 @@ class AdditionalData(WireModel):
 
 class CollectionIn(WireModel):
     name: str = Field(min_length=1, max_length=500)
-    s3_bucket: str = Field(min_length=3, max_length=63)
+    s3_bucket: str | None = Field(default=None, min_length=3, max_length=63)
+    # eobatch's extension: the collection's own bucket and credentials, as an
+    # ObjectStorageInfoV2 locator ({"s3": {url, accessKey, ...}} or {"gs": {url, credentials}}).
+    storage: dict[str, Any] | None = None
     no_data: float | None = None
     additional_data: AdditionalData | None = None
+
+    @model_validator(mode="after")
+    def _one_bucket(self) -> CollectionIn:
+        if (self.s3_bucket is None) == (self.storage is None):
+            raise ValueError(
+                "give s3Bucket (a bucket of this deployment) or storage (a bucket with its own "
+                "credentials), not both"
+                if self.s3_bucket
+                else "s3Bucket is required (or storage, a locator with its own credentials)"
+            )
+        return self
 
 
 class TileIn(WireModel):

@@ -25,7 +25,7 @@ from eobatch.errors import Conflict, InvalidRequest, NotFound
 from eobatch.schemas import parse_model
 from eobatch.schemas.byoc import CollectionIn, TileIn, TileUpdate
 from eobatch.sources.scenes import BandSource, Scene
-from eobatch.storage import Location, open_location
+from eobatch.storage import Location, open_location, redact_locator
 from eobatch.store import Database
 from eobatch.store.models import Collection, Tile
 
@@ -40,7 +40,8 @@ def _iso(value: datetime | None) -> str | None:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z") if value else None
 
 
-def collection_json(c: Collection) -> dict[str, Any]:
+def collection_json(c: Collection, summary: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A collection as the API shows it; `summary` adds what its tiles say (extent, times)."""
     body: dict[str, Any] = {
         "id": c.id,
         "accountId": c.account_id,
@@ -50,11 +51,47 @@ def collection_json(c: Collection) -> dict[str, Any]:
         "isConfigured": bool(c.bands),
         "created": _iso(c.created),
         "requiresMetadataUpdate": False,
-        "additionalData": {"bands": c.bands or {}},
+        "additionalData": {"bands": c.bands or {}, **(summary or {})},
     }
+    if c.storage is not None:
+        body["storage"] = redact_locator(c.storage)
     if c.no_data is not None:
         body["noData"] = c.no_data
     return body
+
+
+def _tiles_summary(session: Any, collection_id: str) -> dict[str, Any]:
+    """`extent` (WGS84 polygon of the ingested tiles), `hasSensingTimes`, from/to times."""
+    tiles = session.execute(
+        select(Tile.tile_geometry, Tile.epsg, Tile.cover_geometry, Tile.sensing_time).where(
+            Tile.collection_id == collection_id, Tile.status == "INGESTED"
+        )
+    ).all()
+    if not tiles:
+        return {"hasSensingTimes": "NO"}
+    footprints = [_footprint(g, e, c) for g, e, c, _ in tiles]
+    times = [t for *_, t in tiles if t is not None]
+    summary: dict[str, Any] = {
+        "hasSensingTimes": "YES" if len(times) == len(tiles) else "PARTIALLY" if times else "NO"
+    }
+    known = [f for f in footprints if f is not None]
+    if known:
+        summary["extent"] = mapping(shapely.envelope(shapely.union_all(known)))
+    if times:
+        summary["fromSensingTime"] = _iso(min(times))
+        summary["toSensingTime"] = _iso(max(times))
+    return summary
+
+
+def _footprint(
+    tile_geometry: dict[str, Any] | None, epsg: int | None, cover: dict[str, Any] | None
+) -> shapely.Geometry | None:
+    """A tile's lon/lat footprint: its files' bounds, cut to its cover geometry."""
+    footprint = _to_wgs84(shape(tile_geometry), epsg) if tile_geometry else None
+    if cover is not None:
+        covered = shape(cover)
+        footprint = covered if footprint is None else footprint.intersection(covered)
+    return footprint
 
 
 def tile_json(t: Tile) -> dict[str, Any]:
@@ -82,6 +119,23 @@ def bucket_location(settings: Settings, bucket: str, parameter: str = "s3Bucket"
     return open_location({"s3": s3}, settings, parameter)
 
 
+def collection_location(settings: Settings, collection: Collection) -> Location:
+    """Where a collection's tiles are: its own storage locator, or its deployment bucket."""
+    if collection.storage is not None:
+        return open_location(collection.storage, settings, "storage")
+    return bucket_location(settings, collection.s3_bucket)
+
+
+def _checked_storage(settings: Settings, body: CollectionIn) -> tuple[str, dict[str, Any] | None]:
+    """(s3Bucket, storage) of a collection body, the bucket checked to exist and be readable."""
+    if body.storage is None:
+        assert body.s3_bucket is not None
+        bucket_location(settings, body.s3_bucket, "s3Bucket")
+        return body.s3_bucket, None
+    location = open_location(body.storage, settings, "storage")
+    return location.bucket, body.storage
+
+
 def _uuid_or_404(value: str, what: str) -> str:
     try:
         return str(uuid.UUID(value))
@@ -106,13 +160,14 @@ def create_collection(
     db: Database, settings: Settings, account_id: str, raw: Any
 ) -> dict[str, Any]:
     body = parse_model(CollectionIn, raw)
-    bucket_location(settings, body.s3_bucket, "s3Bucket")  # validates the bucket name
+    bucket, storage = _checked_storage(settings, body)
     with db.session() as session:
         collection = Collection(
             id=str(uuid.uuid4()),
             account_id=account_id,
             name=body.name,
-            s3_bucket=body.s3_bucket,
+            s3_bucket=bucket,
+            storage=storage,
             no_data=body.no_data,
             bands=_bands_json(body),
         )
@@ -136,12 +191,13 @@ def list_collections(
         )
     query = query.order_by(Collection.created, Collection.id).offset(offset).limit(limit + 1)
     with db.session() as session:
-        return [collection_json(c) for c in session.scalars(query)]
+        return [collection_json(c, _tiles_summary(session, c.id)) for c in session.scalars(query)]
 
 
 def get_collection(db: Database, account_id: str, collection_id: str) -> dict[str, Any]:
     with db.session() as session:
-        return collection_json(_owned_collection(session, account_id, collection_id))
+        collection = _owned_collection(session, account_id, collection_id)
+        return collection_json(collection, _tiles_summary(session, collection.id))
 
 
 def update_collection(
@@ -153,11 +209,17 @@ def update_collection(
         has_tiles = session.scalars(
             select(Tile.id).where(Tile.collection_id == collection.id).limit(1)
         ).first()
-        if body.s3_bucket != collection.s3_bucket:
+        moved = (
+            body.storage != collection.storage
+            if body.storage is not None or collection.storage is not None
+            else body.s3_bucket != collection.s3_bucket
+        )
+        if moved:
             if has_tiles:
-                raise Conflict("s3Bucket can only be changed while the collection has no tiles")
-            bucket_location(settings, body.s3_bucket, "s3Bucket")
-            collection.s3_bucket = body.s3_bucket
+                raise Conflict(
+                    "s3Bucket and storage can only be changed while the collection has no tiles"
+                )
+            collection.s3_bucket, collection.storage = _checked_storage(settings, body)
         if body.additional_data is not None and body.additional_data.bands is not None:
             new_bands = _bands_json(body)
             if has_tiles and not _only_renames_or_nodata(collection.bands or {}, new_bands):
@@ -226,15 +288,38 @@ def _discover_bands(location: Location, tile_path: str) -> dict[str, Any]:
     return bands
 
 
+def _supported_epsg(code: int) -> bool:
+    """CRSs BYOC tiles may use (pu-byoc-process.md §2.5)."""
+    return code in (4326, 3857, 3035) or 32601 <= code <= 32660 or 32701 <= code <= 32760
+
+
+def _check_cog_layout(src: rasterio.DatasetReader, key: str) -> None:
+    """Tiled with 256..2048 px blocks (small files may be one strip), no JPEG compression."""
+    height, width = src.block_shapes[0]
+    if width != src.width or width == height:  # strips span the whole width
+        if not (256 <= width <= 2048 and 256 <= height <= 2048):
+            raise ValueError(
+                f"'{key}' has {width} x {height} px internal tiles; BYOC needs between 256 and "
+                "2048 (1024 recommended): rewrite it as a COG, e.g. gdal_translate -of COG"
+            )
+    elif max(src.width, src.height) > 512:  # a small file may be one strip
+        raise ValueError(f"'{key}' is not tiled; upload a COG (gdal_translate -of COG)")
+    compression = (src.compression.name if src.compression else "").upper()
+    if "JPEG" in compression:
+        raise ValueError(f"'{key}' is JPEG-compressed; use DEFLATE, ZSTD or LZW")
+
+
 def _inspect_tile(location: Location, tile_path: str, bands: dict[str, Any]) -> tuple[int, Any]:
-    """Check every band file of a tile; returns its EPSG code and bounds (tile CRS)."""
-    epsg, bounds = None, None
+    """Check every band file of a tile; returns its EPSG code and bounds (tile CRS): the
+    intersection of the files' bounds, which must agree within a pixel."""
+    epsg, bounds, pixel = None, None, 0.0
     with rasterio.Env(**location.gdal_options()):
         for name, band in bands.items():
             key = _band_key(tile_path, band.get("source") or name)
             if not location.exists(key):
                 raise ValueError(f"band {name}: file '{key}' does not exist")
             with rasterio.open(location.gdal_path(key)) as src:
+                _check_cog_layout(src, key)
                 if band.get("bandIndex", 1) > src.count:
                     raise ValueError(
                         f"band {name}: '{key}' has {src.count} band(s), "
@@ -252,14 +337,31 @@ def _inspect_tile(location: Location, tile_path: str, bands: dict[str, Any]) -> 
                     raise ValueError(
                         f"band {name}: '{key}' has no EPSG coordinate reference system"
                     )
+                if not _supported_epsg(code):
+                    raise ValueError(
+                        f"band {name}: '{key}' is in EPSG:{code}; BYOC tiles must be in "
+                        "EPSG:4326, 3857, 3035 or a WGS84 UTM zone (326xx/327xx)"
+                    )
                 if epsg is not None and code != epsg:
                     raise ValueError(
                         f"band {name}: '{key}' is in EPSG:{code}, other files of the "
                         f"tile in EPSG:{epsg}"
                     )
-                if not src.is_tiled and max(src.width, src.height) > 512:
-                    raise ValueError(f"band {name}: '{key}' is not tiled; upload a COG")
-                epsg, bounds = code, src.bounds
+                pixel = max(pixel, abs(src.transform.a), abs(src.transform.e))
+                if bounds is not None and max(
+                    abs(a - b) for a, b in zip(bounds, src.bounds, strict=True)
+                ) > pixel:
+                    raise ValueError(
+                        f"band {name}: '{key}' covers {tuple(src.bounds)}, other files of the "
+                        f"tile {tuple(bounds)}; they must agree within a pixel"
+                    )
+                epsg = code
+                bounds = (
+                    tuple(src.bounds)
+                    if bounds is None
+                    else (max(bounds[0], src.bounds.left), max(bounds[1], src.bounds.bottom),
+                          min(bounds[2], src.bounds.right), min(bounds[3], src.bounds.top))
+                )  # fmt: skip
     return epsg, bounds  # type: ignore[return-value]
 
 
@@ -303,28 +405,82 @@ def create_tile(
             path=body.path,
             sensing_time=body.sensing_time,
             cover_geometry=cover,
-            status="INGESTING",
-            ingestion_start=datetime.now(UTC),
+            status="WAITING",
         )
-        location = bucket_location(settings, collection.s3_bucket)
-        try:
-            bands = collection.bands or _discover_bands(location, body.path)
-            epsg, bounds = _inspect_tile(location, body.path, bands)
-        except (ValueError, RasterioError, OSError) as exc:
-            tile.status, tile.failed_cause = "FAILED", str(exc)
-        else:
-            if not collection.bands:
-                collection.bands = bands
-                if "(BAND)" not in body.path:
-                    tile.path = f"{body.path.rstrip('/')}/(BAND).tif"
-            tile.status, tile.epsg = "INGESTED", epsg
-            tile.tile_geometry = {
-                **mapping(shapely.box(*bounds)),
-                "crs": {"type": "name", "properties": {"name": f"urn:ogc:def:crs:EPSG::{epsg}"}},
-            }
+        _ingest(settings, collection, tile)
         session.add(tile)
         session.flush()
         return tile_json(tile)
+
+
+def _ingest(settings: Settings, collection: Collection, tile: Tile) -> None:
+    """Check the tile's files and record the outcome on `tile`: INGESTED, or FAILED with why."""
+    tile.status, tile.failed_cause = "INGESTING", None
+    tile.ingestion_start = datetime.now(UTC)
+    try:
+        location = collection_location(settings, collection)
+        bands = collection.bands or _discover_bands(location, tile.path)
+        epsg, bounds = _inspect_tile(location, tile.path, bands)
+    except InvalidRequest as exc:  # the storage itself is gone or refuses us
+        tile.status, tile.failed_cause = "FAILED", f"storage: {exc.message}"
+    except (ValueError, RasterioError, OSError) as exc:
+        tile.status, tile.failed_cause = "FAILED", str(exc)
+    else:
+        if not collection.bands:
+            collection.bands = bands
+            if "(BAND)" not in tile.path:
+                tile.path = f"{tile.path.rstrip('/')}/(BAND).tif"
+        tile.status, tile.epsg = "INGESTED", epsg
+        tile.tile_geometry = {
+            **mapping(shapely.box(*bounds)),
+            "crs": {"type": "name", "properties": {"name": f"urn:ogc:def:crs:EPSG::{epsg}"}},
+        }
+
+
+def reingest_tile(
+    db: Database, settings: Settings, account_id: str, collection_id: str, tile_id: str
+) -> None:
+    """Check a tile's files again (after they changed in the bucket)."""
+    with db.session() as session:
+        tile = _owned_tile(session, account_id, collection_id, tile_id)
+        collection = session.get(Collection, tile.collection_id)
+        assert collection is not None
+        _ingest(settings, collection, tile)
+
+
+def copy_tiles(db: Database, account_id: str, collection_id: str, target_id: str | None) -> None:
+    """Copy the ingested tiles of a collection whose path the target lacks (same bucket and
+    bands, or a target without bands, which takes the source's)."""
+    if not target_id:
+        raise InvalidRequest.at("toCollection", "is required: the id of the target collection")
+    with db.session() as session:
+        source = _owned_collection(session, account_id, collection_id)
+        target = _owned_collection(session, account_id, target_id)
+        if target.id == source.id:
+            raise InvalidRequest.at("toCollection", "must be another collection")
+        if (target.s3_bucket, target.storage) != (source.s3_bucket, source.storage):
+            raise Conflict("tiles can only be copied between collections of the same bucket")
+        if target.bands and target.bands != source.bands:
+            raise Conflict(
+                "the target collection's bands differ from the source's; tiles can only be "
+                "copied into a collection with the same bands or none"
+            )
+        present = set(session.scalars(select(Tile.path).where(Tile.collection_id == target.id)))
+        tiles = session.scalars(
+            select(Tile).where(Tile.collection_id == source.id, Tile.status == "INGESTED")
+        ).all()
+        target.bands = source.bands
+        for tile in tiles:
+            if tile.path in present:
+                continue
+            session.add(
+                Tile(
+                    id=str(uuid.uuid4()), collection_id=target.id, path=tile.path,
+                    sensing_time=tile.sensing_time, cover_geometry=tile.cover_geometry,
+                    tile_geometry=tile.tile_geometry, epsg=tile.epsg, status="INGESTED",
+                    ingestion_start=tile.ingestion_start,
+                )
+            )  # fmt: skip
 
 
 def _owned_tile(session: Any, account_id: str, collection_id: str, tile_id: str) -> Tile:
@@ -394,8 +550,7 @@ def collection_scenes(
         tiles = session.scalars(
             select(Tile).where(Tile.collection_id == collection.id, Tile.status == "INGESTED")
         ).all()
-        bucket = collection.s3_bucket
-    location = bucket_location(settings, bucket)
+        location = collection_location(settings, collection)
     options = location.gdal_options()
     scenes = []
     for tile in tiles:
@@ -407,10 +562,8 @@ def collection_scenes(
             )
             for name, band in bands.items()
         }
-        footprint = _to_wgs84(shape(tile.tile_geometry), tile.epsg) if tile.tile_geometry else None
+        footprint = _footprint(tile.tile_geometry, tile.epsg, tile.cover_geometry)
         cover = shape(tile.cover_geometry) if tile.cover_geometry else None
-        if cover is not None:
-            footprint = cover if footprint is None else footprint.intersection(cover)
         cover_wkb = shapely.to_wkb(cover) if cover is not None else None
         scene = Scene(tile.id, tile.sensing_time, tile.created, sources, cover_wkb, options)
         scenes.append((scene, footprint))

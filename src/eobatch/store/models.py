@@ -142,6 +142,9 @@ class Collection(Base):
     )
     name: Mapped[str] = mapped_column(String(500))
     s3_bucket: Mapped[str] = mapped_column(String(255))
+    # Its own storage locator ({"s3": {...}} / {"gs": {...}}, with credentials); None: s3_bucket
+    # of the deployment, read with the deployment's keys.
+    storage: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     no_data: Mapped[float | None] = mapped_column(Float, nullable=True)
     bands: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
