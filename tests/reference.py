@@ -7,6 +7,7 @@ pyproj and numpy: no GDAL, no eobatch reader, so it can catch errors in either.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import lru_cache
 
 import numpy as np
 from affine import Affine
@@ -29,10 +30,7 @@ def nearest_mosaic(
     `shift` moves every sample position by (dx, dy) source pixels, to model a warper that places
     a sample within that distance of the exact position.
     """
-    rows, cols = np.mgrid[0:height, 0:width]
-    x, y = transform @ (cols + 0.5, rows + 0.5)
-    to_utm = Transformer.from_crs(epsg, DEMO_EPSG, always_xy=True)
-    ux, uy = to_utm.transform(x, y)
+    ux, uy = _demo_coordinates(epsg, transform, width, height)
     out = {b: np.full((height, width), np.nan) for b in bands}
     mask = np.zeros((height, width), dtype=bool)
     for scene in scenes:
@@ -48,6 +46,18 @@ def nearest_mosaic(
             out[b][idx] = values[b][valid]
         mask[idx] = True
     return out, mask
+
+
+@lru_cache(maxsize=8)
+def _demo_coordinates(
+    epsg: int, transform: Affine, width: int, height: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Output pixel centres in the demo CRS; cached: `matches_nearest` asks 9 times per grid."""
+    rows, cols = np.mgrid[0:height, 0:width]
+    x, y = transform @ (cols + 0.5, rows + 0.5)
+    ux, uy = Transformer.from_crs(epsg, DEMO_EPSG, always_xy=True).transform(x, y)
+    ux.flags.writeable = uy.flags.writeable = False
+    return ux, uy
 
 
 def ndvi(b04: np.ndarray, b08: np.ndarray) -> np.ndarray:

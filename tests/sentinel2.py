@@ -63,13 +63,13 @@ class S2Scene:
 
 
 def cog_bytes(values: np.ndarray, epsg: int, transform: Affine) -> bytes:
-    """A tiled, compressed COG with overviews, nodata 0."""
+    """A tiled, compressed COG with averaged overviews, nodata 0."""
     height, width = values.shape
     with MemoryFile() as memory:
         with memory.open(
             driver="COG", width=width, height=height, count=1, dtype=values.dtype,
             crs=f"EPSG:{epsg}", transform=transform, nodata=0, blocksize=256,
-            compress="DEFLATE",
+            compress="DEFLATE", overview_resampling="AVERAGE",
         ) as dst:  # fmt: skip
             dst.write(values, 1)
         return memory.read()

@@ -23,6 +23,7 @@ from pathlib import Path
 import boto3
 import numpy as np
 import pytest
+import shapely
 from affine import Affine
 from pyproj import Transformer
 from rasterio.io import MemoryFile
@@ -115,7 +116,7 @@ class World:
         with MemoryFile(body) as memory, memory.open() as src:
             return src.read(), src.transform
 
-    def request(self, evalscript: str, data: list[dict], **extra: object) -> dict:
+    def request(self, evalscript: str, data: list[dict], features: str = "") -> dict:
         body = {
             "processRequest": {
                 "input": {"data": data},
@@ -123,11 +124,11 @@ class World:
                 "output": {"responses": [{"identifier": "default",
                                           "format": {"type": "image/tiff"}}]},
             },
-            "input": {"type": "geopackage", "features": {"s3": {"url": self.features_url}}},
+            "input": {"type": "geopackage",
+                      "features": {"s3": {"url": features or self.features_url}}},
             "output": {"type": "raster", "delivery": {"s3": {
                 "url": f"s3://{self.out_bucket}/run"}}},
         }  # fmt: skip
-        body.update(extra)
         return body
 
     client: object = None
@@ -147,10 +148,12 @@ def world(
     june, july = june_scenes(), july_scenes()
     items = publish(s3, cogs, june + july)
     catalogue = write_geoparquet(tmp / "items.parquet", items)
-    gpkg = tmp / "feature.gpkg"
-    square = __import__("shapely").box(X0, Y0 - SIZE, X0 + SIZE, Y0)
-    write_layer(gpkg, "features", EPSG, [square], identifiers=["f-1"], width=[PX], height=[PX])
-    s3.upload_file(str(gpkg), out, "input/feature.gpkg")
+    square = shapely.box(X0, Y0 - SIZE, X0 + SIZE, Y0)
+    for name, size in (("feature", PX), ("feature20", PX // 2)):  # 10 m and 20 m pixels
+        gpkg = tmp / f"{name}.gpkg"
+        write_layer(gpkg, "features", EPSG, [square], identifiers=["f-1"], width=[size],
+                    height=[size])  # fmt: skip
+        s3.upload_file(str(gpkg), out, f"input/{name}.gpkg")
     settings = Settings(
         data_dir=tmp / "data", database_url=f"sqlite:///{tmp / 'store.sqlite'}",
         jwt_secret="test-signing-key-that-is-long-enough-for-hs256", workers=1,
@@ -446,6 +449,7 @@ def test_tile_mosaicking_from_a_stac_api_with_cloud_cover_metadata(
     [
         ('["B10"]', {}, "B10 not in the collection sentinel-2-l2a"),
         ('[{bands: ["SCL"], units: "REFLECTANCE"}]', {}, "SCL of sentinel-2-l2a has no units"),
+        ('[{datasource: "nope", bands: ["B04"]}]', {}, "datasource 'nope' is not the id of any"),
     ],
 )
 def test_bands_and_units_the_collection_lacks_fail_the_analysis(
@@ -495,3 +499,48 @@ def test_fusion_and_filters_that_cannot_work_are_refused_at_creation(world: Worl
         assert response.status_code == 400, response.text
         found = {e["parameter"]: e["violation"] for e in response.json()["error"]["errors"]}
         assert parameter in found and text in found[parameter], found
+
+
+OVERVIEW_SCRIPT = """//VERSION=3
+function setup() {
+  return { input: [{ bands: ["B04", "B01"], units: "DN" }],
+           output: { bands: 2, sampleType: "FLOAT32" } };
+}
+function evaluatePixel(s) { return [s.B04, s.B01]; }
+"""
+
+
+def overview(world: World, scene: S2Scene, band: str) -> np.ndarray:
+    """The first overview (20 m) of a scene's band as GDAL built it, over the feature."""
+    key = f"{scene.collection}/{scene.id}/{band}.tif"
+    cogs = next(i for i in world.items if i["id"] == scene.id)["assets"]["red"]["href"]
+    bucket = cogs.removeprefix("s3://").split("/")[0]
+    body = world.s3.get_object(Bucket=bucket, Key=key)["Body"].read()  # type: ignore[attr-defined]
+    with MemoryFile(body) as memory, memory.open(overview_level=0) as src:
+        assert src.res == (20.0, 20.0)
+        values = src.read(1).astype(np.float64)
+    row, col = int((TILE_Y0 - Y0) / 20), int((X0 - TILE_X0) / 20)
+    return values[row : row + PX // 2, col : col + PX // 2]
+
+
+def test_coarser_output_reads_the_overview_nearest_its_resolution(world: World) -> None:
+    """20 m output: the 10 m band comes from its 20 m overview (averaged by GDAL), the 60 m band
+    (too small for overviews) from full resolution; A's no-data block is filled from B."""
+    data = [{"type": "sentinel-2-l2a", "dataFilter": {"timeRange": JUNE}}]
+    features = world.features_url.replace("feature.gpkg", "feature20.gpkg")
+    task_id, _ = world.run(world.request(OVERVIEW_SCRIPT, data, features))
+    got, transform = world.output(task_id)
+    assert transform == Affine(20, 0, X0, 0, -20, Y0)
+    a, b, _ = world.june
+    expected = mosaic([harmonised(overview(world, a, "B04"), -1000),
+                       harmonised(overview(world, b, "B04"), 0)])  # fmt: skip
+    assert np.array_equal(got[0], expected.astype(np.float32))
+    full = harmonised(window(a, "B04")[::2, ::2], -1000)
+    assert not np.array_equal(got[0], full.astype(np.float32))  # not full-resolution samples
+    rows = ((np.arange(PX // 2) + 0.5) * 20 + (TILE_Y0 - Y0)) // 60
+    cols = ((np.arange(PX // 2) + 0.5) * 20 + (X0 - TILE_X0)) // 60
+    index = rows.astype(int)[:, None], cols.astype(int)[None, :]
+    # a pixel takes every band from one scene: in A's B04 hole, B01 comes from B too
+    hole = np.isnan(harmonised(overview(world, a, "B04"), -1000))
+    b01 = np.where(hole, b.values["B01"][index], a.values["B01"][index] - 1000.0)
+    assert hole.any() and np.array_equal(got[1], b01.astype(np.float32))

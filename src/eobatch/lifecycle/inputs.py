@@ -131,12 +131,13 @@ def check_inputs(setup: ScriptSetup, sources: Sequence[InputSource]) -> None:
                 "With several data sources every setup() input needs a datasource naming one "
                 f"of: {', '.join(by_id)}"
             )
-        if name is not None and fused and name not in by_id:
+        if name is not None and name not in by_id:
+            ids = ", ".join(s.request.id for s in sources if s.request.id) or "none given"
             raise AnalysisError(
-                f"setup() input datasource '{name}' is not the id of a data source "
-                f"(ids: {', '.join(by_id)})"
+                f"setup() input datasource '{name}' is not the id of any "
+                f"processRequest.input.data entry (ids: {ids})"
             )
-        source = by_id[name] if fused else sources[0]
+        source = by_id[name] if name is not None else sources[0]
         missing = [b for b in script_input.bands if b != "dataMask" and b not in source.bands]
         if missing:
             available = ", ".join(sorted(source.bands)) or "none (the collection has no bands yet)"

@@ -22,7 +22,7 @@ from rasterio.features import geometry_mask
 from rasterio.vrt import WarpedVRT
 from rasterio.warp import Resampling, transform_bounds
 
-from eobatch.sources.scenes import Scene
+from eobatch.sources.scenes import BandSource, Scene
 
 RESAMPLING = {
     "NEAREST": Resampling.nearest,
@@ -102,30 +102,57 @@ def _warp_scene(
     with rasterio.Env(**scene.gdal_options):
         for name in bands:
             source = scene.bands[name]
-            with rasterio.open(source.path) as src:
-                if not _overlaps(src, grid, dst_crs):
+            with rasterio.open(source.path) as full:
+                if not _overlaps(full, grid, dst_crs):
                     return None
-                finer = _source_pixel_size(src, dst_crs) < grid.pixel_size
-                method = source.resampling or (downsampling if finer else upsampling)
-                nodata = source.nodata if source.nodata is not None else src.nodata
-                with WarpedVRT(
-                    src, crs=dst_crs, transform=grid.transform, width=grid.width,
-                    height=grid.height, resampling=RESAMPLING[method], src_nodata=nodata,
-                    nodata=nodata, add_alpha=nodata is None,  # no nodata: mask from alpha
-                    tolerance=WARP_TOLERANCE_PX,
-                ) as vrt:  # fmt: skip
-                    if nodata is not None:  # a plain read and one comparison: no masked array
-                        raw = vrt.read(source.index)
-                        values = raw.astype(np.float32)
-                        values[raw == nodata] = np.nan
-                    else:
-                        values = vrt.read(source.index, masked=True).astype(np.float32)
-                        values = values.filled(np.nan)
-                if source.offset:  # harmonised DN never go below 0 (NaN stays NaN)
-                    values += np.float32(source.offset)
-                    np.maximum(values, 0, out=values)
-                warped[name] = values
+                pixel = _source_pixel_size(full, dst_crs)
+                level = _overview_level(full, source.index, grid.pixel_size / pixel)
+                if level is None:
+                    values = _warp_band(full, source, grid, dst_crs, upsampling, downsampling)
+            if level is not None:  # the overview nearest the output resolution: fewer bytes
+                with rasterio.open(source.path, overview_level=level) as overview:
+                    values = _warp_band(overview, source, grid, dst_crs, upsampling, downsampling)
+            if source.offset:  # harmonised DN never go below 0 (NaN stays NaN)
+                values += np.float32(source.offset)
+                np.maximum(values, 0, out=values)
+            warped[name] = values
     return warped
+
+
+def _warp_band(
+    src: rasterio.DatasetReader,
+    source: BandSource,
+    grid: PixelGrid,
+    dst_crs: CRS,
+    upsampling: str,
+    downsampling: str,
+) -> np.ndarray:
+    """One band of `src` on `grid` as float32, NaN at no data."""
+    finer = _source_pixel_size(src, dst_crs) < grid.pixel_size
+    method = source.resampling or (downsampling if finer else upsampling)
+    nodata = source.nodata if source.nodata is not None else src.nodata
+    with WarpedVRT(
+        src, crs=dst_crs, transform=grid.transform, width=grid.width, height=grid.height,
+        resampling=RESAMPLING[method], src_nodata=nodata, nodata=nodata,
+        add_alpha=nodata is None,  # no nodata: mask from alpha
+        tolerance=WARP_TOLERANCE_PX,
+    ) as vrt:  # fmt: skip
+        if nodata is not None:  # a plain read and one comparison: no masked array
+            raw = vrt.read(source.index)
+            values = raw.astype(np.float32)
+            values[raw == nodata] = np.nan
+            return values
+        return vrt.read(source.index, masked=True).astype(np.float32).filled(np.nan)
+
+
+def _overview_level(src: rasterio.DatasetReader, index: int, ratio: float) -> int | None:
+    """The index of the coarsest overview at most `ratio` times coarser than the file (the
+    output pixel over the file's pixel), or None for full resolution (like gdalwarp -ovr AUTO)."""
+    best = None
+    for level, factor in enumerate(src.overviews(index)):
+        if factor <= ratio * (1 + 1e-6):
+            best = level
+    return best
 
 
 def _overlaps(src: rasterio.DatasetReader, grid: PixelGrid, dst_crs: CRS) -> bool:
