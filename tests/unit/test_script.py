@@ -473,3 +473,62 @@ def test_each_thread_has_its_own_runtime() -> None:
     thread.start()
     thread.join()
     assert seen[0] is not get_runtime(3.0, 128)
+
+
+# --- bands copied into the samples only once the script reads them ------------------------------
+
+ORBIT_SETUP = ('{ input: ["B02", "B04", "B08", "dataMask"], output: { bands: 1, '
+               'sampleType: "FLOAT32" }, mosaicking: "ORBIT" }')  # fmt: skip
+
+
+def orbit_inputs(rng: np.random.Generator, scenes: int = 3, size: int = 40) -> dict:
+    bands = {b: rng.uniform(0, 1, (scenes, size, size)).astype(np.float32)
+             for b in ("B02", "B04", "B08")}  # fmt: skip
+    bands["dataMask"] = np.ones((scenes, size, size), dtype=np.uint8)
+    return bands
+
+
+def run_orbit(source: str, bands: dict) -> np.ndarray:
+    runtime = EvalscriptRuntime(5.0, 256)
+    try:
+        data = {"default": SourceData(bands, [{}] * bands["B02"].shape[0])}
+        return runtime.evaluate_sources(source, parse_setup(source), data).rasters["default"][0]
+    finally:
+        runtime.close()
+
+
+def test_a_band_read_at_a_few_pixels_only_is_read_right() -> None:
+    """B02 is read at 3 pixels (through the getter, never copied): the values are still exact."""
+    bands = orbit_inputs(np.random.default_rng(1))
+    source = script(ORBIT_SETUP, "let v = s[0].B08;\n"
+                    "  if (s[0].B04 > 0.995) v = s[s.length - 1].B02;\n  return [v];")  # fmt: skip
+    rare = bands["B04"][0] > 0.995
+    assert 0 < rare.sum() < 16
+    expected = np.where(rare, bands["B02"][-1], bands["B08"][0])
+    assert np.array_equal(run_orbit(source, bands), expected)
+
+
+def test_a_band_read_everywhere_after_a_while_is_read_right_throughout() -> None:
+    """B02 is first read only from pixel 800 on: the loop switches to copying it mid-run."""
+    bands = orbit_inputs(np.random.default_rng(2))
+    source = script(ORBIT_SETUP.replace("ORBIT", "TILE"),
+                    "i = (typeof i === 'number' ? i : -1) + 1;\n"
+                    "  return [i >= 800 ? s[1].B02 + s[2].B04 : s[0].B08];")  # fmt: skip
+    source = source.replace("function evaluatePixel", "var i;\nfunction evaluatePixel")
+    flat = np.arange(40 * 40).reshape(40, 40)
+    expected = np.where(flat >= 800, bands["B02"][1].astype(np.float64) + bands["B04"][2],
+                        bands["B08"][0]).astype(np.float32)  # fmt: skip
+    assert np.array_equal(run_orbit(source, bands), expected)
+
+
+def test_writing_into_samples_and_listing_their_bands() -> None:
+    bands = orbit_inputs(np.random.default_rng(3))
+    writes = script(ORBIT_SETUP, "s[0].B02 = s[0].B02 * 2;\n  return [s[0].B02 + s[1].B02];")
+    expected = bands["B02"][0].astype(np.float64) * 2 + bands["B02"][1]
+    assert np.array_equal(run_orbit(writes, bands), expected.astype(np.float32))
+    listing = script(ORBIT_SETUP, "return [Object.keys(s[1]).length * 10 + "
+                     "Object.values(s[1]).filter(v => v > 0.5).length];")  # fmt: skip
+    over = sum((bands[b][1] > 0.5).astype(int) for b in ("B02", "B04", "B08")) + 1  # dataMask 1
+    assert np.array_equal(run_orbit(listing, bands), (40 + over).astype(np.float32))
+    for_in = script(ORBIT_SETUP, "let n = 0; for (const k in s[2]) n++; return [n];")
+    assert (run_orbit(for_in, bands) == 4).all()

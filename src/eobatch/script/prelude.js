@@ -96,6 +96,13 @@ var __eobatch = (function () {
   };
   // Integer ranges of the sample types the loop converts to (spec §5); AUTO is UINT8 of v * 255.
   const UNROLL_SCENES = 16;  // up to this many scenes a loop is specialised to their number
+  // Bands each script has been seen reading, per layout: only those are copied into the sample
+  // objects pixel by pixel; the others are getters that read the input array when asked.
+  const eagerBands = new Map();
+  const LAZY_READS = 16;  // reads through a getter before its band is copied eagerly
+  const enumerating = new Set();  // scripts that may list the properties of their samples
+  const ENUMERATES = /Object\s*\.\s*(keys|values|entries|assign|getOwnProperty|freeze)|JSON\s*\.\s*stringify|hasOwnProperty|Reflect\s*\.|\.\.\.\s*\w/;
+  const REBUILD = "rebuild";
   const RANGES = {
     AUTO: [0, 255], UINT8: [0, 255], INT8: [-128, 127], UINT16: [0, 65535], INT16: [-32768, 32767],
   };
@@ -135,6 +142,9 @@ var __eobatch = (function () {
         return describe(err, "top-level code");
       }
       scripts.set(key, fns);
+      // Lazy bands live on the samples' prototype, invisible to own-property enumeration: a
+      // script that might enumerate its samples gets every band copied, as plain own fields.
+      if (ENUMERATES.test(String(factory))) enumerating.add(key);
       return "";
     },
 
@@ -174,20 +184,21 @@ var __eobatch = (function () {
         return fail("the evalscript defines no evaluatePixel() function");
       }
       const layout = JSON.parse(layoutJson);
-      // One loop per script and layout: the script's evaluatePixel is a constant of the loop,
-      // which lets V8 inline it and drop the arrays it returns.
-      const shape = key + JSON.stringify([layout.mode, layout.fused, layout.outputs,
+      // One loop per script, layout and set of bands copied eagerly: the script's evaluatePixel
+      // is a constant of the loop, which lets V8 inline it and drop the arrays it returns.
+      const base = key + JSON.stringify([layout.mode, layout.fused, layout.outputs,
         layout.sources.map((src) => [src[0], src[1] <= UNROLL_SCENES ? src[1] : -1,
           src[2].map((b) => [b[0], b[2]])])]);
-      let loop = loops.get(shape);
-      if (loop === undefined) {
-        loop = compileLoop(layout, fns.evaluatePixel);
-        loops.set(shape, loop);
+      let eager = eagerBands.get(base);
+      if (eager === undefined) {
+        eager = layout.sources.map((src) =>
+          enumerating.has(key) ? src[2].map((b) => b[0]).sort() : []);
+        eagerBands.set(base, eager);
       }
       const ins = layout.sources.map((src) => src[2].map((b) => new TYPED[b[2]](slots.get(b[1]))));
       const counts = layout.sources.map((src) => src[1]);
       const outs = layout.outputs.map((o) => new TYPED[o[2]](slots.get(o[1])));
-      const state = { pixel: 0 };
+      const state = { pixel: 0, rebuild: null };
       const where = () => "evaluatePixel() at pixel (row " + Math.floor(state.pixel / width) +
         ", column " + (state.pixel % width) + ")";
       const scenes = layout.scenes;
@@ -195,11 +206,28 @@ var __eobatch = (function () {
       const customData = JSON.parse(customJson);
       const outputMetadata = {};
       let result;
-      try {
-        result = loop(ins, counts, outs, npix, state, scenes, inputMetadata, customData,
-          outputMetadata);
-      } catch (err) {
-        return describe(err, where());
+      let start = 0;
+      for (;;) {
+        const shape = base + JSON.stringify(eager);
+        let loop = loops.get(shape);
+        if (loop === undefined) {
+          loop = compileLoop(layout, fns.evaluatePixel, eager);
+          loops.set(shape, loop);
+        }
+        state.rebuild = null;
+        try {
+          result = loop(ins, counts, outs, start, npix, state, scenes, inputMetadata, customData,
+            outputMetadata);
+        } catch (err) {
+          return describe(err, where());
+        }
+        if (result !== REBUILD) break;
+        // The script reads bands the loop left to getters: copy those eagerly from now on
+        // (pixel state.pixel is done; a new loop carries on with the next one).
+        for (const [j, name] of state.rebuild) {
+          if (!eager[j].includes(name)) eager[j] = [...eager[j], name].sort();
+        }
+        start = state.pixel + 1;
       }
       if (result !== "") {
         const error = JSON.parse(result);
@@ -265,36 +293,62 @@ var __eobatch = (function () {
     },
   };
 
-  // Builds a loop specialised to the source, band and output layout.
+  // Builds a loop specialised to the source, band and output layout, and to the bands the
+  // script has been seen reading (`eager`).
   //
   // Sample objects have a fixed shape and are reused from pixel to pixel (one per scene for
   // ORBIT/TILE), and the script's evaluatePixel is a constant of the loop, so V8 optimises the
-  // loop as a whole: it inlines evaluatePixel and drops the arrays it returns. (Getters reading
-  // the TypedArrays lazily were tried: V8 does not inline them here, 10-40x slower.)
+  // loop as a whole: it inlines evaluatePixel and drops the arrays it returns. Only eager bands
+  // are copied into the objects each pixel; a band the script never reads (setup() often asks
+  // for more than evaluatePixel uses) costs nothing. The others are getters on the objects'
+  // prototype, correct whenever read; read often, they make the loop return REBUILD so `run`
+  // compiles one copying them too and carries on with the next pixel (no pixel runs twice).
+  // (Getters for every band, or own accessors, were tried: V8 does not inline them, 5-40x
+  // slower.)
   //
   // Values are converted to the output's sample type as they are stored (round half away from
   // zero, clamp, non-finite to 0; AUTO scales by 255), straight into a TypedArray of that type.
-  function compileLoop(layout, evaluatePixel) {
+  function compileLoop(layout, evaluatePixel, eager) {
     const single = layout.outputs.length === 1;
     const multi = layout.mode !== "SIMPLE";
     const body = [];
     const names = [];
+    const lazyAny = [];
+    body.push("const cursor = { i: 0 };");  // the pixel lazy bands read (one store per pixel)
     layout.sources.forEach((src, j) => {
       const bands = src[2];
       bands.forEach((b, m) => body.push("const in" + j + "_" + m + " = ins[" + j + "][" + m + "];"));
-      // Float bands start as a non-integer so their fields are doubles from the start (a field
-      // that changes representation later makes V8 throw away its optimised loop).
-      const props = bands.map((b) => JSON.stringify(b[0]) + ": " +
+      // Eager float bands start as a non-integer so their fields are doubles from the start (a
+      // field that changes representation later makes V8 throw away its optimised loop).
+      const isLazy = bands.map((b) => !eager[j].includes(b[0]));
+      const lazy = isLazy.some((x) => x);
+      // Lazy bands are getters on a shared prototype, so the objects' own shape holds only
+      // data fields (V8 keeps those fast; own accessors made the loop 5x slower).
+      if (lazy) {
+        body.push("const proto" + j + " = {};");
+        bands.forEach((b, m) => {
+          if (isLazy[m]) body.push("Object.defineProperty(proto" + j + ", " +
+            JSON.stringify(b[0]) + ", lazyBand(state, cursor, npix, in" + j + "_" + m + ", " + j +
+            ", " + JSON.stringify(b[0]) + "));");
+        });
+      }
+      const fields = bands.filter((b, m) => !isLazy[m]).map((b) => JSON.stringify(b[0]) + ": " +
         (b[2].startsWith("float") ? "0.5" : "0")).join(", ");
-      body.push("function make" + j + "() { return {" + props + "}; }");
+      const make = ["function make" + j + "(k) { const o = " + (lazy ? "Object.assign(" +
+        "Object.create(proto" + j + "), {" + fields + "})" : "{" + fields + "}") + ";"];
+      lazyAny.push(lazy);
+      // The scene index: a lazy band of this object is at cursor.i + k * npix.
+      if (lazy) make.push("Object.defineProperty(o, '__k', { value: k });");
+      make.push("return o; }");
+      body.push(make.join(" "));
       if (multi) {
         body.push("const s" + j + " = [];");
         body.push("const n" + j + " = counts[" + j + "];");
-        body.push("for (let k = 0; k < n" + j + "; k++) s" + j + ".push(make" + j + "());");
+        body.push("for (let k = 0; k < n" + j + "; k++) s" + j + ".push(make" + j + "(k));");
       } else {
-        body.push("const s" + j + " = make" + j + "();");
+        body.push("const s" + j + " = make" + j + "(0);");
       }
-      names.push([src[0], "s" + j]);
+      names.push([src[0], "s" + j, isLazy]);
     });
     layout.outputs.forEach((o, k) => body.push("const out" + k + " = outs[" + k + "];"));
     if (layout.fused) {
@@ -303,28 +357,33 @@ var __eobatch = (function () {
     } else {
       body.push("const samples = s0;");
     }
-    body.push("let i = 0;");
+    body.push("let i = start;");
     body.push("try {");
     body.push("for (; i < npix; i++) {");
+    if (lazyAny.some((x) => x)) body.push("cursor.i = i;");
     layout.sources.forEach((src, j) => {
       const bands = src[2];
+      const isLazy = names[j][2];
+      const fill = (o, off) => {
+        bands.forEach((b, m) => {
+          if (!isLazy[m]) body.push(o + "[" + JSON.stringify(b[0]) + "] = in" + j + "_" + m +
+            "[" + off + "];");
+        });
+      };
       if (multi && src[1] <= UNROLL_SCENES) {
         // Unrolled per scene: constant offsets, no inner loop (2-3x faster in V8).
         for (let k = 0; k < src[1]; k++) {
           body.push("{ const o = s" + j + "[" + k + "]; const off = i + " + k + " * npix;");
-          bands.forEach((b, m) => body.push("o[" + JSON.stringify(b[0]) + "] = in" + j + "_" + m +
-            "[off];"));
+          fill("o", "off");
           body.push("}");
         }
       } else if (multi) {
         body.push("for (let k = 0, off = i; k < n" + j + "; k++, off += npix) {");
         body.push("const o = s" + j + "[k];");
-        bands.forEach((b, m) => body.push("o[" + JSON.stringify(b[0]) + "] = in" + j + "_" + m +
-          "[off];"));
+        fill("o", "off");
         body.push("}");
       } else {
-        bands.forEach((b, m) => body.push("s" + j + "[" + JSON.stringify(b[0]) + "] = in" + j +
-          "_" + m + "[i];"));
+        fill("s" + j, "i");
       }
     });
     body.push("const r = evaluatePixel(samples, scenes, inputMetadata, customData, " +
@@ -381,15 +440,42 @@ var __eobatch = (function () {
         }
       }
     });
+    if (lazyAny.some((x) => x)) {
+      // A getter read often enough (or a write) asks for a loop copying that band eagerly.
+      body.push("if (state.rebuild !== null) { state.pixel = i; return REBUILD; }");
+    }
     body.push("}");
     body.push("} catch (err) { state.pixel = i; throw err; }");
     body.push("return '';");
     const make = new Function(
-      "wrongType", "wrongLength", "notNumber", "evaluatePixel",
-      "return function (ins, counts, outs, npix, state, scenes, inputMetadata, " +
+      "wrongType", "wrongLength", "notNumber", "evaluatePixel", "lazyBand", "REBUILD",
+      "return function (ins, counts, outs, start, npix, state, scenes, inputMetadata, " +
       "customData, outputMetadata) {\n" + body.join("\n") + "\n};",
     );
-    return make(wrongType, wrongLength, notNumber, evaluatePixel);
+    return make(wrongType, wrongLength, notNumber, evaluatePixel, lazyBand, REBUILD);
+  }
+
+  // The property descriptor of a band not copied into the sample objects: reads come from the
+  // input array; after LAZY_READS reads, or any write, the band is asked to be copied eagerly.
+  function lazyBand(state, cursor, npix, values, source, name) {
+    let reads = 0;
+    const ask = () => {
+      if (state.rebuild === null) state.rebuild = [];
+      state.rebuild.push([source, name]);
+    };
+    return {
+      get: function () {
+        if (++reads === LAZY_READS) ask();
+        return values[cursor.i + this.__k * npix];
+      },
+      set: function (v) {
+        ask();  // the script writes into its samples: from the next pixel the band is data
+        Object.defineProperty(this, name, { value: v, writable: true, enumerable: true,
+          configurable: true });
+      },
+      enumerable: true,
+      configurable: true,
+    };
   }
 
   function shown(v) {
