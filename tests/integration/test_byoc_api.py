@@ -207,3 +207,41 @@ def test_collection_in_a_bucket_with_its_own_credentials(
             assert_error(http.post("/api/v1/byoc/collections", json=wrong), 400)
     finally:
         db.dispose()
+
+
+def test_collection_in_a_gcs_bucket_with_a_service_account(
+    tmp_path: Path, gcs_endpoint: str, gcs_bucket: str, gcs_credentials: str
+) -> None:
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
+    settings = Settings(
+        data_dir=tmp_path / "data", database_url=f"sqlite:///{tmp_path / 'store.sqlite'}",
+        jwt_secret="test-signing-key-that-is-long-enough-for-hs256", workers=1,
+        gcs_endpoint=gcs_endpoint,
+    )  # fmt: skip
+    write_tif(tmp_path / "B08.tif", origin=(X0 + 1000, Y0))
+    client = storage.Client(project="test", credentials=AnonymousCredentials(),
+                            client_options={"api_endpoint": gcs_endpoint})  # fmt: skip
+    client.bucket(gcs_bucket).blob("cogs/t1/B08.tif").upload_from_filename(tmp_path / "B08.tif")
+    db = Database(settings.resolved_database_url)
+    db.migrate()
+    try:
+        http = signed_in(create_app(settings, db), create_account(db, "gcs", 5000.0))
+        storage_locator = {"gs": {"url": f"gs://{gcs_bucket}/cogs", "credentials": gcs_credentials}}
+        created = http.post("/api/v1/byoc/collections",
+                            json={"name": "gcs", "storage": storage_locator})  # fmt: skip
+        assert created.status_code == 201, created.text
+        body = created.json()["data"]
+        assert body["storage"]["gs"]["credentials"] == "***"
+        tile = http.post(f"/api/v1/byoc/collections/{body['id']}/tiles",
+                         json={"path": "t1"}).json()["data"]  # fmt: skip
+        assert tile["status"] == "INGESTED" and tile["path"] == "t1/(BAND).tif", tile
+        scenes, bands = collection_scenes(db, settings, body["accountId"], body["id"])
+        assert list(bands) == ["B08"]
+        grid = PixelGrid(32633, Affine(10, 0, X0 + 1000, 0, -10, Y0), 30, 30)
+        values, mask = read_mosaic([scenes[0][0]], ["B08"], grid)
+        expected = (np.arange(600 * 600).reshape(600, 600) % 250 + 1)[:30, :30]
+        assert mask.all() and np.array_equal(values["B08"], expected.astype(np.float32))
+    finally:
+        db.dispose()
