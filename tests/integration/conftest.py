@@ -13,7 +13,7 @@ from distributed import Client, LocalCluster
 from eobatch.config import Settings
 from eobatch.demo_data import DemoScene, write_demo_collection
 from eobatch.store import Database
-from tests.integration.bench import Bench, make_bench
+from tests.integration.harness import Service, make_service, start_service
 from tests.servers import (
     MOTO_KEY,
     MOTO_REGION,
@@ -74,7 +74,7 @@ def gcs_bucket(gcs_endpoint: str) -> str:
     return name
 
 
-# -- whole tasks on a real Dask cluster (tests/integration/bench.py) ------------------------
+# -- whole tasks on a real Dask cluster (tests/integration/harness.py) ----------------------
 
 
 @pytest.fixture(scope="session")
@@ -96,11 +96,19 @@ def demo_folder(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[De
 
 
 @pytest.fixture
-def bench_factory(settings: Settings, db: Database, dask_client: Client, demo_folder):  # type: ignore[no-untyped-def]
-    def make(pu: float, **overrides: object) -> Bench:
+def service_factory(settings: Settings, db: Database, dask_client: Client, demo_folder):  # type: ignore[no-untyped-def]
+    """A `Service` on the `settings`/`db` store (both backends) with `pu` and setting overrides."""
+
+    def make(pu: float, **overrides: object) -> Service:
         tuned = settings.model_copy(update={"execution_db_interval_s": 3600, **overrides})
-        return make_bench(tuned, db, dask_client, demo_folder, pu)
+        return make_service(tuned, db, dask_client, demo_folder, pu)
 
     return make
 
 
+@pytest.fixture
+def service(tmp_path: Path, dask_client: Client, demo_folder) -> Iterator[Service]:  # type: ignore[no-untyped-def]
+    """A `Service` on its own SQLite store."""
+    svc = start_service(tmp_path, dask_client, demo_folder)
+    yield svc
+    svc.db.dispose()

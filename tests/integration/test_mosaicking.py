@@ -12,7 +12,7 @@ from affine import Affine
 
 from eobatch.lifecycle.billing import Pricing
 from eobatch.sources.mosaic import WARP_TOLERANCE_PX
-from tests.integration.bench import Bench, run_until, status_is
+from tests.integration.harness import Service, run_until, status_is
 from tests.reference import matches_nearest, nearest_mosaic
 
 # Per pixel: how many orbits the script got, how many had data there, the newest valid B08 (DN).
@@ -48,28 +48,28 @@ def backend() -> str:
     return "sqlite"
 
 
-def with_userdata(bench: Bench, script: str, run: str) -> dict:
-    body = bench.request(evalscript=script, run=run)
+def with_userdata(svc: Service, script: str, run: str) -> dict:
+    body = svc.basic_request(evalscript=script, run=run)
     body["processRequest"]["output"]["responses"].append(
         {"identifier": "userdata", "format": {"type": "application/json"}}
     )
     return body
 
 
-def run_orbit_task(bench: Bench, script: str, run: str) -> str:
-    response = bench.user.http.post("/api/v2/batch/process", json=with_userdata(bench, script, run))
+def run_orbit_task(svc: Service, script: str, run: str) -> str:
+    response = svc.http.post("/api/v2/batch/process", json=with_userdata(svc, script, run))
     assert response.status_code == 201, response.text
     task_id = response.json()["id"]
-    bench.action(task_id, "start")
-    run_until([bench.controller()], status_is(bench, task_id, "DONE", "FAILED", "STOPPED"))
-    task = bench.task(task_id)
+    svc.action(task_id, "start")
+    run_until([svc.controller()], status_is(svc, task_id, "DONE", "FAILED", "STOPPED"))
+    task = svc.task(task_id)
     assert task["status"] == "DONE", task
     return task_id
 
 
-def check_features(bench: Bench, task_id: str, run: str, scenes: list) -> None:
-    root = bench.settings.buckets_dir / "results" / run / task_id
-    for row in bench.features(task_id):
+def check_features(svc: Service, task_id: str, run: str, scenes: list) -> None:
+    root = svc.settings.buckets_dir / "results" / run / task_id
+    for row in svc.features(task_id):
         check_feature(row, root, sorted(scenes, key=lambda s: s.sensing_time, reverse=True))
 
 
@@ -100,26 +100,26 @@ def check_feature(row, root, newest_first: list) -> None:  # type: ignore[no-unt
     assert matches_nearest(newest, newest_b08, tolerance).all(), row.name
 
 
-def test_orbit_task_with_userdata(bench_factory, demo_folder) -> None:  # type: ignore[no-untyped-def]
-    bench = bench_factory(5000.0)
-    task_id = run_orbit_task(bench, ORBIT_SCRIPT, "orbit")
+def test_orbit_task_with_userdata(service_factory, demo_folder) -> None:  # type: ignore[no-untyped-def]
+    svc = service_factory(5000.0)
+    task_id = run_orbit_task(svc, ORBIT_SCRIPT, "orbit")
     _, scenes = demo_folder
-    check_features(bench, task_id, "orbit", scenes)
-    rows = bench.features(task_id)
+    check_features(svc, task_id, "orbit", scenes)
+    rows = svc.features(task_id)
     assert max(r.samples for r in rows) > 1  # the demo scenes overlap: several orbits somewhere
-    estimate = bench.task(task_id)["estimate"]
+    estimate = svc.task(task_id)["estimate"]
     # ORBIT: at least nothing (every orbit may turn out empty), at most every scene found
     assert estimate["minPU"] == 0.0 and estimate["maxPU"] >= estimate["expectedPU"] >= 100.0
 
 
-def test_pre_process_scenes_drops_orbits_before_reading(bench_factory, demo_folder) -> None:  # type: ignore[no-untyped-def]
-    bench = bench_factory(5000.0)
-    task_id = run_orbit_task(bench, FILTERED_SCRIPT, "filtered")
+def test_pre_process_scenes_drops_orbits_before_reading(service_factory, demo_folder) -> None:  # type: ignore[no-untyped-def]
+    svc = service_factory(5000.0)
+    task_id = run_orbit_task(svc, FILTERED_SCRIPT, "filtered")
     _, scenes = demo_folder
     kept = [s for s in scenes if s.sensing_time.year == 2024]
     assert len(kept) < len(scenes)
-    check_features(bench, task_id, "filtered", kept)
-    root = bench.settings.buckets_dir / "results" / "filtered" / task_id
-    for row in bench.features(task_id):
+    check_features(svc, task_id, "filtered", kept)
+    root = svc.settings.buckets_dir / "results" / "filtered" / task_id
+    for row in svc.features(task_id):
         dates = json.loads((root / row.name / "userdata.json").read_text())["dates"]
         assert all(d.startswith("2024") for d in dates)

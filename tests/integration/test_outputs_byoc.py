@@ -13,10 +13,7 @@ from eobatch.config import Settings
 from eobatch.errors import AnalysisError
 from eobatch.lifecycle.analysis import _check_ingestion
 from eobatch.storage import Location
-from tests.integration import outputs
-from tests.integration.outputs import Service
-
-dask_client, demo_folder, service = outputs.dask_client, outputs.demo_folder, outputs.service
+from tests.integration.harness import Service
 
 RESULT3 = """//VERSION=3
 function setup() {

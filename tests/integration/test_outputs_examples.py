@@ -18,10 +18,7 @@ import xarray as xr
 from rio_cogeo.cogeo import cog_validate
 
 from tests.geopackages import squares, write_layer
-from tests.integration import outputs
-from tests.integration.outputs import Service
-
-dask_client, demo_folder, service = outputs.dask_client, outputs.demo_folder, outputs.service
+from tests.integration.harness import Service
 
 ROLE = "arn:aws:iam::123456789012:role/sh-batch"
 NDVI3 = """//VERSION=3

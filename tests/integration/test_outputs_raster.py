@@ -14,12 +14,8 @@ from rio_cogeo.cogeo import cog_validate
 
 from eobatch.demo_data import DEMO_SCENES
 from eobatch.sources.mosaic import WARP_TOLERANCE_PX
-from tests.integration import outputs
-from tests.integration.outputs import Service
+from tests.integration.harness import Service
 from tests.reference import matches_nearest, ndvi, nearest_mosaic
-
-# the in-process service of tests/integration/outputs.py
-dask_client, demo_folder, service = outputs.dask_client, outputs.demo_folder, outputs.service
 
 TWO_OUTPUTS = """//VERSION=3
 function setup() {
@@ -226,16 +222,16 @@ def test_existing_outputs_fail_overwrite_replaces_skip_existing_skips(service: S
 # -- delivery to GCS ------------------------------------------------------------------------------
 
 
-def test_cog_task_delivered_to_gcs(tmp_path: Path, demo_folder: Path, dask_client) -> None:  # type: ignore[no-untyped-def]
+def test_cog_task_delivered_to_gcs(tmp_path: Path, demo_folder, dask_client) -> None:  # type: ignore[no-untyped-def]
     """A whole task to gs:// on the GCS emulator: outputs and bookkeeping land in the bucket."""
     from rasterio.io import MemoryFile
 
     from eobatch.storage import open_location
-    from tests.integration.outputs import make_service
+    from tests.integration.harness import start_service
     from tests.servers import create_gcs_bucket, service_account_credentials, start_gcs_server
 
     endpoint, stop = start_gcs_server()
-    svc = make_service(tmp_path, demo_folder, dask_client, gcs_endpoint=endpoint)
+    svc = start_service(tmp_path, dask_client, demo_folder, gcs_endpoint=endpoint)
     try:
         create_gcs_bucket(endpoint, "gcs-results")
         locator = {

@@ -12,12 +12,9 @@ import xarray as xr
 import zarr
 from affine import Affine
 
-from tests.integration import outputs
-from tests.integration.outputs import Service
+from tests.integration.harness import Service
 from tests.integration.test_outputs_raster import PRIORITY
 from tests.reference import matches_nearest, ndvi, nearest_mosaic
-
-dask_client, demo_folder, service = outputs.dask_client, outputs.demo_folder, outputs.service
 
 THREE_OUTPUTS = """//VERSION=3
 function setup() {

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.integration.bench import NDVI, run_until, status_is
+from tests.integration.harness import NDVI, run_until, status_is
 
 RUNAWAYS = {
     "time": ("function evaluatePixel(s) { while (true) {} }", "time limit of 3 s"),
@@ -24,28 +24,28 @@ def backend() -> str:
 
 
 @pytest.mark.parametrize("kind", sorted(RUNAWAYS))
-def test_runaway_script_fails_its_features_and_nothing_else(bench_factory, kind: str) -> None:  # type: ignore[no-untyped-def]
+def test_runaway_script_fails_its_features_and_nothing_else(service_factory, kind: str) -> None:  # type: ignore[no-untyped-def]
     body, message = RUNAWAYS[kind]
     runaway = NDVI.split("function evaluatePixel")[0] + body
-    bench = bench_factory(5000.0, script_timeout_s=3.0, script_heap_mb=256, max_in_flight=4)
-    controller = bench.controller()
-    bad = bench.create(evalscript=runaway, run="bad")
-    good = bench.create(run="good")
-    bench.action(bad, "start")
-    bench.action(good, "start")
+    svc = service_factory(5000.0, script_timeout_s=3.0, script_heap_mb=256, max_in_flight=4)
+    controller = svc.controller()
+    bad = svc.create(evalscript=runaway, run="bad")
+    good = svc.create(run="good")
+    svc.action(bad, "start")
+    svc.action(good, "start")
     finished = ("DONE", "FAILED", "STOPPED")
-    run_until([controller], lambda: all(bench.task(t)["status"] in finished for t in (bad, good)))
+    run_until([controller], lambda: all(svc.task(t)["status"] in finished for t in (bad, good)))
 
-    rows = bench.features(bad)
+    rows = svc.features(bad)
     assert {r.status for r in rows} == {"FATAL"}
     assert all(message in r.error for r in rows), [r.error for r in rows]
     assert all(r.attempts == 1 for r in rows)  # a script error is not retried
-    assert bench.task(good)["status"] == "DONE"
-    assert {r.status for r in bench.features(good)} == {"DONE"}
+    assert svc.task(good)["status"] == "DONE"
+    assert {r.status for r in svc.features(good)} == {"DONE"}
 
     # The workers are healthy: the next task on the same cluster runs normally.
-    after = bench.create(run="after")
-    bench.action(after, "start")
-    run_until([controller], status_is(bench, after, *finished))
-    assert bench.task(after)["status"] == "DONE"
-    assert len(bench.client.scheduler_info()["workers"]) == 2
+    after = svc.create(run="after")
+    svc.action(after, "start")
+    run_until([controller], status_is(svc, after, *finished))
+    assert svc.task(after)["status"] == "DONE"
+    assert len(svc.client.scheduler_info()["workers"]) == 2
