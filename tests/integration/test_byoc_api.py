@@ -194,15 +194,25 @@ def test_collection_in_a_bucket_with_its_own_credentials(
         tile = http.post(f"/api/v1/byoc/collections/{body['id']}/tiles",
                          json={"path": "2024/t1/(BAND).tif"}).json()["data"]  # fmt: skip
         assert tile["status"] == "INGESTED", tile
+        # what a client GETs, it can PUT back (sentinelhub-py does): the secrets stay
+        url = f"/api/v1/byoc/collections/{body['id']}"
+        shown = http.get(url).json()["data"]
+        assert http.put(url, json={**shown, "name": "renamed"}).status_code == 204
+        assert http.get(url).json()["data"]["name"] == "renamed"
         scenes, _ = collection_scenes(db, settings, body["accountId"], body["id"])
         grid = PixelGrid(32633, Affine(10, 0, X0, 0, -10, Y0), 50, 50)
         values, mask = read_mosaic([scenes[0][0]], ["B04"], grid)
         expected = (np.arange(600 * 600).reshape(600, 600) % 250 + 1)[:50, :50]
         assert mask.all() and np.array_equal(values["B04"], expected.astype(np.float32))
+        moved = {**shown, "storage": {"s3": {**shown["storage"]["s3"], "url": f"s3://{bucket}"}}}
+        assert_error(http.put(url, json=moved), 409)  # it has tiles
 
         missing = {"s3": {**storage["s3"], "url": "s3://no-such-bucket-here"}}
+        role = {"s3": {"url": f"s3://{bucket}", "iamRoleARN": "arn:aws:iam::123456789012:role/r"}}
         for wrong in ({"name": "x", "storage": missing},
-                      {"name": "x", "storage": storage, "s3Bucket": bucket},
+                      {"name": "x", "storage": storage, "s3Bucket": "another-bucket"},
+                      {"name": "x", "storage": role},
+                      {"name": "x", "storage": {"s3": {**storage["s3"], "accessKey": "***"}}},
                       {"name": "x"}):  # fmt: skip
             assert_error(http.post("/api/v1/byoc/collections", json=wrong), 400)
     finally:

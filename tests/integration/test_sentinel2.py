@@ -17,8 +17,10 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import boto3
 import numpy as np
@@ -31,10 +33,10 @@ from rasterio.io import MemoryFile
 from eobatch.accounts import create_account
 from eobatch.api import create_app
 from eobatch.config import Settings
-from eobatch.lifecycle.controller import Controller
 from eobatch.sources.mosaic import WARP_TOLERANCE_PX
 from eobatch.store import Database
 from tests.geopackages import write_layer
+from tests.integration.harness import Service
 from tests.integration.test_api import signed_in
 from tests.reference import matches_nearest
 from tests.sentinel2 import S2Scene, publish, write_geoparquet
@@ -83,32 +85,28 @@ def july_scenes() -> list[S2Scene]:
 
 @dataclass
 class World:
-    settings: Settings
-    db: Database
-    http: object
-    s3: object
+    service: Service  # the API and the controllers (no demo collection: collection_id "")
+    s3: Any
     out_bucket: str
     features_url: str
     june: list[S2Scene]
     july: list[S2Scene]
     items: list[dict]
+    l1c: S2Scene  # the one scene of sentinel-2-l1c, a data type of the test's mapping file
+
+    @property
+    def http(self) -> Any:
+        return self.service.http
 
     def run(self, body: dict, expect: str = "DONE") -> tuple[str, dict]:
-        created = self.http.post("/api/v2/batch/process", json=body)  # type: ignore[attr-defined]
-        assert created.status_code == 201, created.text
-        task_id = created.json()["id"]
-        started = self.http.post(f"/api/v2/batch/process/{task_id}/start")  # type: ignore[attr-defined]
-        assert started.status_code == 204, started.text
-        controller = Controller(self.db, self.settings, self.client)
-        deadline = time.monotonic() + 240
-        while (task := self.task(task_id))["status"] not in ("DONE", "FAILED", "STOPPED"):
-            assert time.monotonic() < deadline, task
-            controller.step()
+        task = self.service.run(body)
         assert task["status"] == expect, task.get("error")
-        return task_id, task
+        return task["id"], task
 
-    def task(self, task_id: str) -> dict:
-        return self.http.get(f"/api/v2/batch/process/{task_id}").json()  # type: ignore[attr-defined]
+    def using(self, **overrides: object) -> World:
+        """This world with its controllers configured by `overrides` (another STAC source)."""
+        settings = self.service.settings.model_copy(update=overrides)
+        return replace(self, service=replace(self.service, settings=settings))
 
     def output(self, task_id: str, name: str = "default") -> tuple[np.ndarray, Affine]:
         key = f"run/{task_id}/f-1/{name}.tiff"
@@ -131,8 +129,6 @@ class World:
         }  # fmt: skip
         return body
 
-    client: object = None
-
 
 @pytest.fixture(scope="module")
 def world(
@@ -146,7 +142,15 @@ def world(
     for name in (cogs, out):
         s3.create_bucket(Bucket=name)
     june, july = june_scenes(), july_scenes()
-    items = publish(s3, cogs, june + july)
+    l1c = S2Scene("S2A_L1C", "2024-06-07T10:00:00Z", 0.0, "05.10", EPSG, TILE_X0, TILE_Y0,
+                  TILE_SIZE, collection="sentinel-2-l1c")  # fmt: skip
+    l1c.fill(6)
+    items = publish(s3, cogs, [*june, *july, l1c])
+    mapping = json.loads(
+        resources.files("eobatch.sources.data").joinpath("stac_collections.json").read_text()
+    )
+    mapping["sentinel-2-l1c"] = {**mapping["sentinel-2-l2a"], "stacCollection": "sentinel-2-l1c"}
+    (tmp / "mapping.json").write_text(json.dumps(mapping))
     catalogue = write_geoparquet(tmp / "items.parquet", items)
     square = shapely.box(X0, Y0 - SIZE, X0 + SIZE, Y0)
     for name, size in (("feature", PX), ("feature20", PX // 2)):  # 10 m and 20 m pixels
@@ -158,14 +162,15 @@ def world(
         data_dir=tmp / "data", database_url=f"sqlite:///{tmp / 'store.sqlite'}",
         jwt_secret="test-signing-key-that-is-long-enough-for-hs256", workers=1,
         s3_endpoint=moto_endpoint, s3_access_key=MOTO_KEY, s3_secret_key=MOTO_SECRET,
-        stac_source=str(catalogue), execution_db_interval_s=3600,
+        stac_source=str(catalogue), stac_mapping=tmp / "mapping.json",
+        execution_db_interval_s=3600,
     )  # fmt: skip
     db = Database(settings.resolved_database_url)
     db.migrate()
     creds = create_account(db, "s2-user", 1_000_000.0)
     http = signed_in(create_app(settings, db), creds)
-    yield World(settings, db, http, s3, out, f"s3://{out}/input/feature.gpkg", june, july,
-                items, dask_client)  # fmt: skip
+    service = Service(settings, db, http, dask_client, creds.account_id, collection_id="")
+    yield World(service, s3, out, f"s3://{out}/input/feature.gpkg", june, july, items, l1c)
     db.dispose()
 
 
@@ -423,19 +428,14 @@ def stac_api(world: World, tmp_path_factory: pytest.TempPathFactory) -> Iterator
 def test_tile_mosaicking_from_a_stac_api_with_cloud_cover_metadata(
     world: World, stac_api: str
 ) -> None:
-    original = world.settings
-    world.settings = original.model_copy(update={"stac_source": stac_api})
-    try:
-        data = [{"type": "sentinel-2-l2a",
-                 "dataFilter": {"timeRange": JUNE, "maxCloudCoverage": 50,
-                                "mosaickingOrder": "leastCC"}}]  # fmt: skip
-        body = world.request(TILE_SCRIPT, data)
-        body["processRequest"]["output"]["responses"].append(
-            {"identifier": "userdata", "format": {"type": "application/json"}}
-        )
-        task_id, _ = world.run(body)
-    finally:
-        world.settings = original
+    data = [{"type": "sentinel-2-l2a",
+             "dataFilter": {"timeRange": JUNE, "maxCloudCoverage": 50,
+                            "mosaickingOrder": "leastCC"}}]  # fmt: skip
+    body = world.request(TILE_SCRIPT, data)
+    body["processRequest"]["output"]["responses"].append(
+        {"identifier": "userdata", "format": {"type": "application/json"}}
+    )
+    task_id, _ = world.using(stac_source=stac_api).run(body)
     got, _ = world.output(task_id)
     assert (got[0] == 2).all()  # B and C; A is too cloudy
     key = f"run/{task_id}/f-1/userdata.json"
@@ -465,13 +465,8 @@ def test_bands_and_units_the_collection_lacks_fail_the_analysis(
 
 
 def test_unreachable_catalogue_fails_the_analysis_with_a_hint(world: World) -> None:
-    original = world.settings
-    world.settings = original.model_copy(update={"stac_source": "/nonexistent/items.parquet"})
-    try:
-        body = world.request(STRADDLE_SCRIPT, [{"type": "sentinel-2-l1c"}])
-        _, task = world.run(body, expect="FAILED")
-    finally:
-        world.settings = original
+    body = world.request(STRADDLE_SCRIPT, [{"type": "sentinel-2-l2a"}])
+    _, task = world.using(stac_source="/nonexistent/items.parquet").run(body, expect="FAILED")
     assert "EOBATCH_STAC_SOURCE" in task["error"]
 
 
@@ -482,7 +477,7 @@ def test_fusion_and_filters_that_cannot_work_are_refused_at_creation(world: Worl
     no_ids["processRequest"]["input"]["data"] = [
         {"type": "sentinel-2-l2a"},
         {"type": "sentinel-2-l1c", "id": "l1c"},
-    ]
+    ]  # (L1C is served here through the test's own mapping file)
     cases.append((no_ids, "processRequest->input->data->0->id", "needs an id"))
     twice = copy.deepcopy(base)
     twice["processRequest"]["input"]["data"] = [{"type": "sentinel-2-l2a", "id": "x"},
@@ -544,3 +539,30 @@ def test_coarser_output_reads_the_overview_nearest_its_resolution(world: World) 
     hole = np.isnan(harmonised(overview(world, a, "B04"), -1000))
     b01 = np.where(hole, b.values["B01"][index], a.values["B01"][index] - 1000.0)
     assert hole.any() and np.array_equal(got[1], b01.astype(np.float32))
+
+
+def test_a_data_type_declared_in_the_mapping_file(world: World) -> None:
+    """sentinel-2-l1c is not in the built-in mapping (Earth Search's L1C assets are not COGs);
+    the test's mapping file declares it, and its scene (baseline 05.10) is harmonised."""
+    script = STRADDLE_SCRIPT.replace('units: "DN" }', "}").replace('"UINT16"', '"FLOAT32"')
+    data = [{"type": "S2L1C", "dataFilter": {"timeRange": JUNE}}]
+    task_id, _ = world.run(world.request(script, data))
+    got, _ = world.output(task_id)
+    expected = harmonised(window(world.l1c, "B04"), -1000).astype(np.float32) * np.float32(1e-4)
+    assert np.array_equal(got[0], expected) and (got[1] == 1).all()
+
+
+def test_one_source_named_by_its_id(world: World) -> None:
+    script = """//VERSION=3
+function setup() {
+  return { input: [{ datasource: "l2a", bands: ["B08"], units: "DN" }],
+           output: { bands: 1, sampleType: "UINT16" } };
+}
+function evaluatePixel(s) { return [s.l2a.B08]; }
+"""
+    data = [{"type": "sentinel-2-l2a", "id": "l2a", "dataFilter": {"timeRange": JUNE}}]
+    task_id, _ = world.run(world.request(script, data))
+    got, _ = world.output(task_id)
+    a, b, _ = world.june
+    expected = mosaic([harmonised(window(a, "B08"), -1000), harmonised(window(b, "B08"), 0)])
+    assert np.array_equal(got[0], expected.astype(np.uint16))

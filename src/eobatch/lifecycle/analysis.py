@@ -200,13 +200,15 @@ def skipped_features(context: TaskContext, features: list[Feature]) -> set[int]:
     return skipped
 
 
-def analyse_task(db: Database, settings: Settings, task: Task) -> int:
-    """Analyse `task`, store its features (PENDING) and upload the manifest; returns the count."""
+def analyse_task(
+    db: Database, settings: Settings, task: Task
+) -> tuple[int, TaskContext, ScriptSetup]:
+    """Analyse `task`, store its features (PENDING) and upload the manifest; returns the count,
+    and the context and setup processing goes on with (so its scenes are not searched again)."""
     context = TaskContext.build(db, settings, task)
     setup = check_script(context.evalscript, context)
     features = plan_features(context)
-    if not context.scenes_loaded:  # no AOI: the scenes are searched over the features
-        context.load_scenes([(f.epsg, f.bounds) for f in features])
+    context.load_scenes([(f.epsg, f.bounds) for f in features])  # over the features' extent
     byoc_collection(context, setup, task.account_id)
     skipped = skipped_features(context, features)
     if isinstance(context.request.output, ZarrOutput):
@@ -271,4 +273,4 @@ def analyse_task(db: Database, settings: Settings, task: Task) -> int:
                     for f, geometry, (_, most) in zip(features, wkb.tolist(), samples, strict=True)
                 ],
             )
-    return len(features)
+    return len(features), context, setup

@@ -46,9 +46,9 @@ class TaskContext:
     def build(
         cls, db: Database, settings: Settings, task: Task, with_scenes: bool = True
     ) -> TaskContext:
-        """The context of a task; its scenes are loaded too (`with_scenes`) when its extent is
-        known (an AOI, or planned features), else `load_scenes` must be called with the planned
-        features. Without scenes it still knows the request, delivery and outputs."""
+        """The context of a task; its scenes are loaded too (`with_scenes`) once its features
+        are planned (analysis calls `load_scenes` after planning). Without scenes it still
+        knows the request, delivery and outputs."""
         request = BatchRequest.model_validate(task.request)
         with db.session() as session:
             owned = set(
@@ -77,23 +77,22 @@ class TaskContext:
         )
         if not with_scenes:
             return context
-        if context.aoi is not None:
-            context.load_scenes(None)
-        else:  # the planned features' extent, per CRS
-            with db.session() as session:
-                boxes = session.execute(
-                    select(
-                        FeatureRow.epsg,
-                        func.min(FeatureRow.minx),
-                        func.min(FeatureRow.miny),
-                        func.max(FeatureRow.maxx),
-                        func.max(FeatureRow.maxy),
-                    )
-                    .where(FeatureRow.task_id == task.id)
-                    .group_by(FeatureRow.epsg)
-                ).all()
-            if boxes:
-                context.load_scenes([(row[0], tuple(row[1:])) for row in boxes])
+        # Scenes are searched over the planned features, which reach past the AOI (whole grid
+        # tiles, buffers): a scene covering only that margin must still be found.
+        with db.session() as session:
+            boxes = session.execute(
+                select(
+                    FeatureRow.epsg,
+                    func.min(FeatureRow.minx),
+                    func.min(FeatureRow.miny),
+                    func.max(FeatureRow.maxx),
+                    func.max(FeatureRow.maxy),
+                )
+                .where(FeatureRow.task_id == task.id)
+                .group_by(FeatureRow.epsg)
+            ).all()
+        if boxes:
+            context.load_scenes([(row[0], tuple(row[1:])) for row in boxes])
         if isinstance(request.output, ZarrOutput):
             with db.session() as session:
                 extent = session.execute(
@@ -170,11 +169,11 @@ class TaskContext:
             for f in features
         ]
 
-    def load_scenes(self, boxes: list[tuple[int, tuple]] | None) -> None:
-        """Find every source's scenes over the AOI, or without one over `boxes` (EPSG code and
-        bounds: the planned features)."""
+    def load_scenes(self, boxes: list[tuple[int, tuple]]) -> None:
+        """Find every source's scenes over `boxes` (EPSG code and bounds of the planned
+        features)."""
         assert self.db is not None and self.settings is not None
-        extent = self.aoi.wgs84().bounds if self.aoi is not None else extent_of(boxes or [])
+        extent = extent_of(boxes)
         for source in self.sources:
             source.load(self.db, self.settings, self.account_id, extent)
 

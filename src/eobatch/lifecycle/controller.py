@@ -209,7 +209,7 @@ class Controller:
             task = session.get(Task, task_id)
             assert task is not None
         try:
-            count = analyse_task(self.db, self.settings, task)
+            count, context, setup = analyse_task(self.db, self.settings, task)
             error = None
         except AnalysisError as exc:
             error = str(exc)
@@ -228,6 +228,8 @@ class Controller:
                 return
             status, reason = after_analysis(UserAction(task.user_action))
             task.status, task.stopped_status_reason = status, reason
+            if status == Status.PROCESSING:  # carry on with the analysis' scenes: same pixels
+                self.contexts[task_id] = (context, setup)
             task.analysed = True
             task.feature_count = count
             task.completion_percentage = 0.0

@@ -8,6 +8,7 @@ each feature then takes those whose footprint meets it.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -30,6 +31,8 @@ from eobatch.sources.stac import StacCollection, item_scene, search_items
 from eobatch.storage import REMOTE_READS
 from eobatch.store import Database
 
+log = logging.getLogger(__name__)
+
 _WORLD = shapely.box(-180, -90, 180, 90)
 
 
@@ -37,7 +40,7 @@ _WORLD = shapely.box(-180, -90, 180, 90)
 class InputSource:
     """One `input.data` entry as the task reads it."""
 
-    id: str  # the key the script sees it under: its `id` with data fusion, else "default"
+    id: str  # the key the script sees it under (with data fusion): its `id`, else "default"
     request: DataSource
     ref: SourceRef
     bands: dict[str, dict[str, Any]]  # band name -> properties (`units`: the units it offers)
@@ -107,10 +110,9 @@ def input_sources(
     refs: Sequence[SourceRef],
 ) -> list[InputSource]:  # fmt: skip
     """The task's sources with their bands; scenes come with `InputSource.load`."""
-    fused = len(request_sources) > 1
     sources = []
     for request, ref in zip(request_sources, refs, strict=True):
-        source_id = (request.id if fused else None) or DEFAULT_SOURCE
+        source_id = request.id or DEFAULT_SOURCE
         if ref.kind == "byoc":
             _, bands = collection_scenes(db, settings, account_id, ref.key, with_tiles=False)
             sources.append(InputSource(source_id, request, ref, dict(bands)))
@@ -194,9 +196,12 @@ def _stac_scenes(
             start, end,
         )  # fmt: skip
     except Exception as exc:  # rustac and DuckDB raise their own kinds; all mean "no catalogue"
+        # The source may be a private path or carry a token: details go to the operator's log.
+        log.exception("searching the STAC source %s failed", settings.stac_source)
         raise AnalysisError(
-            f"Searching the STAC source {settings.stac_source} for {source.request.type} "
-            f"failed: {exc}. Check EOBATCH_STAC_SOURCE."
+            f"The deployment's STAC catalogue could not be searched for {source.request.type} "
+            f"({type(exc).__name__}). This is a server-side problem: try again later, or ask "
+            "the operator to check EOBATCH_STAC_SOURCE (the server log has the details)."
         ) from exc
     return [
         (item_scene(item, source.stac, harmonize is not False, locate), item.geometry)

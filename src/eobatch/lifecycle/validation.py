@@ -5,6 +5,7 @@ Each problem becomes one `Violation`; all of them are reported together in one 4
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -24,6 +25,8 @@ from eobatch.sinks import DeliveryTemplate
 from eobatch.sinks.zarr import ZARR_FORMATS, parse_arrays
 from eobatch.sources.stac import ALIASES, StacCollection, load_mapping
 from eobatch.storage import Location, open_location
+
+log = logging.getLogger(__name__)
 
 _BYOC_TYPE = re.compile(r"^byoc-(?P<id>[0-9a-fA-F-]{36})$")
 # Data collections of Sentinel Hub that this deployment does not serve (yet).
@@ -102,11 +105,13 @@ def _check_source(
     data_type = ALIASES.get(source.type, source.type)
     try:
         served = stac_collections(settings)
-    except (OSError, ValueError, KeyError) as exc:
+    except (OSError, ValueError, KeyError):
+        log.exception("the STAC mapping %s cannot be read", settings.stac_mapping)
         found.append(
             Violation(
                 f"{where}->type",
-                f"the deployment's STAC mapping ({settings.stac_mapping}) cannot be read: {exc}",
+                "the deployment's STAC mapping cannot be read (a server configuration problem; "
+                "the operator finds the details in the server log)",
             )
         )
         return None

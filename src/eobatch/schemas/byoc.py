@@ -47,13 +47,10 @@ class CollectionIn(WireModel):
     additional_data: AdditionalData | None = None
 
     @model_validator(mode="after")
-    def _one_bucket(self) -> CollectionIn:
-        if (self.s3_bucket is None) == (self.storage is None):
+    def _a_bucket(self) -> CollectionIn:
+        if self.s3_bucket is None and self.storage is None:
             raise ValueError(
-                "give s3Bucket (a bucket of this deployment) or storage (a bucket with its own "
-                "credentials), not both"
-                if self.s3_bucket
-                else "s3Bucket is required (or storage, a locator with its own credentials)"
+                "s3Bucket is required (or storage, a locator with its own credentials)"
             )
         return self
 

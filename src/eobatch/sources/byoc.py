@@ -6,9 +6,11 @@ file per band found by replacing `(BAND)` in the tile path (pu-byoc-process.md Â
 
 from __future__ import annotations
 
+import copy
 import re
 import uuid
 from datetime import UTC, datetime
+from functools import lru_cache
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -17,6 +19,7 @@ import rasterio
 import shapely
 from pyproj import CRS, Transformer
 from rasterio.errors import RasterioError
+from rasterio.warp import transform_bounds
 from shapely.geometry import mapping, shape
 from sqlalchemy import delete, or_, select
 
@@ -69,14 +72,27 @@ def _tiles_summary(session: Any, collection_id: str) -> dict[str, Any]:
     ).all()
     if not tiles:
         return {"hasSensingTimes": "NO"}
-    footprints = [_footprint(g, e, c) for g, e, c, _ in tiles]
     times = [t for *_, t in tiles if t is not None]
     summary: dict[str, Any] = {
         "hasSensingTimes": "YES" if len(times) == len(tiles) else "PARTIALLY" if times else "NO"
     }
-    known = [f for f in footprints if f is not None]
-    if known:
-        summary["extent"] = mapping(shapely.envelope(shapely.union_all(known)))
+    # Bounds only, one reprojection per CRS: a GET stays fast with thousands of tiles.
+    boxes: dict[int, list[tuple[float, ...]]] = {}
+    for geometry, epsg, cover, _ in tiles:
+        if cover is not None:
+            boxes.setdefault(4326, []).append(shape(cover).bounds)
+        elif geometry is not None:
+            boxes.setdefault(epsg or 4326, []).append(shape(geometry).bounds)
+    wgs84 = []
+    for epsg, group in boxes.items():
+        array = np.array(group, dtype=float)
+        union = (*array[:, :2].min(axis=0), *array[:, 2:].max(axis=0))
+        wgs84.append(transform_bounds(epsg, 4326, *union) if epsg != 4326 else union)
+    if wgs84:
+        array = np.array(wgs84)
+        summary["extent"] = mapping(
+            shapely.box(*array[:, :2].min(axis=0), *array[:, 2:].max(axis=0))
+        )
     if times:
         summary["fromSensingTime"] = _iso(min(times))
         summary["toSensingTime"] = _iso(max(times))
@@ -126,14 +142,44 @@ def collection_location(settings: Settings, collection: Collection) -> Location:
     return bucket_location(settings, collection.s3_bucket)
 
 
-def _checked_storage(settings: Settings, body: CollectionIn) -> tuple[str, dict[str, Any] | None]:
-    """(s3Bucket, storage) of a collection body, the bucket checked to exist and be readable."""
-    if body.storage is None:
-        assert body.s3_bucket is not None
-        bucket_location(settings, body.s3_bucket, "s3Bucket")
-        return body.s3_bucket, None
-    location = open_location(body.storage, settings, "storage")
-    return location.bucket, body.storage
+def _checked_storage(
+    settings: Settings, s3_bucket: str | None, storage: dict[str, Any] | None
+) -> tuple[str, dict[str, Any] | None]:
+    """(s3Bucket, storage) of a collection, the bucket checked to exist and be readable. With
+    both, s3Bucket must name the locator's bucket (what a GET returns)."""
+    if storage is None:
+        assert s3_bucket is not None
+        bucket_location(settings, s3_bucket, "s3Bucket")
+        return s3_bucket, None
+    if isinstance(storage.get("s3"), dict) and storage["s3"].get("iamRoleARN"):
+        raise InvalidRequest.at(
+            "storage->s3->iamRoleARN",
+            "collections read with an accessKey/secretAccessKey pair; roles are for deliveries",
+        )
+    location = open_location(storage, settings, "storage")
+    if s3_bucket is not None and s3_bucket != location.bucket:
+        raise InvalidRequest.at(
+            "s3Bucket", f"'{s3_bucket}' is not the bucket of storage ({location.bucket}); give one"
+        )
+    return location.bucket, storage
+
+
+def _with_stored_secrets(
+    storage: dict[str, Any], stored: dict[str, Any] | None
+) -> dict[str, Any]:
+    """`storage` as a client sends it back after a GET: `***` keeps the stored secret."""
+    merged = copy.deepcopy(storage)
+    for kind, fields in merged.items():
+        if not isinstance(fields, dict):
+            continue
+        for name, value in fields.items():
+            if value != "***":
+                continue
+            old = ((stored or {}).get(kind) or {}).get(name)
+            if old is None:
+                raise InvalidRequest.at(f"storage->{kind}->{name}", "give the secret itself")
+            fields[name] = old
+    return merged
 
 
 def _uuid_or_404(value: str, what: str) -> str:
@@ -160,7 +206,8 @@ def create_collection(
     db: Database, settings: Settings, account_id: str, raw: Any
 ) -> dict[str, Any]:
     body = parse_model(CollectionIn, raw)
-    bucket, storage = _checked_storage(settings, body)
+    storage = _with_stored_secrets(body.storage, None) if body.storage is not None else None
+    bucket, storage = _checked_storage(settings, body.s3_bucket, storage)
     with db.session() as session:
         collection = Collection(
             id=str(uuid.uuid4()),
@@ -209,17 +256,20 @@ def update_collection(
         has_tiles = session.scalars(
             select(Tile.id).where(Tile.collection_id == collection.id).limit(1)
         ).first()
-        moved = (
-            body.storage != collection.storage
-            if body.storage is not None or collection.storage is not None
-            else body.s3_bucket != collection.s3_bucket
-        )
+        if body.storage is not None:
+            storage = _with_stored_secrets(body.storage, collection.storage)
+            moved = storage != collection.storage
+        else:  # s3Bucket alone: the same name keeps the collection's storage
+            storage = None
+            moved = body.s3_bucket != collection.s3_bucket
         if moved:
             if has_tiles:
                 raise Conflict(
                     "s3Bucket and storage can only be changed while the collection has no tiles"
                 )
-            collection.s3_bucket, collection.storage = _checked_storage(settings, body)
+            collection.s3_bucket, collection.storage = _checked_storage(
+                settings, body.s3_bucket, storage
+            )
         if body.additional_data is not None and body.additional_data.bands is not None:
             new_bands = _bands_json(body)
             if has_tiles and not _only_renames_or_nodata(collection.bands or {}, new_bands):
@@ -576,5 +626,11 @@ def _to_wgs84(geometry: shapely.Geometry, epsg: int | None) -> shapely.Geometry:
         return geometry
     minx, miny, maxx, maxy = geometry.bounds
     dense = shapely.segmentize(geometry, max((maxx - minx), (maxy - miny)) / 16)
-    to_wgs = Transformer.from_crs(epsg, 4326, always_xy=True)
+    to_wgs = _to_wgs84_transformer(epsg)
     return shapely.transform(dense, lambda xy: _xy(to_wgs, xy))
+
+
+@lru_cache(maxsize=64)
+def _to_wgs84_transformer(epsg: int) -> Transformer:
+    """Creating a transformer takes tens of ms; a collection's tiles share a few CRSs."""
+    return Transformer.from_crs(epsg, 4326, always_xy=True)

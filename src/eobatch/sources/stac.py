@@ -168,12 +168,10 @@ def _search_api(
 ) -> list[StacItem]:
     import rustac  # imported here: only deployments with a STAC API need it loaded
 
+    # An open range is left out: some STAC APIs refuse "../..".
+    when = None if start is None and end is None else f"{_rfc3339(start)}/{_rfc3339(end)}"
     found = rustac.search_sync(
-        url,
-        collections=[collection],
-        bbox=list(bbox),
-        datetime=f"{_rfc3339(start)}/{_rfc3339(end)}",
-        limit=500,
+        url, collections=[collection], bbox=list(bbox), datetime=when, limit=500
     )
     return [_from_geojson(item) for item in found]
 
@@ -214,7 +212,18 @@ def _search_geoparquet(
     if not Path(path).is_file():
         raise ValueError(f"stac-geoparquet file {path} does not exist")
     # Parquet and ST_AsWKB are built in: never let DuckDB fetch an extension from the internet.
-    con = duckdb.connect(config={"autoinstall_known_extensions": False})
+    with duckdb.connect(config={"autoinstall_known_extensions": False}) as con:
+        return _query_geoparquet(con, path, collection, bbox, start, end)
+
+
+def _query_geoparquet(
+    con: Any,
+    path: str,
+    collection: str,
+    bbox: tuple[float, float, float, float],
+    start: datetime | None,
+    end: datetime | None,
+) -> list[StacItem]:
     source = "read_parquet(?)"
     described = con.execute(f"DESCRIBE SELECT * FROM {source}", [path]).fetchall()
     types = {row[0]: str(row[1]) for row in described}
@@ -250,13 +259,12 @@ def _search_geoparquet(
         items.append(
             StacItem(
                 id=str(item_id),
-                datetime=_parse_time(props.get("datetime")),
+                datetime=_parse_time(props.get("datetime") or props.get("start_datetime")),
                 geometry=shapely.from_wkb(bytes(wkb)),
                 properties=props,
                 assets={k: a["href"] for k, a in assets.items() if a and a.get("href")},
             )
         )
-    con.close()
     return items
 
 
