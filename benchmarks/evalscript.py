@@ -7,7 +7,7 @@ as the engine does before encoding. The eobatch time is a whole `evaluate_source
 per-pixel JS loop and the sample-type conversion. The script is compiled once (a warm-up call),
 as a worker does once per task. Single-date: SIMPLE; ORBIT inputs are staged the same way.
 
-Run: python benchmarks/evalscript.py [size] [repeats]   (default 3500, best of 3)
+Run: python benchmarks/evalscript.py [size] [repeats]   (default 3500, best of 5)
 Goal: >= 1.0 x numpy on single-date scripts, >= 0.5 x on ORBIT/TILE scripts.
 """
 
@@ -119,7 +119,7 @@ def best_of(repeats: int, run: Callable[[], object]) -> tuple[float, object]:
     return min(times), result
 
 
-def main(size: int = 3500, repeats: int = 3) -> None:
+def main(size: int = 3500, repeats: int = 5) -> None:
     console = Console()
     runtime = EvalscriptRuntime(timeout_s=600, heap_mb=4096)
     rng = np.random.default_rng(7)
