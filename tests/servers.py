@@ -74,6 +74,16 @@ def create_gcs_bucket(endpoint: str, name: str) -> None:
     urllib.request.urlopen(request, timeout=10).close()
 
 
+def upload_to_gcs(endpoint: str, bucket: str, key: str, data: bytes) -> None:
+    """Put an object on the GCS emulator (anonymously, as the emulator allows)."""
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
+    client = storage.Client(project="test", credentials=AnonymousCredentials(),
+                            client_options={"api_endpoint": endpoint})  # fmt: skip
+    client.bucket(bucket).blob(key).upload_from_string(data)
+
+
 def service_account_credentials() -> str:
     """A base64 service-account key as users send it (a fresh RSA key, project 'test')."""
     import base64

@@ -18,8 +18,9 @@ from eobatch.config import Settings
 from eobatch.sources import PixelGrid, read_mosaic
 from eobatch.sources.byoc import collection_scenes
 from eobatch.store import Database
+from tests.integration.harness import service_settings
 from tests.integration.test_api import User, assert_error, signed_in
-from tests.servers import MOTO_KEY, MOTO_REGION, MOTO_SECRET
+from tests.servers import MOTO_KEY, MOTO_REGION, MOTO_SECRET, upload_to_gcs
 
 X0, Y0 = 500_000.0, 5_000_000.0  # UTM 33N
 
@@ -168,11 +169,8 @@ def test_collection_in_a_bucket_with_its_own_credentials(
 ) -> None:
     """`storage` names the bucket, a prefix and keys: tiles are checked and read through them,
     and the keys never come back in the API."""
-    settings = Settings(
-        data_dir=tmp_path / "data", database_url=f"sqlite:///{tmp_path / 'store.sqlite'}",
-        jwt_secret="test-signing-key-that-is-long-enough-for-hs256", workers=1,
-        s3_endpoint=moto_endpoint,  # no deployment keys: only the collection's own
-    )  # fmt: skip
+    # no deployment keys: only the collection's own
+    settings = service_settings(tmp_path, s3_endpoint=moto_endpoint)
     s3 = boto3.client("s3", endpoint_url=moto_endpoint, aws_access_key_id=MOTO_KEY,
                       aws_secret_access_key=MOTO_SECRET, region_name=MOTO_REGION)  # fmt: skip
     bucket = f"own-{uuid.uuid4().hex[:10]}"
@@ -222,18 +220,9 @@ def test_collection_in_a_bucket_with_its_own_credentials(
 def test_collection_in_a_gcs_bucket_with_a_service_account(
     tmp_path: Path, gcs_endpoint: str, gcs_bucket: str, gcs_credentials: str
 ) -> None:
-    from google.auth.credentials import AnonymousCredentials
-    from google.cloud import storage
-
-    settings = Settings(
-        data_dir=tmp_path / "data", database_url=f"sqlite:///{tmp_path / 'store.sqlite'}",
-        jwt_secret="test-signing-key-that-is-long-enough-for-hs256", workers=1,
-        gcs_endpoint=gcs_endpoint,
-    )  # fmt: skip
+    settings = service_settings(tmp_path, gcs_endpoint=gcs_endpoint)
     write_tif(tmp_path / "B08.tif", origin=(X0 + 1000, Y0))
-    client = storage.Client(project="test", credentials=AnonymousCredentials(),
-                            client_options={"api_endpoint": gcs_endpoint})  # fmt: skip
-    client.bucket(gcs_bucket).blob("cogs/t1/B08.tif").upload_from_filename(tmp_path / "B08.tif")
+    upload_to_gcs(gcs_endpoint, gcs_bucket, "cogs/t1/B08.tif", (tmp_path / "B08.tif").read_bytes())
     db = Database(settings.resolved_database_url)
     db.migrate()
     try:

@@ -18,6 +18,7 @@ from eobatch.config import Settings
 from eobatch.lifecycle.controller import Controller
 from eobatch.store.models import Feature
 from tests.geopackages import valid_geopackage
+from tests.integration.harness import service_settings
 from tests.integration.test_api import User, _user, assert_error, task_count, valid_request
 from tests.servers import MOTO_KEY, MOTO_REGION, MOTO_SECRET
 from tests.unit.test_geopackage import MALFORMED
@@ -240,23 +241,14 @@ def test_geopackage_from_s3_with_a_key_pair(  # type: ignore[no-untyped-def]
 def test_geopackage_from_gcs_with_service_account_credentials(  # type: ignore[no-untyped-def]
     tmp_path: Path, gcs_endpoint: str, gcs_bucket: str, gcs_credentials: str
 ) -> None:
-    from google.auth.credentials import AnonymousCredentials
-    from google.cloud import storage
-
     from eobatch.store import Database
+    from tests.servers import upload_to_gcs
 
-    settings = Settings(
-        data_dir=tmp_path / "data", database_url=f"sqlite:///{tmp_path / 'store.sqlite'}",
-        jwt_secret="test-signing-key-that-is-long-enough-for-hs256", workers=1,
-        gcs_endpoint=gcs_endpoint,
-    )  # fmt: skip
+    settings = service_settings(tmp_path, gcs_endpoint=gcs_endpoint)
     for bucket in ("data", "results"):
         (settings.buckets_dir / bucket).mkdir(parents=True)
-    client = storage.Client(project="test", credentials=AnonymousCredentials(),
-                            client_options={"api_endpoint": gcs_endpoint})  # fmt: skip
-    client.bucket(gcs_bucket).blob("aoi/features.gpkg").upload_from_string(
-        valid_geopackage(tmp_path / "f.gpkg").read_bytes()
-    )
+    upload_to_gcs(gcs_endpoint, gcs_bucket, "aoi/features.gpkg",
+                  valid_geopackage(tmp_path / "f.gpkg").read_bytes())  # fmt: skip
     db = Database(settings.resolved_database_url)
     db.migrate()
     try:

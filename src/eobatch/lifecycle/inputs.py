@@ -27,7 +27,7 @@ from eobatch.schemas.batch import DataSource
 from eobatch.script import DEFAULT_SOURCE, ScriptSetup
 from eobatch.sources import Scene, filter_cloud_cover, filter_time, order_scenes
 from eobatch.sources.byoc import bucket_location, collection_scenes
-from eobatch.sources.stac import StacCollection, item_scene, search_items
+from eobatch.sources.stac import StacCollection, StacQuery, item_scene, search_items
 from eobatch.storage import REMOTE_READS
 from eobatch.store import Database
 
@@ -191,10 +191,8 @@ def _stac_scenes(
     harmonize = processing.harmonize_values if processing else None
     locate = _asset_locator(settings)
     try:
-        items = search_items(
-            settings.stac_source, source.stac.stac_collection, extent or (-180, -90, 180, 90),
-            start, end,
-        )  # fmt: skip
+        query = StacQuery(source.stac.stac_collection, extent or (-180, -90, 180, 90), start, end)
+        items = search_items(settings.stac_source, query)
     except Exception as exc:  # rustac and DuckDB raise their own kinds; all mean "no catalogue"
         # The source may be a private path or carry a token: details go to the operator's log.
         log.exception("searching the STAC source %s failed", settings.stac_source)

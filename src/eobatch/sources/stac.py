@@ -123,19 +123,23 @@ def _parse_mapping(text: str) -> dict[str, StacCollection]:
     return collections
 
 
-def search_items(
-    source: str,
-    collection: str,
-    bbox: tuple[float, float, float, float],
-    start: datetime | None,
-    end: datetime | None,
-) -> list[StacItem]:
+@dataclass(frozen=True)
+class StacQuery:
     """Items of `collection` whose footprint meets `bbox` (lon/lat), sensed in [start, end]."""
+
+    collection: str
+    bbox: tuple[float, float, float, float]
+    start: datetime | None = None
+    end: datetime | None = None
+
+
+def search_items(source: str, query: StacQuery) -> list[StacItem]:
+    """The items of the STAC source (API URL or stac-geoparquet file) that answer `query`."""
     if _is_geoparquet(source):
-        items = _search_geoparquet(_local_path(source), collection, bbox, start, end)
+        items = _search_geoparquet(_local_path(source), query)
     else:
-        items = _search_api(source, collection, bbox, start, end)
-    area = shapely.box(*bbox)
+        items = _search_api(source, query)
+    area = shapely.box(*query.bbox)
     return [item for item in items if item.geometry.intersects(area)]
 
 
@@ -159,19 +163,14 @@ def _rfc3339(value: datetime | None) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _search_api(
-    url: str,
-    collection: str,
-    bbox: tuple[float, float, float, float],
-    start: datetime | None,
-    end: datetime | None,
-) -> list[StacItem]:
+def _search_api(url: str, query: StacQuery) -> list[StacItem]:
     import rustac  # imported here: only deployments with a STAC API need it loaded
 
+    start, end = query.start, query.end
     # An open range is left out: some STAC APIs refuse "../..".
     when = None if start is None and end is None else f"{_rfc3339(start)}/{_rfc3339(end)}"
     found = rustac.search_sync(
-        url, collections=[collection], bbox=list(bbox), datetime=when, limit=500
+        url, collections=[query.collection], bbox=list(query.bbox), datetime=when, limit=500
     )
     return [_from_geojson(item) for item in found]
 
@@ -198,13 +197,7 @@ _CORE_COLUMNS = ("type", "stac_version", "stac_extensions", "id", "geometry", "b
                  "assets", "collection")  # fmt: skip
 
 
-def _search_geoparquet(
-    path: str,
-    collection: str,
-    bbox: tuple[float, float, float, float],
-    start: datetime | None,
-    end: datetime | None,
-) -> list[StacItem]:
+def _search_geoparquet(path: str, query: StacQuery) -> list[StacItem]:
     """stac-geoparquet keeps item properties as top-level columns and the bbox as a struct the
     Parquet reader can prune row groups by."""
     import duckdb
@@ -213,33 +206,27 @@ def _search_geoparquet(
         raise ValueError(f"stac-geoparquet file {path} does not exist")
     # Parquet and ST_AsWKB are built in: never let DuckDB fetch an extension from the internet.
     with duckdb.connect(config={"autoinstall_known_extensions": False}) as con:
-        return _query_geoparquet(con, path, collection, bbox, start, end)
+        return _query_geoparquet(con, path, query)
 
 
-def _query_geoparquet(
-    con: Any,
-    path: str,
-    collection: str,
-    bbox: tuple[float, float, float, float],
-    start: datetime | None,
-    end: datetime | None,
-) -> list[StacItem]:
+def _query_geoparquet(con: Any, path: str, query: StacQuery) -> list[StacItem]:
     source = "read_parquet(?)"
     described = con.execute(f"DESCRIBE SELECT * FROM {source}", [path]).fetchall()
     types = {row[0]: str(row[1]) for row in described}
     properties = [c for c in types if c not in _CORE_COLUMNS]
+    minx, miny, maxx, maxy = query.bbox
     where = ["bbox.xmin <= ?", "bbox.xmax >= ?", "bbox.ymin <= ?", "bbox.ymax >= ?"]
-    params: list[Any] = [bbox[2], bbox[0], bbox[3], bbox[1]]
+    params: list[Any] = [maxx, minx, maxy, miny]
     if "collection" in types:
         where.append("collection = ?")
-        params.append(collection)
+        params.append(query.collection)
     # Times cross as epoch microseconds: DuckDB's own datetime conversion would need pytz.
-    if start is not None:
+    if query.start is not None:
         where.append("epoch_us(datetime) >= ?")
-        params.append(_epoch_us(start))
-    if end is not None:
+        params.append(_epoch_us(query.start))
+    if query.end is not None:
         where.append("epoch_us(datetime) <= ?")
-        params.append(_epoch_us(end))
+        params.append(_epoch_us(query.end))
     selected = ", ".join(
         f"epoch_us({_quote(c)})" if types[c].startswith("TIMESTAMP") else _quote(c)
         for c in properties
