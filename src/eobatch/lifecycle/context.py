@@ -19,7 +19,6 @@ from eobatch.script import ScriptOutput, ScriptSetup
 from eobatch.sinks import CogOptions, CompressionProfile, DeliveryTemplate
 from eobatch.sinks.byoc import register_tiles
 from eobatch.sinks.zarr import ZarrLayout, parse_arrays
-from eobatch.sources import Scene
 from eobatch.sources.stack import slices
 from eobatch.storage import Location
 from eobatch.store import Database
@@ -164,10 +163,12 @@ class TaskContext:
         if setup.mosaicking == "SIMPLE":
             return [(1, 1)] * len(features)
         # the engine's own grouping into orbits/tiles, so estimate and charge cannot disagree
-        return [
-            (0, max(len(slices(s.scenes, setup.mosaicking)) for s in self.job_sources(f, setup)))
-            for f in features
-        ]
+        samples = []
+        for feature in features:
+            area = footprint_wgs84(feature)
+            most = max(len(slices(s.scenes_for(area), setup.mosaicking)) for s in self.sources)
+            samples.append((0, most))
+        return samples
 
     def load_scenes(self, boxes: list[tuple[int, tuple]]) -> None:
         """Find every source's scenes over `boxes` (EPSG code and bounds of the planned
@@ -176,14 +177,6 @@ class TaskContext:
         extent = extent_of(boxes)
         for source in self.sources:
             source.load(self.db, self.settings, self.account_id, extent)
-
-    @property
-    def scenes_loaded(self) -> bool:
-        return all(source.loaded for source in self.sources)
-
-    def scenes_for(self, feature: Feature) -> tuple[Scene, ...]:
-        """Scenes of the (first) source whose footprint meets the feature, in priority order."""
-        return self.sources[0].scenes_for(footprint_wgs84(feature))
 
     def job_sources(self, feature: Feature, setup: ScriptSetup) -> tuple[JobSource, ...]:
         area = footprint_wgs84(feature)

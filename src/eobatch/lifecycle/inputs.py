@@ -187,11 +187,13 @@ def _stac_scenes(
     end: datetime | None,
 ) -> list[tuple[Scene, shapely.Geometry]]:
     assert source.stac is not None
+    if extent is None:  # no features planned: nothing to search for
+        return []
     processing = source.request.processing
     harmonize = processing.harmonize_values if processing else None
     locate = _asset_locator(settings)
     try:
-        query = StacQuery(source.stac.stac_collection, extent or (-180, -90, 180, 90), start, end)
+        query = StacQuery(source.stac.stac_collection, extent, start, end)
         items = search_items(settings.stac_source, query)
     except Exception as exc:  # rustac and DuckDB raise their own kinds; all mean "no catalogue"
         # The source may be a private path or carry a token: details go to the operator's log.

@@ -108,10 +108,13 @@ def _warp_scene(
                 pixel = _source_pixel_size(full, dst_crs)
                 level = _overview_level(full, source.index, grid.pixel_size / pixel)
                 if level is None:
-                    values = _warp_band(full, source, grid, dst_crs, upsampling, downsampling)
+                    values = _warp_band(full, pixel, source, grid, dst_crs, upsampling,
+                                        downsampling)  # fmt: skip
             if level is not None:  # the overview nearest the output resolution: fewer bytes
                 with rasterio.open(source.path, overview_level=level) as overview:
-                    values = _warp_band(overview, source, grid, dst_crs, upsampling, downsampling)
+                    pixel = _source_pixel_size(overview, dst_crs)
+                    values = _warp_band(overview, pixel, source, grid, dst_crs, upsampling,
+                                        downsampling)  # fmt: skip
             if source.offset:  # harmonised DN never go below 0 (NaN stays NaN)
                 values += np.float32(source.offset)
                 np.maximum(values, 0, out=values)
@@ -121,14 +124,16 @@ def _warp_scene(
 
 def _warp_band(
     src: rasterio.DatasetReader,
+    pixel: float,
     source: BandSource,
     grid: PixelGrid,
     dst_crs: CRS,
     upsampling: str,
     downsampling: str,
 ) -> np.ndarray:
-    """One band of `src` on `grid` as float32, NaN at no data."""
-    finer = _source_pixel_size(src, dst_crs) < grid.pixel_size
+    """One band of `src` (pixel size `pixel` in output CRS units) on `grid` as float32, NaN at
+    no data."""
+    finer = pixel < grid.pixel_size
     method = source.resampling or (downsampling if finer else upsampling)
     nodata = source.nodata if source.nodata is not None else src.nodata
     with WarpedVRT(
