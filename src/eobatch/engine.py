@@ -102,6 +102,7 @@ def _run(job: FeatureJob) -> FeatureOutcome:
     feature, setup = job.feature, job.setup
     grid = PixelGrid(feature.epsg, feature.transform, feature.width, feature.height)
     runtime = get_runtime(job.script_timeout_s, job.script_heap_mb)
+    runtime.bind(job.task_id)  # no JavaScript state is ever shared with another task
     fused = len(job.sources) > 1 or bool(setup.datasources)
     if setup.mosaicking == "SIMPLE":
         # A single source is read straight into the script's memory; fused ones apart.

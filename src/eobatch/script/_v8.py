@@ -1,8 +1,8 @@
-"""One V8 context with the prelude loaded and the evalscripts compiled into it.
+"""One V8 context with the bridge and the helpers loaded and an evalscript compiled into it.
 
-Each script is wrapped in a function so several scripts can share a context without their
-`setup`/`evaluatePixel` declarations clashing; the wrapper starts on the script's first line so
-V8's line numbers are the script's own.
+Each script is wrapped in a function so that its `setup`/`evaluatePixel` declarations stay its
+own; the wrapper starts on the script's first line so V8's line numbers are the script's own.
+A context serves one task only (runtime.py): whatever a script changes in it dies with it.
 """
 
 from __future__ import annotations
@@ -25,7 +25,12 @@ _RETURNED = ("setup", "evaluatePixel", "preProcessScenes", "updateOutputMetadata
 
 @cache
 def _prelude() -> str:
-    return resources.files("eobatch.script").joinpath("prelude.js").read_text(encoding="utf-8")
+    """The bridge (first, so it captures the built-ins before anything else runs), then the
+    helper functions scripts call."""
+    files = resources.files("eobatch.script")
+    return "\n".join(
+        files.joinpath(name).read_text(encoding="utf-8") for name in ("bridge.js", "helpers.js")
+    )
 
 
 def check_version(source: str) -> None:
@@ -105,6 +110,19 @@ class ScriptContext:
             ) from None
 
     def call(self, function: str, *args: Any) -> Any:
-        """Call `__eobatch.<function>(*args)` with JSON-encoded arguments."""
+        """Call `__eobatch.<function>(*args)` with JSON-encoded arguments.
+
+        The bridge reports a script's own errors as values; an exception here means the script
+        changed the JavaScript environment so much that even the report failed.
+        """
         encoded = ", ".join(json.dumps(a) for a in args)
-        return self.eval(f"__eobatch.{function}({encoded})")
+        try:
+            return self.eval(f"__eobatch.{function}({encoded})")
+        except JSEvalException as exc:
+            self.broken = True
+            detail = str(exc).strip().splitlines()
+            raise EvalscriptError(
+                "the evalscript changed JavaScript built-ins so that its result could not be "
+                "read back" + (f" ({detail[0]})" if detail else "") + "; evalscripts must not "
+                "replace or extend built-in objects such as Array, Object or JSON"
+            ) from None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,17 +36,43 @@ class Evaluation:
 
 
 class EvalscriptRuntime:
-    """One reusable V8 context with time (`timeout_s` per call) and heap (`heap_mb`) limits."""
+    """V8 contexts with time (`timeout_s` per call) and heap (`heap_mb`) limits, one per owner.
 
-    def __init__(self, timeout_s: float, heap_mb: int) -> None:
+    An owner is whatever must not see another's JavaScript state: the engine binds each feature
+    to its task, so a script that replaces a built-in or leaves a global behind affects only the
+    features of its own task, never another task or account. The contexts of the last `keep`
+    owners stay alive, so features of tasks that take turns on a worker do not each pay for a
+    new isolate and a cold JIT; a context that hit a limit or an error is never reused.
+    """
+
+    def __init__(self, timeout_s: float, heap_mb: int, keep: int = 3) -> None:
         self.timeout_s = timeout_s
         self.heap_mb = heap_mb
+        self.keep = max(1, keep)
         self._lock = threading.Lock()
-        self._context: ScriptContext | None = None
+        self._owner: str | None = None
+        self._contexts: OrderedDict[str | None, ScriptContext] = OrderedDict()
+
+    @property
+    def _context(self) -> ScriptContext | None:
+        return self._contexts.get(self._owner)
 
     def close(self) -> None:
         with self._lock:
-            self._discard()
+            for context in self._contexts.values():
+                context.close()
+            self._contexts.clear()
+
+    def bind(self, owner: str) -> None:
+        """Evaluate from now on in `owner`'s own context (a new one if it has none).
+
+        Arrays from `stage_inputs` and rasters returned with `copy=False` are only valid until
+        the next call on this runtime, so binding another owner never exposes them.
+        """
+        with self._lock:
+            self._owner = owner
+            if owner in self._contexts:
+                self._contexts.move_to_end(owner)
 
     def evaluate(
         self, source: str, setup: ScriptSetup, bands: dict[str, np.ndarray]
@@ -79,6 +106,10 @@ class EvalscriptRuntime:
         with self._lock:
             try:
                 return self._evaluate(source, setup, data, custom_data or {}, height, width, copy)
+            except BaseException:
+                # The script failed part-way: whatever it changed, the next call starts afresh.
+                self._discard()
+                raise
             finally:
                 if self._context is not None and self._context.broken:
                     # After a timeout or OOM the isolate's state is unknown: start afresh.
@@ -117,6 +148,11 @@ class EvalscriptRuntime:
                 context = self._ensure_context()
                 key = context.load(source)
                 answer = json.loads(context.call("preProcess", key, json.dumps(layout)))
+                if "error" in answer:
+                    self._discard()
+            except BaseException:
+                self._discard()
+                raise
             finally:
                 if self._context is not None and self._context.broken:
                     self._discard()
@@ -190,14 +226,17 @@ class EvalscriptRuntime:
         return Evaluation(rasters, answer["userData"])
 
     def _ensure_context(self) -> ScriptContext:
-        if self._context is None:
-            self._context = ScriptContext(self.timeout_s, self.heap_mb)
-        return self._context
+        context = self._contexts.get(self._owner)
+        if context is None:
+            context = self._contexts[self._owner] = ScriptContext(self.timeout_s, self.heap_mb)
+            while len(self._contexts) > self.keep:
+                self._contexts.popitem(last=False)[1].close()
+        return context
 
     def _discard(self) -> None:
-        if self._context is not None:
-            self._context.close()
-            self._context = None
+        context = self._contexts.pop(self._owner, None)
+        if context is not None:
+            context.close()
 
 
 def _view(context: ScriptContext, slot: str, count: int, dtype: np.dtype) -> np.ndarray:
