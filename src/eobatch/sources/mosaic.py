@@ -28,6 +28,7 @@ from rasterio.vrt import WarpedVRT
 from rasterio.warp import Resampling
 from rasterio.windows import Window
 
+from eobatch.sources.datasets import open_dataset
 from eobatch.sources.scenes import BandSource, Scene
 
 RESAMPLING = {
@@ -105,14 +106,18 @@ def _reach(
     missing = [b for b in bands if b not in scene.bands]
     if missing:
         raise ValueError(f"scene {scene.id} has no band(s) {', '.join(missing)}")
-    dst_wkt = CRS.from_epsg(grid.epsg).to_wkt()
+    dst_wkt = _wkt(grid.epsg)
     footprint = None
     with rasterio.Env(**scene.gdal_options):
         for path in dict.fromkeys(scene.bands[name].path for name in bands):
-            with rasterio.open(path) as src:  # headers only; GDAL keeps them for the warp
-                extent = _extent_in(src.crs.to_wkt(), dst_wkt, tuple(src.bounds), src.width)
-            # Every band must have data at a pixel: the files' common extent bounds the scene.
-            footprint = extent if footprint is None else shapely.intersection(footprint, extent)
+            src = open_dataset(path, scene.gdal_options)
+            extent = _extent_in(src.crs.to_wkt(), dst_wkt, tuple(src.bounds), src.width)
+            # Every band must have data at a pixel: the files' common extent bounds the scene
+            # (the bands of a scene mostly share one extent: the same cached polygon).
+            if footprint is None or footprint is extent:
+                footprint = extent
+            else:
+                footprint = shapely.intersection(footprint, extent)
     if scene.cover_wkb is not None:
         footprint = shapely.intersection(footprint, _cover_in(scene.cover_wkb, grid.epsg))
     if footprint is None or footprint.is_empty:
@@ -129,14 +134,17 @@ def _reach(
     )
     if c0 >= c1 or r0 >= r1:
         return None
-    window = Window(c0, r0, c1 - c0, r1 - r0)
-    need = geometry_mask(
-        [footprint],
-        out_shape=(r1 - r0, c1 - c0),
-        transform=t @ Affine.translation(c0, r0),
-        invert=True,
-    )
-    need &= ~filled[r0:r1, c0:c1]
+    need = ~filled[r0:r1, c0:c1]
+    x0, y0 = t.c + c0 * t.a, t.f + r0 * t.e
+    x1, y1 = x0 + (c1 - c0) * t.a, y0 + (r1 - r0) * t.e
+    if not shapely.contains(footprint, shapely.box(x0, y1, x1, y0)):
+        # The scene covers part of the window: only the pixels whose centre it reaches.
+        need &= geometry_mask(
+            [footprint],
+            out_shape=need.shape,
+            transform=t @ Affine.translation(c0, r0),
+            invert=True,
+        )
     rows = np.flatnonzero(need.any(axis=1))
     if rows.size == 0:
         return None
@@ -161,17 +169,14 @@ def _warp_scene(
     with rasterio.Env(**scene.gdal_options):
         for name in bands:
             source = scene.bands[name]
-            with rasterio.open(source.path) as full:
-                pixel = _source_pixel_size(full, dst_crs)
-                level = _overview_level(full, source.index, grid.pixel_size / pixel)
-                if level is None:
-                    values = _warp_band(full, pixel, source, grid, window, dst_crs, upsampling,
-                                        downsampling)  # fmt: skip
+            src = open_dataset(source.path, scene.gdal_options)
+            pixel = _source_pixel_size(src, grid.epsg)
+            level = _overview_level(src, source.index, grid.pixel_size / pixel)
             if level is not None:  # the overview nearest the output resolution: fewer bytes
-                with rasterio.open(source.path, overview_level=level) as overview:
-                    pixel = _source_pixel_size(overview, dst_crs)
-                    values = _warp_band(overview, pixel, source, grid, window, dst_crs,
-                                        upsampling, downsampling)  # fmt: skip
+                src = open_dataset(source.path, scene.gdal_options, level)
+                pixel = _source_pixel_size(src, grid.epsg)
+            values = _warp_band(src, pixel, source, grid, window, dst_crs, upsampling,
+                                downsampling)  # fmt: skip
             if source.offset:  # harmonised DN never go below 0 (NaN stays NaN)
                 values += np.float32(source.offset)
                 np.maximum(values, 0, out=values)
@@ -219,15 +224,29 @@ def _overview_level(src: rasterio.DatasetReader, index: int, ratio: float) -> in
     return best
 
 
-def _source_pixel_size(src: rasterio.DatasetReader, dst_crs: CRS) -> float:
-    """The source pixel size in output CRS units, measured at the file's centre."""
-    if src.crs == dst_crs:
-        return abs(src.transform.a)
-    to_dst = _transformer(src.crs.to_wkt(), dst_crs.to_wkt())
-    cx, cy = src.transform @ (src.width / 2, src.height / 2)
+def _source_pixel_size(src: rasterio.DatasetReader, epsg: int) -> float:
+    """The source pixel size in the units of CRS `epsg`, measured at the file's centre."""
+    t = src.transform
+    return _pixel_size_in(src.crs.to_wkt(), _wkt(epsg), (t.a, t.c, t.e, t.f), src.width, src.height)
+
+
+@lru_cache(maxsize=1024)
+def _pixel_size_in(
+    src_wkt: str, dst_wkt: str, transform: tuple[float, ...], width: int, height: int
+) -> float:
+    a, c, e, f = transform
+    if src_wkt == dst_wkt:
+        return abs(a)
+    to_dst = _transformer(src_wkt, dst_wkt)
+    cx, cy = c + a * width / 2, f + e * height / 2
     x0, y0 = to_dst.transform(cx, cy)
-    x1, y1 = to_dst.transform(cx + src.transform.a, cy)
+    x1, y1 = to_dst.transform(cx + a, cy)
     return float(np.hypot(x1 - x0, y1 - y0))
+
+
+@lru_cache(maxsize=64)
+def _wkt(epsg: int) -> str:
+    return CRS.from_epsg(epsg).to_wkt()
 
 
 @lru_cache(maxsize=1024)
@@ -238,16 +257,17 @@ def _extent_in(
     ~25 source pixels so that they stay true to well under a millimetre; the bands of a scene
     and the features of a task share it, so cached."""
     extent = shapely.box(*bounds)
-    if src_wkt == dst_wkt:
-        return extent
-    dense = shapely.segmentize(extent, 25 * (bounds[2] - bounds[0]) / width)
-    to_dst = _transformer(src_wkt, dst_wkt)
+    if src_wkt != dst_wkt:
+        to_dst = _transformer(src_wkt, dst_wkt)
 
-    def project(xy: np.ndarray) -> np.ndarray:
-        x, y = to_dst.transform(xy[:, 0], xy[:, 1])
-        return np.column_stack([x, y])
+        def project(xy: np.ndarray) -> np.ndarray:
+            x, y = to_dst.transform(xy[:, 0], xy[:, 1])
+            return np.column_stack([x, y])
 
-    return shapely.transform(dense, project)
+        step = 25 * (bounds[2] - bounds[0]) / width
+        extent = shapely.transform(shapely.segmentize(extent, step), project)
+    shapely.prepare(extent)  # it is tested against many windows
+    return extent
 
 
 @lru_cache(maxsize=64)
@@ -263,7 +283,7 @@ def _cover_in(cover_wkb: bytes, epsg: int) -> shapely.Geometry:
     cover = shapely.from_wkb(cover_wkb)
     if epsg == 4326:
         return cover
-    to_grid = _transformer(CRS.from_epsg(4326).to_wkt(), CRS.from_epsg(epsg).to_wkt())
+    to_grid = _transformer(_wkt(4326), _wkt(epsg))
 
     def project(xy: np.ndarray) -> np.ndarray:
         x, y = to_grid.transform(xy[:, 0], xy[:, 1])
