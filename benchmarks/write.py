@@ -10,7 +10,7 @@ FLOAT32 NDVI. Throughput is raw array megabytes (1e6 bytes) per second.
       resampling and threads, from an uncompressed GeoTIFF on disk to a file (ratio = eobatch
       time / gdal_translate time; goal <= 1.1)
 
-Run: python benchmarks/write.py [--repeat N] [--profiles-only | --cog-only]
+Run: python benchmarks/write.py [--repeat N] [--profiles-only | --cog-only] [--smoke]
 Needs `gdal_translate` on PATH for (2) (Debian: apt-get install gdal-bin).
 """
 
@@ -32,7 +32,7 @@ from eobatch.demo_data import demo_band_values
 from eobatch.sinks import CogOptions, CompressionProfile, encode_geotiff
 from eobatch.storage import Location
 
-SIZE = 3500
+SIZE = 3500  # --smoke: 512
 EPSG = 32633
 TRANSFORM = Affine(10.0, 0.0, 440000.0, 0.0, -10.0, 5350000.0)
 PROFILES = [  # (label, profile, predictor)
@@ -128,7 +128,11 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--profiles-only", action="store_true")
     parser.add_argument("--cog-only", action="store_true")
+    parser.add_argument("--smoke", action="store_true", help="512 px rasters, one run: seconds")
     args = parser.parse_args()
+    if args.smoke:
+        global SIZE
+        SIZE, args.repeat = 512, 1
     data = workloads()
     if not args.cog_only:
         profiles(data, args.repeat)

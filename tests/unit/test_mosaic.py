@@ -96,6 +96,46 @@ def test_scene_outside_the_grid_is_skipped(folder: Path) -> None:
     assert not mask.any() and np.isnan(bands["B08"]).all()
 
 
+def test_scenes_are_read_only_where_they_can_still_fill_a_pixel(
+    folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A scene is warped over the empty pixels it reaches and skipped when it reaches none; the
+    pixels are those of warping every scene over the whole grid."""
+    from eobatch.sources import mosaic
+
+    whole_grid = []
+    windows: list[tuple[str, tuple[int, int, int, int]]] = []
+    warp = mosaic._warp_scene
+
+    def counting(scene, bands, grid, window, *args):  # type: ignore[no-untyped-def]
+        windows.append((scene.id, (window.col_off, window.row_off, window.width, window.height)))
+        return warp(scene, bands, grid, window, *args)
+
+    scenes = order_scenes([as_scene(folder, d) for d in DEMO_SCENES], "mostRecent")
+    for scene in scenes:  # each scene alone, over the whole grid: the reference
+        whole_grid.append(read_mosaic([scene], BANDS, GRID))
+    monkeypatch.setattr(mosaic, "_warp_scene", counting)
+    bands, mask = read_mosaic(scenes, BANDS, GRID)
+    expected = {b: np.full((GRID.height, GRID.width), np.nan, np.float32) for b in BANDS}
+    filled = np.zeros((GRID.height, GRID.width), bool)
+    for values, valid in whole_grid:
+        take = valid.astype(bool) & ~filled
+        for b in BANDS:
+            expected[b][take] = values[b][take]
+        filled |= take
+    np.testing.assert_array_equal(mask.astype(bool), filled)
+    for b in BANDS:
+        np.testing.assert_array_equal(bands[b], expected[b])
+    # The 2023 scene covers the whole demo area but the three 2024 scenes before it already
+    # filled the cell except where the cloud hole and the footprints leave gaps: it is read on
+    # a window no larger than the grid's part the demo data reaches, never on the whole grid.
+    assert all(w[2] * w[3] < GRID.width * GRID.height for _, w in windows)
+    # Asked again for pixels every scene has already filled, nothing is read.
+    windows.clear()
+    read_mosaic([scenes[-1], scenes[-1]], BANDS, GRID)
+    assert len(windows) == 1
+
+
 def test_time_filter_is_inclusive_and_order_is_deterministic(folder: Path) -> None:
     scenes = [as_scene(folder, d) for d in DEMO_SCENES]
     kept = filter_time(scenes, DEMO_SCENES[1].sensing_time, DEMO_SCENES[2].sensing_time)

@@ -68,6 +68,7 @@ class ScriptContext:
         self._ctx = MiniRacer()
         self._ctx.set_hard_memory_limit(heap_mb * 1024 * 1024)
         self._loaded: set[str] = set()
+        self._buffers: dict[str, memoryview] = {}
         self._ctx.eval(_prelude())
 
     def close(self) -> None:
@@ -108,6 +109,17 @@ class ScriptContext:
             raise EvalscriptError(
                 f"Evalscript exceeded the memory limit of {self.heap_mb} MB"
             ) from None
+
+    def buffer(self, slot: str, nbytes: int) -> memoryview:
+        """The bytes of the ArrayBuffer the bridge keeps under `slot`, of `nbytes` bytes.
+
+        Kept here too: the features of a task all have the same size, so after the first one
+        no call into V8 (about a millisecond each) is needed to find the memory again.
+        """
+        view = self._buffers.get(slot)
+        if view is None or view.nbytes != nbytes:
+            view = self._buffers[slot] = self.call("alloc", slot, nbytes)
+        return view
 
     def call(self, function: str, *args: Any) -> Any:
         """Call `__eobatch.<function>(*args)` with JSON-encoded arguments.

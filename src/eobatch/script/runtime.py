@@ -241,8 +241,7 @@ class EvalscriptRuntime:
 
 def _view(context: ScriptContext, slot: str, count: int, dtype: np.dtype) -> np.ndarray:
     """A numpy array over an ArrayBuffer that V8 owns (and keeps referenced until release)."""
-    buffer = context.call("alloc", slot, count * dtype.itemsize)
-    return np.frombuffer(buffer, dtype=dtype, count=count)
+    return np.frombuffer(context.buffer(slot, count * dtype.itemsize), dtype=dtype, count=count)
 
 
 def _same_memory(view: np.ndarray, values: np.ndarray) -> bool:
