@@ -270,13 +270,27 @@ def test_console_walkthrough(console: Console, browser: Browser) -> None:
     page.wait_for_selector("section.card .notice.error:has-text('not found')")
     expected_errors.append(("404 (Not Found)", f"{base}/api/v2/batch/process/{console.bob_task}"))
 
-    # -- the API docs render from packaged assets, with the client-credentials scheme
+    # -- the API docs render from packaged assets; Authorize gets a token, Try it out uses it
     page.goto(base + "/docs")
     page.wait_for_selector(".swagger-ui .info .title:has-text('eobatch')")
-    page.wait_for_selector(".swagger-ui button.authorize")
+    page.click(".swagger-ui .btn.authorize")
+    page.fill("#client_id_clientCredentials", console.alice.client_id)
+    page.fill("#client_secret_clientCredentials", console.alice.client_secret)
+    page.click(".auth-btn-wrapper .btn.authorize")
+    page.wait_for_selector(".auth-btn-wrapper button:has-text('Logout')")
+    page.click(".auth-btn-wrapper .btn-done")
+    operation = page.locator("#operations-batch-list_tasks_api_v2_batch_process_get")
+    operation.locator(".opblock-summary").click()
+    operation.locator(".try-out__btn").click()
+    operation.locator(".execute").click()
+    live = operation.locator(".live-responses-table td.response-col_status:not(.col_header)")
+    live.wait_for()
+    assert live.inner_text().strip() == "200"
+    assert console.demo_task in operation.locator(".live-responses-table").inner_text()
     browser.shot("api-docs.png")
     page.goto(base + "/redoc")
     page.wait_for_selector("redoc h1:has-text('eobatch')")
+    page.wait_for_selector("text=processRequest", state="attached")  # the create body
 
     assert browser.left_machine == [], "requests that would have left the machine"
     unexpected = [
@@ -285,3 +299,32 @@ def test_console_walkthrough(console: Console, browser: Browser) -> None:
         if not any(status in text and url == where for status, where in expected_errors)
     ]
     assert unexpected == [], unexpected
+
+
+def test_playground_preview(console: Console, browser: Browser) -> None:
+    """An evalscript over an area drawn on the map, rendered by the Process API."""
+    paths = httpx.get(f"{console.service.base_url}/openapi.json").json()["paths"]
+    if "/api/v1/process" not in paths:
+        pytest.skip("needs the Process API")
+    page = browser.page
+    page.goto(f"{browser.base_url}/#/playground")
+    if page.locator("#signin").count():  # a fresh tab: sign in first
+        page.fill("input[name=clientId]", console.alice.client_id)
+        page.fill("input[name=clientSecret]", console.alice.client_secret)
+        page.click("#signin button[type=submit]")
+        page.goto(f"{browser.base_url}/#/playground")
+    page.wait_for_selector("#playground-map[data-ready=true]")
+    box = page.locator("#playground-map").bounding_box()
+    assert box is not None
+    page.click("#draw")
+    for fx, fy in ((0.35, 0.35), (0.65, 0.65)):
+        page.mouse.click(box["x"] + box["width"] * fx, box["y"] + box["height"] * fy)
+    page.click("#run")
+    page.wait_for_function(
+        "(() => { const i = document.querySelector('#preview');"
+        " return i && !i.hidden && i.complete && i.naturalWidth > 0; })()"
+    )
+    assert page.locator("img.preview").count() == 1
+    browser.shot("console-playground.png")
+    assert browser.left_machine == []
+    assert [e for e in browser.console_errors if "/api/v1/process" in e[1]] == []

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from eobatch.api import auth, batch, byoc
+from eobatch.api import auth, batch, byoc, console
 from eobatch.api.errors import install_error_handlers
 from eobatch.api.openapi import install_openapi
 from eobatch.config import Settings
 from eobatch.store import Database
-from eobatch.web import api_router as console_api
-from eobatch.web import install_pages
+from eobatch.web.pages import install_pages
 
 
 def create_app(settings: Settings, db: Database) -> FastAPI:
@@ -29,7 +28,7 @@ def create_app(settings: Settings, db: Database) -> FastAPI:
     app.include_router(auth.router)
     app.include_router(batch.router)
     app.include_router(byoc.router)
-    app.include_router(console_api)
+    app.include_router(console.router)
     install_pages(app)
     install_openapi(app)
 

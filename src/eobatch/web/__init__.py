@@ -1,6 +1,2 @@
-"""The web console: task list, task map, results and script playground, served at `/`."""
-
-from eobatch.web.api import router as api_router
-from eobatch.web.pages import install_pages
-
-__all__ = ["api_router", "install_pages"]
+"""The web console: what it shows of tasks (`results`), quicklooks of outputs (`quicklook`), and
+its pages with their packaged assets (`pages`, `static/`). Its API routes are `api/console.py`."""

@@ -82,11 +82,30 @@ export function playgroundView(container) {
   );
   const map = createMap(mapElement);
 
+  // The chosen collection's extent, outlined, and the map brought to it.
+  let extent = null;
+  async function showExtent() {
+    if (extent) extent.remove();
+    extent = null;
+    if (!collection.value.startsWith("byoc-")) return;
+    const chosen = await call(`/api/v1/byoc/collections/${collection.value.slice(5)}`);
+    const outline = chosen.data.additionalData && chosen.data.additionalData.extent;
+    if (!outline) return;
+    extent = L.geoJSON(outline, { interactive: false, style: { color: "#1d4e89", weight: 1, dashArray: "4 4", fill: false } }).addTo(map);
+    map.fitBounds(extent.getBounds(), { padding: [30, 30] });
+  }
+  collection.addEventListener("change", () => showExtent().catch((error) => notice(message, error.details)));
+
   call("/api/v1/byoc/collections?count=100")
     .then((page) => {
-      fill(collection,
-        ...page.data.map((c) => h("option", { value: `byoc-${c.id}` }, `${c.name} (${c.id.slice(0, 8)})`)),
+      fill(
+        collection,
+        page.data.map((c) => h("option", { value: `byoc-${c.id}` }, `${c.name} (${c.id.slice(0, 8)})`)),
       );
+      return showExtent();
+    })
+    .then(() => {
+      mapElement.dataset.ready = "true"; // collections listed, map on the chosen one
     })
     .catch((error) => notice(message, error.details));
 

@@ -1,4 +1,4 @@
-"""The JSON and file endpoints the console needs, beside the Batch V2 routes they extend.
+"""The JSON and file endpoints the web console needs, beside the Batch V2 routes they extend.
 
 Same bearer authentication and tenant checks as the rest of the API: another account's task,
 feature or file is a 404.
