@@ -151,6 +151,7 @@ def test_features_files_quicklooks_and_ledger(service_factory) -> None:  # type:
     # Things that are not there.
     missing = {
         f"{base}/features/999999999": "Feature 999999999",
+        f"{base}/features/{10**30}/outputs/rgb": f"Feature {10**30}",
         f"{base}/features/{feature_id}/outputs/nope": "no delivered output 'nope'",
         f"{base}/features/{feature_id}/outputs/userdata/quicklook": "not a raster",
         "/api/v2/batch/process/not-a-uuid/features/geojson": "not found",

@@ -184,7 +184,8 @@ def _owned_feature(
 ) -> tuple[Task, Feature]:
     with db.session() as session:
         task = owned_task(session, account_id, task_id)
-        feature = session.get(Feature, (task_id, feature_id))
+        # ids are 32-bit in the store: a larger one would be a database error, not a miss
+        feature = session.get(Feature, (task_id, feature_id)) if feature_id < 2**31 else None
         if feature is None:
             raise NotFound(f"Feature {feature_id} of batch task {task_id} not found")
         session.expunge_all()
