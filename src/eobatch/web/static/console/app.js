@@ -15,7 +15,7 @@ function signInView(container) {
     "form",
     { class: "signin card", id: "signin" },
     h("h1", {}, "Sign in"),
-    h("p", {}, "Use your account's OAuth client id and secret (from `eobatch accounts create`)."),
+    h("p", {}, "Use your account's OAuth client id and secret, as printed by: eobatch accounts create NAME"),
     h("label", {}, "Client id", h("input", { name: "clientId", required: true, autocomplete: "username" })),
     h(
       "label",
