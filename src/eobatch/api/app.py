@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from eobatch.api import auth, batch, byoc
+from eobatch.api import auth, batch, byoc, console
 from eobatch.api.errors import install_error_handlers
+from eobatch.api.openapi import install_openapi
 from eobatch.config import Settings
 from eobatch.store import Database
+from eobatch.web.pages import install_pages
 
 
 def create_app(settings: Settings, db: Database) -> FastAPI:
@@ -16,6 +18,9 @@ def create_app(settings: Settings, db: Database) -> FastAPI:
         title="eobatch",
         summary="Sentinel Hub Batch Processing V2 compatible API",
         version="0.1.0",
+        # served from packaged assets by eobatch.web (the defaults load them from a CDN)
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.db = db
@@ -23,6 +28,9 @@ def create_app(settings: Settings, db: Database) -> FastAPI:
     app.include_router(auth.router)
     app.include_router(batch.router)
     app.include_router(byoc.router)
+    app.include_router(console.router)
+    install_pages(app)
+    install_openapi(app)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict:

@@ -7,20 +7,32 @@ import binascii
 from datetime import timedelta
 from urllib.parse import parse_qs
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Security
 from fastapi.concurrency import run_in_threadpool
+from fastapi.openapi.models import OAuthFlowClientCredentials, OAuthFlows
 from fastapi.responses import JSONResponse
+from fastapi.security import OAuth2
 
 from eobatch.accounts import Principal, authenticate_client, issue_token, verify_token
 from eobatch.errors import Unauthorized
 
 router = APIRouter(tags=["oauth"])
+TOKEN_URL = "/oauth/token"
+
+# The bearer scheme as OpenAPI tells it: OAuth2 client credentials from TOKEN_URL (Swagger UI's
+# "Authorize" then fetches the token itself). It only hands over the Authorization header; the
+# check, and its Sentinel Hub style 401, stay in `current_account`.
+bearer = OAuth2(
+    flows=OAuthFlows(clientCredentials=OAuthFlowClientCredentials(tokenUrl=TOKEN_URL)),
+    scheme_name="OAuth2ClientCredentials",
+    description="An access token from the client-credentials grant at " + TOKEN_URL,
+    auto_error=False,
+)
 
 
-def current_account(request: Request) -> str:
+def current_account(request: Request, header: str | None = Security(bearer)) -> str:
     """The account id behind the request's bearer token (401 otherwise)."""
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
+    scheme, _, token = (header or "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("Missing bearer token: send 'Authorization: Bearer <access_token>'.")
     settings = request.app.state.settings
@@ -74,5 +86,29 @@ async def _token(request: Request) -> JSONResponse:
     )
 
 
-router.add_api_route("/oauth/token", _token, methods=["POST"])
-router.add_api_route("/auth/realms/main/protocol/openid-connect/token", _token, methods=["POST"])
+_TOKEN_FORM = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/x-www-form-urlencoded": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "grant_type": {"type": "string", "enum": ["client_credentials"]},
+                        "client_id": {"type": "string"},
+                        "client_secret": {"type": "string"},
+                    },
+                    "required": ["grant_type"],
+                }
+            }
+        },
+    }
+}
+for _path in (TOKEN_URL, "/auth/realms/main/protocol/openid-connect/token"):
+    router.add_api_route(
+        _path,
+        _token,
+        methods=["POST"],
+        summary="Access token (OAuth2 client credentials; or HTTP Basic with the client's id)",
+        openapi_extra=_TOKEN_FORM,
+    )

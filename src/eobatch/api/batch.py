@@ -6,12 +6,13 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from eobatch.api.auth import current_account
+from eobatch.api.openapi import json_body
 from eobatch.api.pagination import page, page_window
 from eobatch.errors import InvalidRequest, NotFound
 from eobatch.lifecycle import tasks
 from eobatch.lifecycle.states import UserAction
 from eobatch.planning import GRIDS
-from eobatch.schemas import parse_json
+from eobatch.schemas import BatchRequest, DescriptionUpdate, parse_json
 
 router = APIRouter(prefix="/api/v2/batch", tags=["batch"])
 
@@ -32,7 +33,13 @@ async def _create_body(request: Request) -> tuple[object, str | None]:
     return parse_json(await request.body()), None
 
 
-@router.post("/process", status_code=201)
+_MULTIPART = {
+    "request": {"type": "string", "description": "the BatchRequest JSON"},
+    "evalscript": {"type": "string", "description": "the evalscript, replacing the request's"},
+}
+
+
+@router.post("/process", status_code=201, openapi_extra=json_body(BatchRequest, _MULTIPART))
 async def create(request: Request, account: str = Depends(current_account)) -> dict:
     body, evalscript = await _create_body(request)
     state = request.app.state
@@ -74,7 +81,7 @@ def list_features(
     return page(request, items, offset, limit)
 
 
-@router.put("/process/{task_id}")
+@router.put("/process/{task_id}", openapi_extra=json_body(DescriptionUpdate))
 async def update_task(
     task_id: str, request: Request, account: str = Depends(current_account)
 ) -> dict:

@@ -6,8 +6,10 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from eobatch.api.auth import current_account
+from eobatch.api.openapi import json_body
 from eobatch.api.pagination import page, page_window
 from eobatch.schemas import parse_json
+from eobatch.schemas.byoc import CollectionIn, TileIn, TileUpdate
 from eobatch.sources import byoc
 
 router = APIRouter(prefix="/api/v1/byoc", tags=["byoc"])
@@ -26,7 +28,7 @@ def list_collections(
     return page(request, items, offset, limit)
 
 
-@router.post("/collections", status_code=201)
+@router.post("/collections", status_code=201, openapi_extra=json_body(CollectionIn))
 async def create_collection(request: Request, account: str = Depends(current_account)) -> dict:
     body = parse_json(await request.body())
     state = request.app.state
@@ -44,7 +46,7 @@ def get_collection(
     return {"data": byoc.get_collection(request.app.state.db, account, collection_id)}
 
 
-@router.put("/collections/{collection_id}", status_code=204)
+@router.put("/collections/{collection_id}", status_code=204, openapi_extra=json_body(CollectionIn))
 async def update_collection(
     collection_id: str, request: Request, account: str = Depends(current_account)
 ) -> Response:
@@ -82,7 +84,7 @@ def list_tiles(
     return page(request, items, offset, limit)
 
 
-@router.post("/collections/{collection_id}/tiles", status_code=201)
+@router.post("/collections/{collection_id}/tiles", status_code=201, openapi_extra=json_body(TileIn))
 async def create_tile(
     collection_id: str, request: Request, account: str = Depends(current_account)
 ) -> dict:
@@ -102,7 +104,11 @@ def get_tile(
     return {"data": byoc.get_tile(request.app.state.db, account, collection_id, tile_id)}
 
 
-@router.put("/collections/{collection_id}/tiles/{tile_id}", status_code=204)
+@router.put(
+    "/collections/{collection_id}/tiles/{tile_id}",
+    status_code=204,
+    openapi_extra=json_body(TileUpdate),
+)
 async def update_tile(
     collection_id: str, tile_id: str, request: Request, account: str = Depends(current_account)
 ) -> Response:
