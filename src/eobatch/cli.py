@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib.metadata import version
 from pathlib import Path
 
 import typer
@@ -10,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from eobatch import accounts as account_store
-from eobatch.config import Settings
+from eobatch.config import Settings, SettingsError, load_settings, unknown_variables
 from eobatch.errors import EobatchError
 from eobatch.lifecycle.billing import to_pu
 
@@ -22,20 +27,89 @@ app = typer.Typer(
 accounts_app = typer.Typer(help="Accounts and their OAuth clients.", no_args_is_help=True)
 app.add_typer(accounts_app, name="accounts")
 console = Console()
+errors = Console(stderr=True)
 
 DataDir = typer.Option(
     None, "--data-dir", help="Data directory (default: $EOBATCH_DATA_DIR or ./eobatch-data)."
 )
+Json = typer.Option(False, "--json", help="Print JSON instead of a table.")
+
+
+def _version(show: bool) -> None:
+    if show:
+        console.print(f"eobatch {version('eobatch')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    _: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                           help="Print the version and exit."),
+) -> None:  # fmt: skip
+    """eobatch: a self-hostable Sentinel Hub Batch Processing V2 service."""
 
 
 def _settings(data_dir: Path | None) -> Settings:
-    return Settings(data_dir=data_dir) if data_dir else Settings()
+    """The settings, or a one-line error per bad EOBATCH_* value and exit code 2."""
+    for warning in unknown_variables():
+        errors.print(f"[yellow]warning:[/] {warning}")
+    try:
+        return load_settings(data_dir=data_dir) if data_dir else load_settings()
+    except SettingsError as exc:
+        for line in str(exc).splitlines():
+            errors.print(f"[red]error:[/] {line}", highlight=False)
+        raise typer.Exit(2) from None
 
 
 def _db(settings: Settings):  # type: ignore[no-untyped-def]
+    """The store at its newest schema, or a one-line error naming it and exit code 1."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
     from eobatch.service import open_database
 
-    return open_database(settings)
+    try:
+        return open_database(settings)
+    except SQLAlchemyError as exc:
+        url = make_url(settings.resolved_database_url).render_as_string(hide_password=True)
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        errors.print(
+            f"[red]error:[/] cannot open the store {url}: {reason}; check "
+            "EOBATCH_DATABASE_URL and that the database server runs",
+            highlight=False,
+        )
+        raise typer.Exit(1) from None
+
+
+def _free_port(host: str, port: int) -> None:
+    """Exit with a clear message when `host:port` cannot be listened on, before anything
+    (migrations, the Dask cluster) is started."""
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+            probe.bind((host, port))
+    except OSError as exc:
+        errors.print(f"[red]error:[/] cannot listen on {host}:{port}: {exc.strerror or exc}; "
+                     "is another eobatch serve running? Choose another port with --port.",
+                     highlight=False)  # fmt: skip
+        raise typer.Exit(1) from None
+
+
+@contextmanager
+def _one_controller(settings: Settings, purpose: str, needed: bool = True) -> Iterator[None]:
+    """Hold the store's controller lock (SQLite: one controller per database), or exit 1."""
+    from eobatch.controller_lock import ControllerLockError, controller_lock
+
+    if not needed:
+        yield
+        return
+    try:
+        with controller_lock(settings, purpose):
+            yield
+    except ControllerLockError as exc:
+        errors.print(f"[red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(1) from None
 
 
 @app.command()
@@ -52,10 +126,14 @@ def serve(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     settings = _settings(data_dir)
-    console.print(
-        f"[bold]eobatch[/] serving http://{host}:{port} (store: {settings.resolved_database_url})"
-    )
-    run(settings, host, port, controller)
+    _free_port(host, port)
+    with _one_controller(settings, f"eobatch serve on {host}:{port}", needed=controller):
+        _db(settings).dispose()
+        console.print(
+            f"[bold]eobatch[/] serving http://{host}:{port} "
+            f"(store: {settings.resolved_database_url})"
+        )
+        run(settings, host, port, controller)
 
 
 @app.command()
@@ -67,11 +145,13 @@ def demo(
     from eobatch.demo import run_demo
 
     settings = _settings(data_dir).model_copy(update={"workers": workers})
-    try:
-        run_demo(settings, console)
-    except EobatchError as exc:
-        console.print(f"[red]demo failed:[/] {exc.message}")
-        raise typer.Exit(1) from exc
+    with _one_controller(settings, "eobatch demo"):
+        _db(settings).dispose()
+        try:
+            run_demo(settings, console)
+        except EobatchError as exc:
+            console.print(f"[red]demo failed:[/] {exc.message}")
+            raise typer.Exit(1) from exc
 
 
 @accounts_app.command("create")
@@ -103,10 +183,18 @@ def accounts_add_client(account_id: str, data_dir: Path | None = DataDir) -> Non
 
 
 @accounts_app.command("list")
-def accounts_list(data_dir: Path | None = DataDir) -> None:
-    """List accounts, balances and client ids."""
+def accounts_list(data_dir: Path | None = DataDir, as_json: bool = Json) -> None:
+    """List accounts, balances and client ids (in full: other commands take them)."""
+    accounts = account_store.list_accounts(_db(_settings(data_dir)))
+    if as_json:
+        print(json.dumps([{"id": a.id, "name": a.name, "balancePU": to_pu(a.balance_micro_pu),
+                           "heldPU": to_pu(a.reserved_micro_pu), "clientIds": clients}
+                          for a, clients in accounts], indent=2))  # fmt: skip
+        return
     table = Table("account id", "name", "balance (PU)", "held for work in flight", "client ids")
-    for account, clients in account_store.list_accounts(_db(_settings(data_dir))):
+    for column in (table.columns[0], table.columns[4]):
+        column.no_wrap, column.min_width = True, 36  # ids are copied from here: never cut
+    for account, clients in accounts:
         table.add_row(account.id, account.name, f"{to_pu(account.balance_micro_pu):,.6f}",
                       f"{to_pu(account.reserved_micro_pu):,.6f}", "\n".join(clients))  # fmt: skip
     console.print(table)
@@ -164,5 +252,11 @@ def grids() -> None:
     console.print(table)
 
 
-if __name__ == "__main__":
-    app()
+if __name__ == "__main__":  # python -m eobatch.cli: run the module as imported, tasks included
+    from eobatch.cli import app as cli
+
+    cli()
+else:  # last: the task commands use the helpers above
+    from eobatch.cli_tasks import tasks_app
+
+    app.add_typer(tasks_app, name="tasks")

@@ -112,6 +112,11 @@ class CogOptions:
 PLAIN_OVERVIEW_MIN_SIZE = 256
 
 
+def plain_block_size(width: int, height: int) -> int:
+    """Block size of a plain GeoTIFF: 512, or 256 for small outputs (mostly padding in 512)."""
+    return 512 if min(height, width) >= 512 else 256
+
+
 def band_names(output_id: str, bands: int) -> list[str]:
     """Names of an output's bands: `<id>` for one band, else `<id>`, `<id>2`, `<id>3`, ...
 
@@ -142,12 +147,21 @@ def encode_output(
     overviews as COGs do: `average` for FLOAT32, `nearest` for integers (classes, masks and
     digital numbers must not be blended into values that do not exist).
     """
-    resampling = "average" if output.sample_type == "FLOAT32" else "nearest"
     return encode_geotiff(
         data, epsg, transform, output_nodata(output), profile, cog,
         descriptions=band_names(output.id, output.bands),
-        overviews=None if cog is not None else resampling,
+        overviews=None if cog is not None else overview_resampling(output),
     )  # fmt: skip
+
+
+def overview_resampling(output: ScriptOutput) -> str:
+    """How the overviews of a plain GeoTIFF output are resampled (see `encode_output`)."""
+    return "average" if output.sample_type == "FLOAT32" else "nearest"
+
+
+def plain_overview_levels(width: int, height: int) -> list[int]:
+    """Overview factors of a plain GeoTIFF output of `width` x `height` pixels."""
+    return CogOptions(overview_min_size=PLAIN_OVERVIEW_MIN_SIZE).levels_for(width, height)
 
 
 def encode_geotiff(
@@ -183,8 +197,7 @@ def encode_geotiff(
     }
     threads = str(max(1, profile.num_threads))
     if cog is None:
-        # Small outputs would be mostly padding in 512-pixel blocks.
-        block = 512 if min(height, width) >= 512 else 256
+        block = plain_block_size(width, height)
         options = {
             "driver": "GTiff",
             "tiled": True,
@@ -203,9 +216,7 @@ def encode_geotiff(
                 dataset.write(data)
                 _describe(dataset, descriptions)
                 if overviews is not None:
-                    levels = CogOptions(overview_min_size=PLAIN_OVERVIEW_MIN_SIZE).levels_for(
-                        width, height
-                    )
+                    levels = plain_overview_levels(width, height)
                     if levels:
                         dataset.build_overviews(levels, _RESAMPLING[overviews])
             return memory.read()
