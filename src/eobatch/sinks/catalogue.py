@@ -97,7 +97,9 @@ def catalogue_objects(results: TaskResults) -> dict[str, bytes]:
         for delivered, footprint in zip(results.features, footprints, strict=True):
             item = _item(results, delivered, footprint, folder)
             items.append(item)
-            objects[_item_key(folder, delivered.feature.name)] = _json(item.to_dict(transform_hrefs=False))
+            objects[_item_key(folder, delivered.feature.name)] = _json(
+                item.to_dict(transform_hrefs=False)
+            )
         mosaics = _mosaics(results, folder)
     objects |= {key: data for key, (data, _, _) in mosaics.items()}
     collection = _collection(
