@@ -9,9 +9,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
+from rich.measure import Measurement
 from rich.table import Table
 
 from eobatch import accounts as account_store
@@ -27,12 +29,19 @@ app = typer.Typer(
 accounts_app = typer.Typer(help="Accounts and their OAuth clients.", no_args_is_help=True)
 app.add_typer(accounts_app, name="accounts")
 console = Console()
-errors = Console(stderr=True)
+errors = Console(stderr=True, soft_wrap=True)  # an error stays one line, however long
 
-DataDir = typer.Option(
+DataDir: Any = typer.Option(
     None, "--data-dir", help="Data directory (default: $EOBATCH_DATA_DIR or ./eobatch-data)."
 )
-Json = typer.Option(False, "--json", help="Print JSON instead of a table.")
+Json: Any = typer.Option(False, "--json", help="Print JSON instead of a table.")
+
+
+def print_table(table: Table) -> None:
+    """Print `table` as wide as its content needs, even past the terminal's width: its ids
+    are copied into other commands and must never be cut or folded."""
+    needed = Measurement.get(console, console.options.update(width=100_000), table).maximum
+    Console(width=max(console.width, needed)).print(table)
 
 
 def _version(show: bool) -> None:
@@ -192,12 +201,10 @@ def accounts_list(data_dir: Path | None = DataDir, as_json: bool = Json) -> None
                           for a, clients in accounts], indent=2))  # fmt: skip
         return
     table = Table("account id", "name", "balance (PU)", "held for work in flight", "client ids")
-    for column in (table.columns[0], table.columns[4]):
-        column.no_wrap, column.min_width = True, 36  # ids are copied from here: never cut
     for account, clients in accounts:
         table.add_row(account.id, account.name, f"{to_pu(account.balance_micro_pu):,.6f}",
                       f"{to_pu(account.reserved_micro_pu):,.6f}", "\n".join(clients))  # fmt: skip
-    console.print(table)
+    print_table(table)
 
 
 @accounts_app.command("topup")

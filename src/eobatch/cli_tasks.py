@@ -19,7 +19,7 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 from rich.table import Table
 from sqlalchemy import func, select
 
-from eobatch.cli import DataDir, Json, _db, _settings, console, errors
+from eobatch.cli import DataDir, Json, _db, _settings, console, errors, print_table
 from eobatch.config import Settings
 from eobatch.lifecycle.billing import to_pu
 from eobatch.lifecycle.tasks import feature_json, task_json
@@ -58,13 +58,12 @@ def tasks_list(
             return
         table = Table("task id", "account", "status", "done", "features", "cost (PU)",
                       "created (UTC)", "description")  # fmt: skip
-        table.columns[0].no_wrap = True  # ids are copied from here: never cut
         for task, name in rows:
             created = task.created.strftime("%Y-%m-%d %H:%M")
             table.add_row(task.id, name, _status(task), f"{task.completion_percentage:.0f} %",
                           str(task.feature_count or ""), f"{to_pu(task.cost_micro_pu):,.3f}",
                           created, task.description or "")  # fmt: skip
-    console.print(table if rows else "no tasks")
+    print_table(table) if rows else console.print("no tasks")
 
 
 @tasks_app.command("show")
@@ -115,7 +114,7 @@ def tasks_features(
             table.add_row(str(f.id), f.name, status_text, str(f.attempts), str(f.samples or ""),
                           f"{to_pu(f.cost_micro_pu + f.surcharge_micro_pu):,.3f}",
                           f.error or "")  # fmt: skip
-    console.print(table if rows else "no features")
+    print_table(table) if rows else console.print("no features")
 
 
 @tasks_app.command("watch")
