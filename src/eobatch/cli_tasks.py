@@ -79,14 +79,7 @@ def tasks_show(
     if as_json:
         _print_json(task_json(task))
         return
-    table = Table(show_header=False, box=None)
-    table.add_column(style="bold")
-    table.add_column()
-    for name, value in _summary(task, counts, settings):
-        table.add_row(name, value)
-    for error, count in errors_seen:
-        table.add_row("feature error", f"{count} × {error}")
-    console.print(table)
+    _print_summary(task, counts, errors_seen, settings)
 
 
 @tasks_app.command("features")
@@ -139,12 +132,10 @@ def tasks_watch(
     if as_json:
         task = _watch_json(db, task_id, interval)
     else:
-        task = _watch_live(db, task_id, interval)
+        _watch_live(db, task_id, interval)
         task, counts, errors_seen = _task_state(db, task_id)
-        for name, value in _summary(task, counts, settings):
-            console.print(f"[bold]{name:>12}[/]  {value}", highlight=False)
-        for error, count in errors_seen:
-            console.print(f"[bold]{'error':>12}[/]  {count} × {error}", highlight=False)
+        console.line()
+        _print_summary(task, counts, errors_seen, settings)
     raise typer.Exit(0 if task.status == "DONE" else 1)
 
 
@@ -174,6 +165,19 @@ def _task_state(db: Database, task_id: str) -> tuple[Task, Counter[str], list[tu
             .limit(5)
         ).all()
         return task, counts, [(str(e), int(n)) for e, n in errors_seen]
+
+
+def _print_summary(
+    task: Task, counts: Counter[str], errors_seen: list[tuple[str, int]], settings: Settings
+) -> None:
+    table = Table(show_header=False, box=None)
+    table.add_column(style="bold")
+    table.add_column()
+    for name, value in _summary(task, counts, settings):
+        table.add_row(name, value)
+    for error, count in errors_seen:
+        table.add_row("feature error", f"{count} × {error}")
+    print_table(table)  # paths in full: they are copied into other tools
 
 
 def _status(task: Task) -> str:
@@ -233,7 +237,7 @@ def _results(task: Task, settings: Settings) -> list[tuple[str, str]]:
     rows.append(("catalogue", f"{folder}/{COLLECTION_FILE} (STAC)"))
     local = Path(folder)
     for mosaic in sorted(local.glob("mosaic-*.vrt")) if local.is_dir() else []:
-        rows.append(("mosaic", f"{mosaic}  (open it in QGIS, or: gdalinfo {mosaic})"))
+        rows.append(("mosaic", f"{mosaic}  (drag it into QGIS, or gdalinfo it)"))
     return rows
 
 
