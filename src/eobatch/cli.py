@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shlex
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -168,9 +169,19 @@ def accounts_create(
     name: str = typer.Argument(..., help="A name for the account."),
     pu: float = typer.Option(10_000.0, "--pu", min=0, help="Initial balance in processing units."),
     data_dir: Path | None = DataDir,
-) -> None:
+    export: bool = typer.Option(
+        False, "--export",
+        help="Print shell exports of SH_CLIENT_ID and SH_CLIENT_SECRET (what sentinelhub-py "
+        "reads), for eval \"$(eobatch accounts create ... --export)\".",
+    ),
+) -> None:  # fmt: skip
     """Create an account and print its OAuth client id and secret (shown only once)."""
     creds = account_store.create_account(_db(_settings(data_dir)), name, pu)
+    if export:
+        print(f"# eobatch account {creds.account_id} ({name})")
+        print(f"export SH_CLIENT_ID={shlex.quote(creds.client_id)}")
+        print(f"export SH_CLIENT_SECRET={shlex.quote(creds.client_secret)}")
+        return
     console.print(f"account id:    {creds.account_id}")
     console.print(f"client id:     {creds.client_id}")
     console.print(f"client secret: {creds.client_secret}")
