@@ -1,4 +1,4 @@
-"""README.md's configuration table lists exactly the settings `Settings` reads, with its defaults."""
+"""README.md's configuration table lists exactly the settings of `Settings`, with its defaults."""
 
 from __future__ import annotations
 
