@@ -1,24 +1,23 @@
-"""`eobatch` command line: serve, accounts, grids, demo."""
+"""`eobatch` command line: serve, accounts, tasks (cli_tasks.py), grids, demo."""
 
 from __future__ import annotations
 
 import json
 import logging
 import shlex
-import socket
-from collections.abc import Iterator
-from contextlib import contextmanager
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any
 
 import typer
-from rich.console import Console
-from rich.measure import Measurement
 from rich.table import Table
 
 from eobatch import accounts as account_store
-from eobatch.config import Settings, SettingsError, load_settings, unknown_variables
+from eobatch.cli_support import DataDir, Json, console, print_table
+from eobatch.cli_support import database_or_exit as _db
+from eobatch.cli_support import free_port_or_exit as _free_port
+from eobatch.cli_support import one_controller as _one_controller
+from eobatch.cli_support import settings_or_exit as _settings
+from eobatch.cli_tasks import tasks_app
 from eobatch.errors import EobatchError
 from eobatch.lifecycle.billing import to_pu
 
@@ -29,20 +28,7 @@ app = typer.Typer(
 )
 accounts_app = typer.Typer(help="Accounts and their OAuth clients.", no_args_is_help=True)
 app.add_typer(accounts_app, name="accounts")
-console = Console()
-errors = Console(stderr=True, soft_wrap=True)  # an error stays one line, however long
-
-DataDir: Any = typer.Option(
-    None, "--data-dir", help="Data directory (default: $EOBATCH_DATA_DIR or ./eobatch-data)."
-)
-Json: Any = typer.Option(False, "--json", help="Print JSON instead of a table.")
-
-
-def print_table(table: Table) -> None:
-    """Print `table` as wide as its content needs, even past the terminal's width: its ids
-    are copied into other commands and must never be cut or folded."""
-    needed = Measurement.get(console, console.options.update(width=100_000), table).maximum
-    Console(width=max(console.width, needed)).print(table)
+app.add_typer(tasks_app, name="tasks")
 
 
 def _version(show: bool) -> None:
@@ -57,69 +43,6 @@ def main(
                            help="Print the version and exit."),
 ) -> None:  # fmt: skip
     """eobatch: a self-hostable Sentinel Hub Batch Processing V2 service."""
-
-
-def _settings(data_dir: Path | None) -> Settings:
-    """The settings, or a one-line error per bad EOBATCH_* value and exit code 2."""
-    for warning in unknown_variables():
-        errors.print(f"[yellow]warning:[/] {warning}")
-    try:
-        return load_settings(data_dir=data_dir) if data_dir else load_settings()
-    except SettingsError as exc:
-        for line in str(exc).splitlines():
-            errors.print(f"[red]error:[/] {line}", highlight=False)
-        raise typer.Exit(2) from None
-
-
-def _db(settings: Settings):  # type: ignore[no-untyped-def]
-    """The store at its newest schema, or a one-line error naming it and exit code 1."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from eobatch.service import open_database
-
-    try:
-        return open_database(settings)
-    except SQLAlchemyError as exc:
-        url = make_url(settings.resolved_database_url).render_as_string(hide_password=True)
-        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-        errors.print(
-            f"[red]error:[/] cannot open the store {url}: {reason}; check "
-            "EOBATCH_DATABASE_URL and that the database server runs",
-            highlight=False,
-        )
-        raise typer.Exit(1) from None
-
-
-def _free_port(host: str, port: int) -> None:
-    """Exit with a clear message when `host:port` cannot be listened on, before anything
-    (migrations, the Dask cluster) is started."""
-    try:
-        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
-        with socket.socket(family, socket.SOCK_STREAM) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
-            probe.bind((host, port))
-    except OSError as exc:
-        errors.print(f"[red]error:[/] cannot listen on {host}:{port}: {exc.strerror or exc}; "
-                     "is another eobatch serve running? Choose another port with --port.",
-                     highlight=False)  # fmt: skip
-        raise typer.Exit(1) from None
-
-
-@contextmanager
-def _one_controller(settings: Settings, purpose: str, needed: bool = True) -> Iterator[None]:
-    """Hold the store's controller lock (SQLite: one controller per database), or exit 1."""
-    from eobatch.controller_lock import ControllerLockError, controller_lock
-
-    if not needed:
-        yield
-        return
-    try:
-        with controller_lock(settings, purpose):
-            yield
-    except ControllerLockError as exc:
-        errors.print(f"[red]error:[/] {exc}", highlight=False)
-        raise typer.Exit(1) from None
 
 
 @app.command()
@@ -270,11 +193,5 @@ def grids() -> None:
     console.print(table)
 
 
-if __name__ == "__main__":  # python -m eobatch.cli: run the module as imported, tasks included
-    from eobatch.cli import app as cli
-
-    cli()
-else:  # last: the task commands use the helpers above
-    from eobatch.cli_tasks import tasks_app
-
-    app.add_typer(tasks_app, name="tasks")
+if __name__ == "__main__":
+    app()

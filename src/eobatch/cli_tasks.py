@@ -19,7 +19,9 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 from rich.table import Table
 from sqlalchemy import func, select
 
-from eobatch.cli import DataDir, Json, _db, _settings, console, errors, print_table
+from eobatch.cli_support import DataDir, Json, console, errors, print_table
+from eobatch.cli_support import database_or_exit as _db
+from eobatch.cli_support import settings_or_exit as _settings
 from eobatch.config import Settings
 from eobatch.lifecycle.billing import to_pu
 from eobatch.lifecycle.tasks import feature_json, task_json
