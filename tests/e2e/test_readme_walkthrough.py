@@ -44,7 +44,7 @@ def walkthrough() -> list[tuple[str, str, bool]]:
 
 def driver(blocks: list[tuple[str, str, bool]]) -> str:
     """One bash script: the background block, a wait for its port, then every other block."""
-    lines = ["set -euo pipefail", "if [ -n \"${PRIVATE_NETWORK:-}\" ]; then ip link set lo up; fi"]
+    lines = ["set -euo pipefail", 'if [ -n "${PRIVATE_NETWORK:-}" ]; then ip link set lo up; fi']
     for language, code, background in blocks:
         if background:
             assert language == "bash"
