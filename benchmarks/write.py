@@ -13,7 +13,8 @@ FLOAT32 NDVI. Throughput is raw array megabytes (1e6 bytes) per second.
       descriptions, internal overviews) costs against the same GeoTIFF without overviews, with
       the overview resampling of each sample type and the alternative one
 
-Run: python benchmarks/write.py [--repeat N] [--smoke] [--profiles-only | --cog-only]
+Run: python benchmarks/write.py [--repeat N] [--smoke] [--profiles-only | --cog-only |
+     --overviews-only]
 Needs `gdal_translate` on PATH for (2) (Debian: apt-get install gdal-bin).
 """
 
@@ -164,14 +165,16 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="500 x 500 rasters, one repeat")
     parser.add_argument("--profiles-only", action="store_true")
     parser.add_argument("--cog-only", action="store_true")
+    parser.add_argument("--overviews-only", action="store_true")
     args = parser.parse_args()
     data = workloads(500 if args.smoke else SIZE)
     repeat = 1 if args.smoke else args.repeat
-    if not args.cog_only:
+    only = args.profiles_only or args.cog_only or args.overviews_only
+    if args.profiles_only or not only:
         profiles(data, repeat)
-    if not args.profiles_only:
+    if args.cog_only or not only:
         cog_against_gdal(data, repeat)
-    if not (args.cog_only or args.profiles_only):
+    if args.overviews_only or not only:
         overviews(data, repeat)
 
 
