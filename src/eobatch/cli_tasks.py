@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from eobatch.cli_support import database_or_exit as _db
 from eobatch.cli_support import settings_or_exit as _settings
 from eobatch.config import Settings
 from eobatch.lifecycle.billing import to_pu
+from eobatch.lifecycle.states import Status
 from eobatch.lifecycle.tasks import feature_json, task_json
 from eobatch.sinks.catalogue import COLLECTION_FILE
 from eobatch.sinks.template import DeliveryTemplate
@@ -50,7 +52,7 @@ def tasks_list(
     db = _db(_settings(data_dir))
     query = select(Task, Account.name).join(Account, Account.id == Task.account_id)
     if status:
-        query = query.where(Task.status == status.upper())
+        query = query.where(Task.status == _checked(status, [s.value for s in Status]))
     if account:
         query = query.where(Task.account_id == account)
     with db.session() as session:
@@ -97,7 +99,7 @@ def tasks_features(
     _task_state(db, task_id)  # exits when there is no such task
     query = select(FeatureRow).where(FeatureRow.task_id == task_id)
     if status:
-        query = query.where(FeatureRow.status == status.upper())
+        query = query.where(FeatureRow.status == _checked(status, FEATURE_STATUSES))
     with db.session() as session:
         rows = session.scalars(query.order_by(FeatureRow.id).limit(limit)).all()
         if as_json:
@@ -180,6 +182,14 @@ def _print_summary(
     for error, count in errors_seen:
         table.add_row("feature error", f"{count} × {error}")
     print_table(table)  # paths in full: they are copied into other tools
+
+
+def _checked(status: str, allowed: Sequence[str]) -> str:
+    """`status` in upper case, or exit 2 naming the statuses there are."""
+    if status.upper() not in allowed:
+        errors.print(f"[red]error:[/] --status {status}: allowed: {', '.join(allowed)}")
+        raise typer.Exit(2)
+    return status.upper()
 
 
 def _status(task: Task) -> str:

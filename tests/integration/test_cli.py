@@ -183,6 +183,8 @@ def test_tasks_list_show_features(service: Service) -> None:
     cli = runner.invoke(app, ["tasks", "features", done["id"], "--json", *data], env=env)
     assert json.loads(cli.output) == api
 
+    wrong = runner.invoke(app, ["tasks", "list", "--status", "RUNNING", *data], env=env)
+    assert wrong.exit_code == 2 and "allowed: CREATED, ANALYSING" in wrong.output
     missing = runner.invoke(app, ["tasks", "show", "no-such-task", *data], env=env)
     assert missing.exit_code == 1 and "eobatch tasks list" in missing.output
 
