@@ -9,8 +9,12 @@ FLOAT32 NDVI. Throughput is raw array megabytes (1e6 bytes) per second.
       against `gdal_translate -of COG` with the same codec, level, predictor, block size,
       resampling and threads, from an uncompressed GeoTIFF on disk to a file (ratio = eobatch
       time / gdal_translate time; goal <= 1.1)
+  (3) overviews: what the plain GeoTIFF of a batch output (`encode_output`: no-data tag, band
+      descriptions, internal overviews) costs against the same GeoTIFF without overviews, with
+      the overview resampling of each sample type and the alternative one
 
-Run: python benchmarks/write.py [--repeat N] [--profiles-only | --cog-only] [--smoke]
+Run: python benchmarks/write.py [--repeat N] [--smoke] [--profiles-only | --cog-only |
+     --overviews-only]
 Needs `gdal_translate` on PATH for (2) (Debian: apt-get install gdal-bin).
 """
 
@@ -29,10 +33,11 @@ import rasterio
 from affine import Affine
 
 from eobatch.demo_data import demo_band_values
-from eobatch.sinks import CogOptions, CompressionProfile, encode_geotiff
+from eobatch.script import ScriptOutput
+from eobatch.sinks import CogOptions, CompressionProfile, encode_geotiff, encode_output
 from eobatch.storage import Location
 
-SIZE = 3500  # --smoke: 512
+SIZE = 3500  # --smoke: 500
 EPSG = 32633
 TRANSFORM = Affine(10.0, 0.0, 440000.0, 0.0, -10.0, 5350000.0)
 PROFILES = [  # (label, profile, predictor)
@@ -48,11 +53,11 @@ PROFILES = [  # (label, profile, predictor)
 ]
 
 
-def workloads() -> dict[str, np.ndarray]:
-    rows, cols = np.mgrid[0:SIZE, 0:SIZE]
+def workloads(size: int = SIZE) -> dict[str, np.ndarray]:
+    rows, cols = np.mgrid[0:size, 0:size]
     noise = np.random.default_rng(7)
-    b04 = demo_band_values("B04", 1, rows, cols) + noise.normal(0, 12, (SIZE, SIZE))
-    b08 = demo_band_values("B08", 1, rows, cols) + noise.normal(0, 25, (SIZE, SIZE))
+    b04 = demo_band_values("B04", 1, rows, cols) + noise.normal(0, 12, (size, size))
+    b08 = demo_band_values("B08", 1, rows, cols) + noise.normal(0, 25, (size, size))
     uint16 = np.clip(np.rint(b04), 1, 65535).astype(np.uint16)
     ndvi = ((b08 - b04) / (b08 + b04)).astype(np.float32)
     return {"UINT16": uint16[None], "FLOAT32": ndvi[None]}
@@ -68,7 +73,8 @@ def best_of(repeat: int, fn: Callable[[], object]) -> float:
 
 
 def profiles(data: dict[str, np.ndarray], repeat: int) -> None:
-    print("\n(1) compression profiles, 3500 x 3500, one band")
+    side = next(iter(data.values())).shape[-1]
+    print(f"\n(1) compression profiles, {side} x {side}, one band")
     header = f"{'type':8} {'profile':32} {'kind':6} {'MB/s':>7} {'s':>6} {'size/raw':>8}"
     print(header)
     print("-" * len(header))
@@ -107,7 +113,8 @@ def cog_against_gdal(data: dict[str, np.ndarray], repeat: int) -> None:
                 print(f"{name:8} {raw / 1e6 / seconds:12.1f} {'n/a':>10}  (no gdal_translate)")
                 continue
             source = Path(folder) / f"{name}-raw.tif"
-            with rasterio.open(source, "w", driver="GTiff", count=1, width=SIZE, height=SIZE,
+            side = array.shape[-1]
+            with rasterio.open(source, "w", driver="GTiff", count=1, width=side, height=side,
                                dtype=array.dtype.name, crs=f"EPSG:{EPSG}",
                                transform=TRANSFORM) as dst:  # fmt: skip
                 dst.write(array)
@@ -123,21 +130,52 @@ def cog_against_gdal(data: dict[str, np.ndarray], repeat: int) -> None:
                   f"{seconds / theirs_s:6.2f} {ours / 1e6:7.2f} / {theirs / 1e6:6.2f}")  # fmt: skip
 
 
+def overviews(data: dict[str, np.ndarray], repeat: int) -> None:
+    print("\n(3) plain GeoTIFF of a batch output: with internal overviews vs without")
+    header = f"{'type':8} {'overviews':22} {'MB/s':>7} {'baseline':>8} {'ratio':>6} {'size/raw':>8}"
+    print(header)
+    print("-" * len(header))
+    for name, array in data.items():
+        raw = array.nbytes
+        output = ScriptOutput("default", 1, name)
+        nodata = float("nan") if name == "FLOAT32" else 0.0
+
+        def plain(a: np.ndarray = array, nodata: float = nodata) -> bytes:
+            return encode_geotiff(a, EPSG, TRANSFORM, nodata)
+
+        base_s = best_of(repeat, plain)
+        default = "average" if name == "FLOAT32" else "nearest"
+        other = "nearest" if name == "FLOAT32" else "average"
+        runs = [
+            (f"{default} (default)", lambda a=array, o=output: encode_output(
+                a, o, EPSG, TRANSFORM)),
+            (other, lambda a=array, n=nodata, r=other: encode_geotiff(
+                a, EPSG, TRANSFORM, n, descriptions=["default"], overviews=r)),
+        ]  # fmt: skip
+        for label, run in runs:
+            seconds = best_of(repeat, run)
+            size = len(run())
+            print(f"{name:8} {label:22} {raw / 1e6 / seconds:7.1f} {raw / 1e6 / base_s:8.1f} "
+                  f"{seconds / base_s:6.2f} {size / raw:8.3f}")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--smoke", action="store_true", help="500 x 500 rasters, one repeat")
     parser.add_argument("--profiles-only", action="store_true")
     parser.add_argument("--cog-only", action="store_true")
-    parser.add_argument("--smoke", action="store_true", help="512 px rasters, one run: seconds")
+    parser.add_argument("--overviews-only", action="store_true")
     args = parser.parse_args()
-    if args.smoke:
-        global SIZE
-        SIZE, args.repeat = 512, 1
-    data = workloads()
-    if not args.cog_only:
-        profiles(data, args.repeat)
-    if not args.profiles_only:
-        cog_against_gdal(data, args.repeat)
+    data = workloads(500 if args.smoke else SIZE)
+    repeat = 1 if args.smoke else args.repeat
+    only = args.profiles_only or args.cog_only or args.overviews_only
+    if args.profiles_only or not only:
+        profiles(data, repeat)
+    if args.cog_only or not only:
+        cog_against_gdal(data, repeat)
+    if args.overviews_only or not only:
+        overviews(data, repeat)
 
 
 if __name__ == "__main__":

@@ -1,16 +1,23 @@
-"""`eobatch` command line: serve, accounts, grids, demo."""
+"""`eobatch` command line: serve, accounts, tasks (cli_tasks.py), grids, demo."""
 
 from __future__ import annotations
 
+import json
 import logging
+import shlex
+from importlib.metadata import version
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from eobatch import accounts as account_store
-from eobatch.config import Settings
+from eobatch.cli_support import DataDir, Json, console, print_table
+from eobatch.cli_support import database_or_exit as _db
+from eobatch.cli_support import free_port_or_exit as _free_port
+from eobatch.cli_support import one_controller as _one_controller
+from eobatch.cli_support import settings_or_exit as _settings
+from eobatch.cli_tasks import tasks_app
 from eobatch.errors import EobatchError
 from eobatch.lifecycle.billing import to_pu
 
@@ -21,21 +28,21 @@ app = typer.Typer(
 )
 accounts_app = typer.Typer(help="Accounts and their OAuth clients.", no_args_is_help=True)
 app.add_typer(accounts_app, name="accounts")
-console = Console()
-
-DataDir = typer.Option(
-    None, "--data-dir", help="Data directory (default: $EOBATCH_DATA_DIR or ./eobatch-data)."
-)
+app.add_typer(tasks_app, name="tasks")
 
 
-def _settings(data_dir: Path | None) -> Settings:
-    return Settings(data_dir=data_dir) if data_dir else Settings()
+def _version(show: bool) -> None:
+    if show:
+        console.print(f"eobatch {version('eobatch')}")
+        raise typer.Exit()
 
 
-def _db(settings: Settings):  # type: ignore[no-untyped-def]
-    from eobatch.service import open_database
-
-    return open_database(settings)
+@app.callback()
+def main(
+    _: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                           help="Print the version and exit."),
+) -> None:  # fmt: skip
+    """eobatch: a self-hostable Sentinel Hub Batch Processing V2 service."""
 
 
 @app.command()
@@ -52,10 +59,14 @@ def serve(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     settings = _settings(data_dir)
-    console.print(
-        f"[bold]eobatch[/] serving http://{host}:{port} (store: {settings.resolved_database_url})"
-    )
-    run(settings, host, port, controller)
+    _free_port(host, port)
+    with _one_controller(settings, f"eobatch serve on {host}:{port}", needed=controller):
+        _db(settings).dispose()
+        console.print(
+            f"[bold]eobatch[/] serving http://{host}:{port} "
+            f"(store: {settings.resolved_database_url})"
+        )
+        run(settings, host, port, controller)
 
 
 @app.command()
@@ -67,11 +78,13 @@ def demo(
     from eobatch.demo import run_demo
 
     settings = _settings(data_dir).model_copy(update={"workers": workers})
-    try:
-        run_demo(settings, console)
-    except EobatchError as exc:
-        console.print(f"[red]demo failed:[/] {exc.message}")
-        raise typer.Exit(1) from exc
+    with _one_controller(settings, "eobatch demo"):
+        _db(settings).dispose()
+        try:
+            run_demo(settings, console)
+        except EobatchError as exc:
+            console.print(f"[red]demo failed:[/] {exc.message}")
+            raise typer.Exit(1) from exc
 
 
 @accounts_app.command("create")
@@ -79,9 +92,19 @@ def accounts_create(
     name: str = typer.Argument(..., help="A name for the account."),
     pu: float = typer.Option(10_000.0, "--pu", min=0, help="Initial balance in processing units."),
     data_dir: Path | None = DataDir,
-) -> None:
+    export: bool = typer.Option(
+        False, "--export",
+        help="Print shell exports of SH_CLIENT_ID and SH_CLIENT_SECRET (what sentinelhub-py "
+        "reads), for eval \"$(eobatch accounts create ... --export)\".",
+    ),
+) -> None:  # fmt: skip
     """Create an account and print its OAuth client id and secret (shown only once)."""
     creds = account_store.create_account(_db(_settings(data_dir)), name, pu)
+    if export:
+        print(f"# eobatch account {creds.account_id} ({name})")
+        print(f"export SH_CLIENT_ID={shlex.quote(creds.client_id)}")
+        print(f"export SH_CLIENT_SECRET={shlex.quote(creds.client_secret)}")
+        return
     console.print(f"account id:    {creds.account_id}")
     console.print(f"client id:     {creds.client_id}")
     console.print(f"client secret: {creds.client_secret}")
@@ -103,13 +126,19 @@ def accounts_add_client(account_id: str, data_dir: Path | None = DataDir) -> Non
 
 
 @accounts_app.command("list")
-def accounts_list(data_dir: Path | None = DataDir) -> None:
-    """List accounts, balances and client ids."""
+def accounts_list(data_dir: Path | None = DataDir, as_json: bool = Json) -> None:
+    """List accounts, balances and client ids (in full: other commands take them)."""
+    accounts = account_store.list_accounts(_db(_settings(data_dir)))
+    if as_json:
+        print(json.dumps([{"id": a.id, "name": a.name, "balancePU": to_pu(a.balance_micro_pu),
+                           "heldPU": to_pu(a.reserved_micro_pu), "clientIds": clients}
+                          for a, clients in accounts], indent=2))  # fmt: skip
+        return
     table = Table("account id", "name", "balance (PU)", "held for work in flight", "client ids")
-    for account, clients in account_store.list_accounts(_db(_settings(data_dir))):
+    for account, clients in accounts:
         table.add_row(account.id, account.name, f"{to_pu(account.balance_micro_pu):,.6f}",
                       f"{to_pu(account.reserved_micro_pu):,.6f}", "\n".join(clients))  # fmt: skip
-    console.print(table)
+    print_table(table)
 
 
 @accounts_app.command("topup")

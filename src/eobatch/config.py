@@ -2,20 +2,30 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 import secrets
+import types
+import typing
+from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field
+import annotated_types
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+ENV_PREFIX = "EOBATCH_"
+DATABASES = ("sqlite", "postgresql")
 
 
 class Settings(BaseSettings):
     """Deployment settings. Every field can be set as `EOBATCH_<FIELD>` (upper case)."""
 
-    model_config = SettingsConfigDict(env_prefix="EOBATCH_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
 
     data_dir: Path = Field(default=Path("eobatch-data"), description="Root of all embedded state.")
     database_url: str | None = Field(
@@ -85,6 +95,19 @@ class Settings(BaseSettings):
     restart_lock_s: float = Field(default=1800.0, ge=0, description="No restart after a user stop.")
     min_balance_pu: float = Field(default=1000.0, ge=0, description="Balance needed to create.")
 
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            backend = make_url(value).get_backend_name()
+        except ArgumentError:
+            raise ValueError("not a database URL") from None
+        if backend not in DATABASES:
+            raise ValueError(f"the {backend} database is not supported")
+        return value
+
     @cached_property
     def resolved_database_url(self) -> str:
         if self.database_url:
@@ -111,3 +134,67 @@ class Settings(BaseSettings):
     @property
     def in_flight_window(self) -> int:
         return self.max_in_flight or 2 * self.workers
+
+
+class SettingsError(Exception):
+    """Settings that cannot be used; the message names each variable and what it allows."""
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment and `overrides` (command-line options); raises
+    `SettingsError` with one line per bad value."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors():
+            name = str(error["loc"][0]) if error["loc"] else ""
+            value = os.environ.get(ENV_PREFIX + name.upper(), error.get("input"))
+            allowed = f"; allowed: {allowed_values(name)}" if name in Settings.model_fields else ""
+            reason = error["msg"].removeprefix("Value error, ")
+            lines.append(f"{ENV_PREFIX}{name.upper()}={value!r}: {reason}{allowed}")
+        raise SettingsError("\n".join(lines)) from None
+
+
+def unknown_variables(environ: Mapping[str, str] | None = None) -> list[str]:
+    """A warning for each `EOBATCH_*` variable that is no setting (a typo is otherwise ignored
+    silently), with the setting it most likely meant."""
+    known = {ENV_PREFIX + name.upper() for name in Settings.model_fields}
+    warnings = []
+    for name in sorted(os.environ if environ is None else environ):
+        if not name.startswith(ENV_PREFIX) or name in known:
+            continue
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.7)
+        hint = f"; did you mean {close[0]}?" if close else "; see the settings in README.md"
+        warnings.append(f"{name} is not an eobatch setting and is ignored{hint}")
+    return warnings
+
+
+def allowed_values(name: str) -> str:
+    """What the setting `name` accepts, in words: its type and bounds (e.g. 'an integer >= 1')."""
+    if name == "database_url":
+        return "sqlite:///<file> or postgresql+psycopg://<user>@<host>/<database>"
+    field = Settings.model_fields[name]
+    annotation = field.annotation
+    kinds = [annotation]
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        kinds = [a for a in typing.get_args(annotation) if a is not type(None)]
+    words = [
+        "one of " + ", ".join(map(str, typing.get_args(kind)))
+        if typing.get_origin(kind) is Literal
+        else _KINDS.get(kind, getattr(kind, "__name__", str(kind)))
+        for kind in kinds
+    ]
+    bounds = [
+        f"{symbol} {getattr(rule, attribute)}"
+        for rule in field.metadata
+        for cls, attribute, symbol in _BOUNDS
+        if isinstance(rule, cls)
+    ]
+    return " ".join([" or ".join(words), " and ".join(bounds)]).strip()
+
+
+_KINDS: dict[Any, str] = {int: "an integer", float: "a number", str: "text", Path: "a path",
+                          bool: "true or false"}  # fmt: skip
+_BOUNDS = ((annotated_types.Ge, "ge", ">="), (annotated_types.Gt, "gt", ">"),
+           (annotated_types.Le, "le", "<="), (annotated_types.Lt, "lt", "<"))  # fmt: skip

@@ -23,7 +23,7 @@ from eobatch.script import (
     SourceData,
     get_runtime,
 )
-from eobatch.sinks import DEFAULT_PROFILE, CogOptions, CompressionProfile, encode_geotiff
+from eobatch.sinks import DEFAULT_PROFILE, CogOptions, CompressionProfile, encode_output
 from eobatch.sinks.zarr import ZarrLayout, feature_chunks
 from eobatch.sources import PixelGrid, Scene, read_mosaic, read_slices, slices
 from eobatch.storage import Location
@@ -130,9 +130,9 @@ def _run(job: FeatureJob) -> FeatureOutcome:
         else:
             output = setup.output(target.output_id)
             files = {
-                target.key: encode_geotiff(
-                    result.rasters[target.output_id], feature.epsg, feature.transform,
-                    output.nodata_value, job.compression, job.cog,
+                target.key: encode_output(
+                    result.rasters[target.output_id], output, feature.epsg, feature.transform,
+                    job.compression, job.cog,
                 )
             }  # fmt: skip
         for key, payload in files.items():

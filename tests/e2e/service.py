@@ -29,6 +29,7 @@ class ServiceProcess:
     database_url: str
     port: int = field(default_factory=free_port)
     extra_env: dict[str, str] = field(default_factory=dict)
+    args: tuple[str, ...] = ()  # more `eobatch serve` options, e.g. --no-controller
     process: subprocess.Popen | None = None
 
     @property
@@ -49,7 +50,7 @@ class ServiceProcess:
         log = open(self.data_dir / f"serve-{self.port}-{time.time_ns()}.log", "w")  # noqa: SIM115
         self.process = subprocess.Popen(
             [sys.executable, "-m", "eobatch.cli", "serve", "--port", str(self.port),
-             "--data-dir", str(self.data_dir)],
+             "--data-dir", str(self.data_dir), *self.args],
             env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
         deadline = time.monotonic() + timeout

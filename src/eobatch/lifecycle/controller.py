@@ -32,6 +32,7 @@ from eobatch.lifecycle.billing import (
     to_pu,
 )
 from eobatch.lifecycle.context import TaskContext, ingest_outputs
+from eobatch.lifecycle.results import publish_results
 from eobatch.lifecycle.states import (
     Event,
     Status,
@@ -45,13 +46,12 @@ from eobatch.planning import Feature
 from eobatch.script import ScriptSetup
 from eobatch.sinks import ExecutionRow, execution_db_bytes
 from eobatch.sinks.byoc import new_collection_id
+from eobatch.sinks.execution_db import EXECUTION_FILE
 from eobatch.store import Database
 from eobatch.store.models import Feature as FeatureRow
 from eobatch.store.models import Task
 
 log = logging.getLogger(__name__)
-
-EXECUTION_FILE = "execution-{request_id}.sqlite"
 
 
 def _now() -> datetime:
@@ -426,6 +426,7 @@ class Controller:
             if task is None or task.status != Status.PROCESSING or self._pending(session, task_id):
                 return
             self._ingest(session, task)
+            publish_results(*self._context(task), task)
             # Never more than the account holds: the minimum must not overdraw it either.
             balance = ledger.balance_micro(session, task.account_id)
             top = min(task_minimum_micro(task.cost_micro_pu), max(0, balance))

@@ -161,21 +161,23 @@ def list_features(
             .offset(offset)
             .limit(limit + 1)
         ).all()
-        return [
-            {
-                "id": f.id,
-                "name": f.name,
-                "status": f.status,
-                "error": f.error,
-                "width": f.width,
-                "height": f.height,
-                "samples": f.samples,
-                "bytesWritten": f.bytes_written,
-                "costPU": to_pu(f.cost_micro_pu),
-                "transferPU": to_pu(f.surcharge_micro_pu),
-            }
-            for f in rows
-        ]
+        return [feature_json(f) for f in rows]
+
+
+def feature_json(f: Feature) -> dict[str, Any]:
+    """A feature with its status and charges, as `…/process/{id}/features` lists it."""
+    return {
+        "id": f.id,
+        "name": f.name,
+        "status": f.status,
+        "error": f.error,
+        "width": f.width,
+        "height": f.height,
+        "samples": f.samples,
+        "bytesWritten": f.bytes_written,
+        "costPU": to_pu(f.cost_micro_pu),
+        "transferPU": to_pu(f.surcharge_micro_pu),
+    }
 
 
 def list_tasks(

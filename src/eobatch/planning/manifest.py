@@ -12,6 +12,8 @@ import numpy as np
 import pyogrio
 import shapely
 
+GEOPACKAGE_VERSION = "1.3"
+
 
 @dataclass(frozen=True)
 class ManifestRow:
@@ -54,6 +56,9 @@ def feature_manifest_bytes(rows: Iterable[ManifestRow]) -> bytes:
                 crs=f"EPSG:{epsg}",
                 append=index > 0,
                 layer_options={"GEOMETRY_NAME": "geometry"},
+                # GDAL >= 3.7 writes GeoPackage 1.4, which GDAL 3.6 and older (still in Debian
+                # 12 and QGIS LTR builds) open with a "partially supported" warning.
+                dataset_options={"VERSION": GEOPACKAGE_VERSION},
             )
         return path.read_bytes()
 

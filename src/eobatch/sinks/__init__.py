@@ -7,7 +7,10 @@ from eobatch.sinks.geotiff import (
     DEFAULT_PROFILE,
     CogOptions,
     CompressionProfile,
+    band_names,
     encode_geotiff,
+    encode_output,
+    output_nodata,
 )
 from eobatch.sinks.template import PLACEHOLDERS, DeliveryTemplate
 
@@ -18,6 +21,9 @@ __all__ = [
     "CompressionProfile",
     "DeliveryTemplate",
     "ExecutionRow",
+    "band_names",
     "encode_geotiff",
+    "encode_output",
     "execution_db_bytes",
+    "output_nodata",
 ]

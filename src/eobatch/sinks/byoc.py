@@ -17,6 +17,7 @@ from sqlalchemy import select
 
 from eobatch.errors import AnalysisError
 from eobatch.script import ScriptSetup
+from eobatch.sinks.geotiff import band_names
 from eobatch.store import Database
 from eobatch.store.models import Collection, Tile
 
@@ -43,8 +44,7 @@ def collection_bands(setup: ScriptSetup, output_ids: list[str]) -> dict[str, dic
     for output_id in output_ids:
         output = setup.output(output_id)
         depth, fmt = BAND_FORMATS[output.sample_type]
-        for index in range(1, output.bands + 1):
-            name = output_id if index == 1 else f"{output_id}{index}"
+        for index, name in enumerate(band_names(output_id, output.bands), start=1):
             if name in bands:
                 raise AnalysisError(
                     f"BYOC band name '{name}' of output '{output_id}' clashes with another "

@@ -15,6 +15,8 @@ from contextlib import closing
 from pathlib import Path
 from typing import NamedTuple
 
+EXECUTION_FILE = "execution-{request_id}.sqlite"
+
 _SCHEMA = (
     "CREATE TABLE features ("
     "id INTEGER PRIMARY KEY, name TEXT, status TEXT, error TEXT, delivered BOOLEAN, costPU REAL)"

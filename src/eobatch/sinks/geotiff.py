@@ -6,10 +6,14 @@ the way rio-cogeo does it: overviews are built on an in-memory copy, then one GT
 with `COPY_SRC_OVERVIEWS=YES` lays out header, overviews and full-resolution tiles in COG order.
 That path (rather than GDAL's COG driver) honours every `cogParameters` field: non-square
 blocks and explicit overview factors, which the COG driver does not offer.
+
+`encode_output` adds what a GIS needs to open a batch output right (docs/outputs.md): a no-data
+tag for every sample type, band descriptions, and overviews in plain GeoTIFFs too.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,6 +23,8 @@ from affine import Affine
 from rasterio.crs import CRS
 from rasterio.enums import Resampling
 from rasterio.io import MemoryFile
+
+from eobatch.script import ScriptOutput
 
 COMPRESSIONS = ("ZSTD", "DEFLATE", "LZW", "NONE")
 # cogParameters.resamplingAlgorithm -> rasterio's name. average_magphase averages complex values
@@ -57,6 +63,13 @@ class CompressionProfile:
         options["predictor"] = (3 if dtype.kind == "f" else 2) if use_predictor else 1
         return options
 
+    def overview_options(self) -> dict[str, str]:
+        """GDAL configuration options giving internal overviews this profile's level."""
+        if self.level is None or self.compress not in ("ZSTD", "DEFLATE"):
+            return {}
+        name = "ZSTD_LEVEL_OVERVIEW" if self.compress == "ZSTD" else "ZLEVEL_OVERVIEW"
+        return {name: str(self.level)}
+
 
 DEFAULT_PROFILE = CompressionProfile()
 
@@ -94,6 +107,63 @@ class CogOptions:
         return levels
 
 
+# Overviews of plain GeoTIFFs are made down to this size, so that a mosaic of many features
+# (the task's VRT) still has a coarse level to draw from when zoomed out.
+PLAIN_OVERVIEW_MIN_SIZE = 256
+
+
+def plain_block_size(width: int, height: int) -> int:
+    """Block size of a plain GeoTIFF: 512, or 256 for small outputs (mostly padding in 512)."""
+    return 512 if min(height, width) >= 512 else 256
+
+
+def band_names(output_id: str, bands: int) -> list[str]:
+    """Names of an output's bands: `<id>` for one band, else `<id>`, `<id>2`, `<id>3`, ...
+
+    The same names BYOC ingestion gives the bands of a task's collection.
+    """
+    return [output_id if index == 1 else f"{output_id}{index}" for index in range(1, bands + 1)]
+
+
+def output_nodata(output: ScriptOutput) -> float:
+    """The no-data value of an output: `nodataValue` when the script sets one, else the sample
+    type's (NaN for FLOAT32, 0 for the integer types, as Sentinel Hub fills no-data pixels)."""
+    if output.nodata_value is not None:
+        return output.nodata_value
+    return float("nan") if output.sample_type == "FLOAT32" else 0.0
+
+
+def encode_output(
+    data: np.ndarray,
+    output: ScriptOutput,
+    epsg: int,
+    transform: Affine,
+    profile: CompressionProfile = DEFAULT_PROFILE,
+    cog: CogOptions | None = None,
+) -> bytes:
+    """One batch output of one feature as a GeoTIFF (or COG) that opens right in any GIS.
+
+    No-data tag from `output_nodata`, band descriptions from `band_names`; plain GeoTIFFs get
+    overviews as COGs do: `average` for FLOAT32, `nearest` for integers (classes, masks and
+    digital numbers must not be blended into values that do not exist).
+    """
+    return encode_geotiff(
+        data, epsg, transform, output_nodata(output), profile, cog,
+        descriptions=band_names(output.id, output.bands),
+        overviews=None if cog is not None else overview_resampling(output),
+    )  # fmt: skip
+
+
+def overview_resampling(output: ScriptOutput) -> str:
+    """How the overviews of a plain GeoTIFF output are resampled (see `encode_output`)."""
+    return "average" if output.sample_type == "FLOAT32" else "nearest"
+
+
+def plain_overview_levels(width: int, height: int) -> list[int]:
+    """Overview factors of a plain GeoTIFF output of `width` x `height` pixels."""
+    return CogOptions(overview_min_size=PLAIN_OVERVIEW_MIN_SIZE).levels_for(width, height)
+
+
 def encode_geotiff(
     data: np.ndarray,
     epsg: int,
@@ -101,14 +171,21 @@ def encode_geotiff(
     nodata: float | None,
     profile: CompressionProfile = DEFAULT_PROFILE,
     cog: CogOptions | None = None,
+    *,
+    descriptions: Sequence[str] | None = None,
+    overviews: str | None = None,
 ) -> bytes:
     """A tiled GeoTIFF of `data` (bands, height, width), or a COG when `cog` is given.
 
     `transform` maps pixel (col, row) to coordinates in EPSG:`epsg`; `nodata` is written as the
-    no-data value of every band when given.
+    no-data value of every band when given, `descriptions` as the bands' descriptions. A plain
+    GeoTIFF gets internal overviews resampled with `overviews` (a `cogParameters`
+    resamplingAlgorithm) down to `PLAIN_OVERVIEW_MIN_SIZE` pixels; None: none.
     """
     data = _checked(data, nodata)
     count, height, width = data.shape
+    if descriptions is not None and len(descriptions) != count:
+        raise ValueError(f"{len(descriptions)} band descriptions for {count} bands")
     base = {
         "count": count,
         "height": height,
@@ -120,8 +197,7 @@ def encode_geotiff(
     }
     threads = str(max(1, profile.num_threads))
     if cog is None:
-        # Small outputs would be mostly padding in 512-pixel blocks.
-        block = 512 if min(height, width) >= 512 else 256
+        block = plain_block_size(width, height)
         options = {
             "driver": "GTiff",
             "tiled": True,
@@ -131,9 +207,18 @@ def encode_geotiff(
             "num_threads": threads,
             **profile.creation_options(data.dtype, use_predictor=True),
         }
-        with MemoryFile() as memory:
+        # Overviews in blocks as large as the main ones (fewer reads when zoomed out), at the
+        # profile's level (GDAL would use its default level for them) and with its threads.
+        env = rasterio.Env(GDAL_TIFF_OVR_BLOCKSIZE=str(block), GDAL_NUM_THREADS=threads,
+                           **profile.overview_options())  # fmt: skip
+        with env, MemoryFile() as memory:
             with memory.open(**base, **options) as dataset:
                 dataset.write(data)
+                _describe(dataset, descriptions)
+                if overviews is not None:
+                    levels = plain_overview_levels(width, height)
+                    if levels:
+                        dataset.build_overviews(levels, _RESAMPLING[overviews])
             return memory.read()
 
     levels = cog.levels_for(width, height)
@@ -144,6 +229,7 @@ def encode_geotiff(
         with staging.open(driver="GTiff", tiled=True, blockxsize=cog.blockxsize,
                           blockysize=cog.blockysize, **base) as dataset:  # fmt: skip
             dataset.write(data)
+            _describe(dataset, descriptions)
             if levels:
                 dataset.build_overviews(levels, _RESAMPLING[cog.resampling])
         with staging.open() as source:
@@ -160,6 +246,11 @@ def encode_geotiff(
                 **profile.creation_options(data.dtype, cog.use_predictor),
             )
         return result.read()
+
+
+def _describe(dataset: rasterio.io.DatasetWriter, descriptions: Sequence[str] | None) -> None:
+    for index, text in enumerate(descriptions or (), start=1):
+        dataset.set_band_description(index, text)
 
 
 def _checked(data: np.ndarray, nodata: float | None) -> np.ndarray:

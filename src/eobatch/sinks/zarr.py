@@ -8,6 +8,11 @@ each feature owns whole chunks and workers write them concurrently without ever 
 
 Both are encoded by zarr-python into an in-memory store and uploaded object by object through
 `Location.put`, so the same code writes to local folders, S3 and GCS.
+
+Georeferencing follows the CF conventions as rioxarray writes them: a scalar `spatial_ref`
+variable holds the CRS (`crs_wkt`, the CF grid mapping parameters, GDAL's `GeoTransform`) and
+every output array names it in `grid_mapping`. Output arrays also carry GDAL's own `_CRS`
+attribute, which GDAL before 3.9 (QGIS on older systems) needs to read the CRS.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import numcodecs
 import numpy as np
 import zarr
 import zarr.codecs
+from pyproj import CRS
 from zarr.storage import MemoryStore
 
 from eobatch.errors import InvalidRequest, Violation
@@ -30,6 +36,7 @@ DTYPES = ("|u1", "|i1", "<u2", ">u2", "<i2", ">i2", "<f4", ">f4", "<f8", ">f8")
 DEFAULT_COMPRESSOR = {"id": "blosc", "cname": "lz4", "clevel": 5, "shuffle": 1, "blocksize": 0}
 ZARR_FORMATS = (2, 3)  # 2 is what the API defines; 3 is this server's opt-in extension
 DIMENSIONS = ("time", "y", "x")
+GRID_MAPPING = "spatial_ref"  # the CF grid mapping variable, named as rioxarray names it
 # sampleType -> dtypes that hold every value of it
 _COMPATIBLE = {
     "AUTO": ("|u1", "<u2", ">u2", "<i2", ">i2", "<f4", ">f4", "<f8", ">f8"),
@@ -232,9 +239,10 @@ def group_objects(layout: ZarrLayout, request_id: str) -> dict[str, bytes]:
     if layout.origin == "bottomLeft":
         y = y[::-1]
     epoch = int(layout.time.astimezone(UTC).timestamp())
+    crs = CRS.from_epsg(layout.epsg)
     coordinates = {
-        "x": (x, {"units": "degrees" if layout.epsg == 4326 else "metre", "axis": "X"}),
-        "y": (y, {"units": "degrees" if layout.epsg == 4326 else "metre", "axis": "Y"}),
+        "x": (x, _axis_attributes(crs, "x")),
+        "y": (y, _axis_attributes(crs, "y")),
         "time": (
             np.array([epoch], dtype="<i8"),
             {
@@ -258,15 +266,62 @@ def group_objects(layout: ZarrLayout, request_id: str) -> dict[str, bytes]:
         )
         array.attrs.update(attrs)
         array[...] = values
+    grid_mapping = _create(group, layout.zarr_format, GRID_MAPPING, (), (), "<i4", None, None, ())
+    grid_mapping.attrs.update(grid_mapping_attributes(layout))
+    grid_mapping[...] = 0
+    gdal_crs = {"wkt": crs.to_wkt(), "url": f"http://www.opengis.net/def/crs/EPSG/0/{layout.epsg}"}
     for spec in layout.arrays:
         array = _output_array(group, layout, spec)
-        array.attrs.update({"crs": f"EPSG:{layout.epsg}", **spec.attributes})
+        array.attrs.update(
+            {
+                "crs": f"EPSG:{layout.epsg}",
+                "grid_mapping": GRID_MAPPING,
+                "coordinates": GRID_MAPPING,  # so xarray opens it as a coordinate, not data
+                "_CRS": gdal_crs,
+                **spec.attributes,
+            }
+        )
     with warnings.catch_warnings():
         # zarr-python warns that consolidated metadata is not in the format 3 spec; xarray
         # and zarr-python read it, and other readers fall back to the per-array metadata.
         warnings.simplefilter("ignore", category=UserWarning)
         zarr.consolidate_metadata(store)
     return _objects(objects)
+
+
+def grid_mapping_attributes(layout: ZarrLayout) -> dict[str, Any]:
+    """The CF grid mapping of the group: CRS parameters, WKT and GDAL's geotransform.
+
+    The geotransform is the group's top-left corner and pixel size, row 0 at the top; with a
+    bottomLeft origin rows are stored bottom-up and the `y` coordinate says so to readers.
+    """
+    crs = CRS.from_epsg(layout.epsg)
+    minx, miny, _, maxy = layout.bounds
+    res = layout.resolution
+    if layout.origin == "bottomLeft":
+        transform = (minx, res, 0.0, miny, 0.0, res)
+    else:
+        transform = (minx, res, 0.0, maxy, 0.0, -res)
+    wkt = crs.to_wkt()
+    return {
+        **crs.to_cf(),
+        "crs_wkt": wkt,
+        "spatial_ref": wkt,  # the name GDAL and older rioxarray versions read
+        "GeoTransform": " ".join(repr(float(v)) for v in transform),
+    }
+
+
+def _axis_attributes(crs: CRS, axis: str) -> dict[str, Any]:
+    if crs.is_geographic:
+        name = "longitude" if axis == "x" else "latitude"
+        units = "degrees_east" if axis == "x" else "degrees_north"
+        return {"standard_name": name, "long_name": name, "units": units, "axis": axis.upper()}
+    return {
+        "standard_name": f"projection_{axis}_coordinate",
+        "long_name": f"{axis} coordinate of projection",
+        "units": "metre",
+        "axis": axis.upper(),
+    }
 
 
 def feature_chunks(
