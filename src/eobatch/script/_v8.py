@@ -18,9 +18,17 @@ from py_mini_racer import JSEvalException, JSOOMException, JSTimeoutException, M
 
 from eobatch.script.errors import EvalscriptError, from_report, from_v8_exception
 
-_VERSION_LINE = re.compile(r"//\s*VERSION\s*=\s*3\s*$")
+# `//VERSION=3`, and what real scripts write: `// VERSION=3`, `//VERSION=3 (auto-converted
+# from 1)`, `////VERSION=3` (spec §1).
+_VERSION_LINE = re.compile(r"/{2,}\s*VERSION\s*=\s*(\d+)\b", re.IGNORECASE)
 _SCRIPT_URL = "evalscript.js"
-_RETURNED = ("setup", "evaluatePixel", "preProcessScenes", "updateOutputMetadata")
+_RETURNED = (
+    "setup",
+    "evaluatePixel",
+    "preProcessScenes",
+    "updateOutput",
+    "updateOutputMetadata",
+)
 
 
 @cache
@@ -34,16 +42,52 @@ def _prelude() -> str:
 
 
 def check_version(source: str) -> None:
-    """Refuse scripts whose first line is not `//VERSION=3` (V1/V2 scripts are not supported)."""
-    first = next(
-        (line.strip() for line in source.lstrip("\ufeff").splitlines() if line.strip()), ""
-    )
-    if not _VERSION_LINE.match(first):
+    """Refuse scripts that do not declare `//VERSION=3` before their first line of code.
+
+    Blank lines and comments may come first, and anything may follow the version number on
+    its line. V1/V2 scripts (no version line, or another number) are not supported.
+    """
+    version = _declared_version(source)
+    if version == 3:
+        return
+    if version is None:
         raise EvalscriptError(
-            "the evalscript must start with the line '//VERSION=3'; older (V1/V2) evalscripts "
-            "are not supported",
+            "the evalscript must start with the line '//VERSION=3' (blank lines and comments "
+            "may come before it); older (V1/V2) evalscripts are not supported",
             line=1,
         )
+    raise EvalscriptError(
+        f"the evalscript declares VERSION={version}; only version 3 evalscripts are supported",
+        line=1,
+    )
+
+
+def _declared_version(source: str) -> int | None:
+    """The number of the version line among the leading blank and comment lines."""
+    in_comment = False
+    for raw in source.lstrip("\ufeff").splitlines():
+        line = raw.strip()
+        if in_comment:  # inside a /* ... */ block that began on an earlier line
+            if "*/" not in line:
+                continue
+            in_comment = False
+            line = line.split("*/", 1)[1].strip()
+        if not line:
+            continue
+        found = _VERSION_LINE.match(line)
+        if found:
+            return int(found.group(1))
+        if line.startswith("//"):
+            continue
+        if line.startswith("/*"):
+            rest = line[2:]
+            if "*/" not in rest:
+                in_comment = True
+            elif rest.split("*/", 1)[1].strip():
+                return None  # code after the comment on the same line
+            continue
+        return None
+    return None
 
 
 def script_key(source: str) -> str:
