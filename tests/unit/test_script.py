@@ -161,7 +161,7 @@ def test_parse_setup_rejects_invalid_results(setup: str, expected: str) -> None:
 
 def test_parse_setup_requires_version_line() -> None:
     with pytest.raises(EvalscriptError, match="VERSION=3"):
-        parse_setup("function setup() { return {input: ['B04']}; }\nfunction evaluatePixel(s) {}")
+        parse_setup("return [B04];")  # a V1 script (see test_script_lifecycle.py for more)
 
 
 def test_parse_setup_requires_setup_function() -> None:

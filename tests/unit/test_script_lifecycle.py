@@ -81,14 +81,34 @@ def test_every_version_line_variant_is_v3(head: str) -> None:
 @pytest.mark.parametrize(
     ("head", "message"),
     [
-        ("", "must start with the line '//VERSION=3'"),
-        ("var x = 1;\n//VERSION=3\n", "must start with the line '//VERSION=3'"),
         ("//VERSION=2\n", "declares VERSION=2; only version 3"),
     ],
 )
-def test_scripts_without_a_leading_version_3_line_are_refused(head: str, message: str) -> None:
+def test_scripts_declaring_another_version_are_refused(head: str, message: str) -> None:
     with pytest.raises(EvalscriptError, match=message):
         parse_setup(head + BODY + "function evaluatePixel(s) { return [0]; }")
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "return [B04 * 2.5, B03 * 2.5, B02 * 2.5];",  # a V1 script
+        "let gain = 2.5;\nreturn [B08, B04, B03].map(a => gain * a);",
+        "//VERSION=2\nfunction setup() {}",
+    ],
+)
+def test_v1_and_v2_scripts_are_refused_with_the_version_line_named(source: str) -> None:
+    with pytest.raises(EvalscriptError, match="VERSION"):
+        parse_setup(source)
+
+
+def test_a_script_defining_setup_without_its_version_line_is_v3() -> None:
+    source = "// a public script that forgot its first line\n" + BODY.replace(
+        "function setup()", "function setup ()"
+    )
+    source += "function evaluatePixel(s) { return [s.B04 + 1]; }"
+    result = runtime().evaluate(source, parse_setup(source), {"B04": np.full((H, W), 0.5)})
+    assert (result["default"] == 1.5).all()
 
 
 # -- setup() ---------------------------------------------------------------------------------------
@@ -201,7 +221,7 @@ function updateOutput(outputs, collection) {
 function evaluatePixel(samples) { return samples.map(s => s.dataMask ? s.B04 : NaN); }
 function updateOutputMetadata(scenes, inputMetadata, outputMetadata) {
   outputMetadata.userData = { seen: seen, kept: scenes.orbits.map(o => o.dateFrom),
-                              deprecated: scenes.map(o => o.date) };
+                              deprecated: scenes.map(o => o.date.getUTCDate()) };
 }
 """
 
@@ -231,7 +251,7 @@ def test_last_days_filter_with_the_request_time_range_and_one_band_per_scene() -
             "updated": [28, 21],
         },
         "kept": ["2024-06-28T00:00:00Z", "2024-06-21T00:00:00Z"],
-        "deprecated": ["2024-06-28T00:00:00Z", "2024-06-21T00:00:00Z"],
+        "deprecated": [28, 21],  # scenes[i].date of the deprecated form: a Date
     }
 
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import time
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -41,14 +43,20 @@ def _prelude() -> str:
     )
 
 
-def check_version(source: str) -> None:
-    """Refuse scripts that do not declare `//VERSION=3` before their first line of code.
+# A script defining setup() is a V3 script even without its version line (real scripts forget
+# it, e.g. custom-scripts' sentinel-1/radar_vegetation_index); V1/V2 scripts define no setup().
+_DEFINES_SETUP = re.compile(r"\bfunction\s+setup\s*\(|\b(?:var|let|const)\s+setup\s*=")
 
-    Blank lines and comments may come first, and anything may follow the version number on
-    its line. V1/V2 scripts (no version line, or another number) are not supported.
+
+def check_version(source: str) -> None:
+    """Refuse scripts that are not version 3: a `//VERSION=n` line with another number before
+    the first line of code, or neither that line nor a `setup()` function (a V1/V2 script).
+
+    Blank lines and comments may come before the version line, and anything may follow the
+    version number on its line.
     """
     version = _declared_version(source)
-    if version == 3:
+    if version == 3 or (version is None and _DEFINES_SETUP.search(source)):
         return
     if version is None:
         raise EvalscriptError(
@@ -102,10 +110,22 @@ def _prefix(key: str) -> str:
 FIRST_LINE_OFFSET = len(_prefix(script_key("")))
 
 
+@cache
+def _in_utc() -> None:
+    """Sentinel Hub evaluates scripts in UTC: `date.getMonth()` and `new Date(2024, 0, 1)` must
+    not depend on the worker's time zone. V8 takes the process's zone once, when its first
+    isolate is made, so the process is put in UTC before that (eobatch keeps every time it
+    stores in UTC anyway; only local-time log stamps change)."""
+    if os.environ.get("TZ") not in ("UTC", "Etc/UTC"):
+        os.environ["TZ"] = "UTC"
+        time.tzset()
+
+
 class ScriptContext:
     """A MiniRacer context with limits; `broken` once a limit was hit (then discard it)."""
 
     def __init__(self, timeout_s: float, heap_mb: int) -> None:
+        _in_utc()
         self.timeout_s = timeout_s
         self.heap_mb = heap_mb
         self.broken = False

@@ -220,8 +220,12 @@
     const list = [];
     for (let i = 0; i < src.meta.length; i++) {
       const scene = src.meta[i];
-      // The deprecated form had `date` on orbits too.
-      if (field === "orbits" && scene.date === undefined) setField(scene, "date", scene.dateFrom);
+      // Scripts of the deprecated form (converted from V1) call `scenes[i].date.getMonth()`:
+      // an orbit also has its day as a Date, hidden from enumeration and JSON.
+      if (field === "orbits" && scene.date === undefined) {
+        defineProperty(scene, "date", { value: date(scene.dateFrom), writable: true,
+          enumerable: false, configurable: true });
+      }
       setField(scene, "__idx", i);
       push(list, scene);
     }
