@@ -189,7 +189,11 @@ class TaskContext:
         area = footprint_wgs84(feature)
         return tuple(
             JobSource(
-                s.id, s.scenes_for(area), s.upsampling, s.downsampling, s.unit_factors(setup),
+                s.id,
+                s.scenes_for(area),
+                s.upsampling,
+                s.downsampling,
+                s.unit_factors(setup),
                 s.script_time_range,
             )
             for s in self.sources

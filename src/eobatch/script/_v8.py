@@ -154,7 +154,15 @@ class ScriptContext:
         except JSEvalException as exc:
             raise from_v8_exception(str(exc), FIRST_LINE_OFFSET) from None
         if report:
-            raise from_report(report, FIRST_LINE_OFFSET)
+            error = from_report(report, FIRST_LINE_OFFSET)
+            if not _DEFINES_SETUP.search(source):
+                # A V1 script under a V3 line: its bands are globals (`B04`) that do not exist.
+                error.message = (
+                    "the evalscript has no setup() function: it is written as a V1 script "
+                    "(bands as global variables, a top-level return), which is not supported; "
+                    f"write setup() and evaluatePixel() as in version 3 ({error.message})"
+                )
+            raise error
         self._loaded.add(key)
         return key
 

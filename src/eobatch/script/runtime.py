@@ -7,6 +7,7 @@ writable memoryviews, so numpy writes straight into V8 memory); a JS loop then c
 
 from __future__ import annotations
 
+import atexit
 import json
 import math
 import os
@@ -425,6 +426,16 @@ def _check_bands(setup: ScriptSetup, bands: dict[str, np.ndarray]) -> tuple[int,
 
 _runtimes: dict[tuple[int, int, float, int], EvalscriptRuntime] = {}
 _runtimes_lock = threading.Lock()
+
+
+@atexit.register
+def _close_runtimes() -> None:
+    """Close the V8 contexts before the interpreter tears down: a MiniRacer context left to
+    its finaliser at exit can hang the process forever."""
+    with _runtimes_lock:
+        for runtime in _runtimes.values():
+            runtime.close()
+        _runtimes.clear()
 
 
 def get_runtime(timeout_s: float, heap_mb: int) -> EvalscriptRuntime:

@@ -33,6 +33,9 @@ class Entry:
     error: str = ""  # for script-fault: text the error must contain
     days: tuple[str, ...] = ()  # acquisition days of the ORBIT/TILE scenes, newest first
     sources: tuple[str, ...] = ()  # data source ids of a fusion request, in request order
+    # band -> [low, high]: the values a collection's band takes, when its name does not tell
+    # (whole numbers: integers in that range; else uniform)
+    ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     @property
     def id(self) -> str:
@@ -83,7 +86,9 @@ def run(entry: Entry, seed: int = 7) -> Run:
     everything: dict[str, SourceData] = {}
     for sid in ids:
         mode = setup.mosaicking_of(sid if fused else None)
-        everything[sid] = source_data(setup, sid if fused else None, mode, days, rng)
+        everything[sid] = source_data(
+            setup, sid if fused else None, mode, days, rng, dict(entry.ranges)
+        )
     runtime = get_runtime(60, 512)
     runtime.bind(f"corpus:{entry.id}")
     ranges = {sid: time_range(days) for sid in ids}

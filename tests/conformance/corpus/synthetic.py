@@ -63,8 +63,11 @@ BANDS: list[tuple[str, str | None, Generator]] = [
     (r"DEM", None, _uniform(-50.0, 3000.0)),
     # PlanetScope, SkySat, Pleiades, SPOT (DN) and their masks
     (r"clear|snow|shadow|haze_light|haze_heavy|cloud|UDM|udm\w*", None, _choice(0, 1)),
-    (r"(?i)red|green|blue|nir|rededge|coastal_blue|green_i|yellow|PAN|Red|Green|Blue|NIR",
-     None, _integers(100, 4000)),  # fmt: skip
+    (
+        r"(?i)red|green|blue|nir|rededge|coastal_blue|green_i|yellow|PAN|Red|Green|Blue|NIR",
+        None,
+        _integers(100, 4000),
+    ),
 ]
 
 
@@ -105,12 +108,19 @@ def source_data(
     mode: str,
     days: Sequence[str],
     rng: np.random.Generator,
+    ranges: dict[str, Any] | None = None,
 ) -> SourceData:
-    """One source's bands (float64, or uint8 for dataMask) and scene metadata."""
+    """One source's bands (float32, or uint8 for dataMask) and scene metadata; `ranges` gives
+    the values of bands whose names do not tell (band -> [low, high])."""
     count = 1 if mode == "SIMPLE" else len(days)
     bands = {}
     for band in setup.bands_of(datasource):
-        values = generator(band, setup.unit_of(band, datasource))(rng, (count, H, W))
+        make = generator(band, setup.unit_of(band, datasource))
+        if ranges and band in ranges:
+            low, high = ranges[band]
+            whole = isinstance(low, int) and isinstance(high, int)
+            make = _integers(low, high) if whole else _uniform(low, high)
+        values = make(rng, (count, H, W))
         bands[band] = values.astype(np.uint8 if band == "dataMask" else np.float32)
     if mode == "ORBIT":
         scenes = [orbit_metadata(day, n) for n, day in enumerate(days)]
