@@ -139,6 +139,20 @@ def test_output_bands_as_public_scripts_write_them(written: str, bands: int) -> 
     assert setup.output("default").bands == bands
 
 
+def test_a_misspelt_key_asking_for_the_default_anyway_is_accepted() -> None:
+    # custom-scripts dem/dem-color/script.js writes `sampleTYPE: "AUTO"`
+    setup = parse_setup(
+        '//VERSION=3\nfunction setup() { return { input: ["DEM"], output: { bands: 4, '
+        'sampleTYPE: "AUTO" } }; }\nfunction evaluatePixel(s) { return [0, 0, 0, 1]; }'
+    )
+    assert setup.output("default").sample_type == "AUTO"
+    with pytest.raises(EvalscriptError, match="did you mean 'sampleType'"):
+        parse_setup(
+            '//VERSION=3\nfunction setup() { return { input: ["DEM"], output: { bands: 1, '
+            'sampleTYPE: "FLOAT32" } }; }\nfunction evaluatePixel(s) { return [0]; }'
+        )
+
+
 def test_unknown_setup_keys_that_misspell_nothing_are_ignored() -> None:
     setup = parse_setup(
         '//VERSION=3\nfunction setup() { return { input: [{ bands: ["B04"], note: "x" }], '

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -12,6 +13,8 @@ from typing import Any
 from eobatch.script._v8 import FIRST_LINE_OFFSET, ScriptContext
 from eobatch.script.errors import EvalscriptError, from_report
 from eobatch.script.sample_types import SUPPORTED_SAMPLE_TYPES
+
+log = logging.getLogger(__name__)
 
 MOSAICKINGS = ("SIMPLE", "ORBIT", "TILE")
 DEFAULT_OUTPUT_ID = "default"
@@ -164,20 +167,43 @@ def _mosaicking(value: Any, where: str) -> str:
 
 
 def _check_keys(value: dict[str, Any], known: tuple[str, ...], where: str) -> None:
-    """Refuse a key that misspells a documented one (`noDataValue` for `nodataValue`): the
-    script means that key, and ignoring it would silently change the result. Other keys are
-    ignored, as JavaScript objects may carry anything."""
-    for key in value:
+    """Refuse a key that misspells a documented one (`noDataValue` for `nodataValue`) when
+    ignoring it, as Sentinel Hub does, would silently change the result. A misspelling that
+    asks for the default anyway (`sampleTYPE: "AUTO"` in the public dem-color script) only
+    gets a warning; other keys are ignored, as JavaScript objects may carry anything."""
+    for key, given in value.items():
         if key in known:
             continue
         near = [k for k in known if k.lower() == key.lower()] or get_close_matches(
             key, known, n=1, cutoff=0.8
         )
-        if near:
-            raise EvalscriptError(
-                f"{where}.{key} is not a setup() property; did you mean '{near[0]}'? "
-                f"(known: {', '.join(known)})"
+        if not near:
+            continue
+        meant = near[0]
+        if meant in _DEFAULTS and _same(given, _DEFAULTS[meant]):
+            log.warning(
+                "%s.%s taken for '%s' (ignored: it asks for the default)", where, key, meant
             )
+            continue
+        raise EvalscriptError(
+            f"{where}.{key} is not a setup() property; did you mean '{meant}'? "
+            f"(known: {', '.join(known)})"
+        )
+
+
+# What a misspelt key falls back to when ignored (keys without a default change the result).
+_DEFAULTS: dict[str, Any] = {
+    "sampleType": "AUTO",
+    "mosaicking": "SIMPLE",
+    "id": DEFAULT_OUTPUT_ID,
+    "bands": 1,
+}
+
+
+def _same(given: Any, default: Any) -> bool:
+    if isinstance(given, str) and isinstance(default, str):
+        return given.upper() == default.upper()
+    return bool(given == default)
 
 
 def _inputs(value: Any) -> tuple[ScriptInput, ...]:
