@@ -1,0 +1,68 @@
+"""The corpus of public evalscripts (tests/conformance/corpus/manifest.toml): each runs on
+synthetic data for its collection as the engine runs a feature, or fails with the error its
+verdict names; those with an independent numpy version must match it pixel for pixel."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from eobatch.script import EvalscriptError, sample_dtype
+from tests.conformance.corpus.references import REFERENCES, TOLERANCE, USERDATA
+from tests.conformance.corpus.runner import load_manifest, run
+
+ENTRIES = load_manifest()
+MULTI_TEMPORAL = {"ORBIT", "TILE"}
+
+
+def test_the_corpus_is_large_and_cross_checked() -> None:
+    assert len(ENTRIES) >= 80
+    assert len({e.id for e in ENTRIES}) == len(ENTRIES)
+    assert all(e.verdict in ("runs", "script-fault") for e in ENTRIES)
+    assert all(e.reason and e.error for e in ENTRIES if e.verdict == "script-fault")
+    runs = {e.id for e in ENTRIES if e.verdict == "runs"}
+    assert set(REFERENCES) <= runs
+    assert len(REFERENCES) >= 25
+    multi_temporal = [
+        name for name in REFERENCES
+        if run(next(e for e in ENTRIES if e.id == name)).setup.mosaicking in MULTI_TEMPORAL
+    ]  # fmt: skip
+    assert len(multi_temporal) >= 8, multi_temporal
+
+
+@pytest.mark.parametrize("entry", ENTRIES, ids=[e.id for e in ENTRIES])
+def test_corpus_script(entry) -> None:  # type: ignore[no-untyped-def]
+    if entry.text() is None:
+        pytest.skip(f"{entry.id} is not stored in tests/conformance/corpus/scripts")
+    if entry.verdict == "script-fault":
+        with pytest.raises(EvalscriptError) as info:
+            run(entry)
+        assert entry.error in str(info.value)
+        return
+    result = run(entry)
+    rasters = result.result.rasters
+    for output in result.setup.outputs:
+        raster = rasters[output.id]
+        assert raster.dtype == sample_dtype(output.sample_type), output.id
+        assert (
+            raster.shape[1:]
+            == next(iter(result.data.values()))
+            .bands[next(iter(next(iter(result.data.values())).bands))]
+            .shape[1:]
+        )
+    reference = REFERENCES.get(entry.id)
+    if reference is not None:
+        expected = reference(result)
+        assert set(expected) == set(rasters)
+        for output_id, want in expected.items():
+            got = rasters[output_id]
+            assert got.dtype == want.dtype and got.shape == want.shape, output_id
+            tolerance = TOLERANCE.get(entry.id, 0)
+            if tolerance:
+                np.testing.assert_allclose(
+                    got.astype(np.float64), want.astype(np.float64), atol=tolerance, rtol=0
+                )
+            else:
+                np.testing.assert_array_equal(got, want, err_msg=output_id)
+    if entry.id in USERDATA:
+        assert result.result.userdata == USERDATA[entry.id](result)
