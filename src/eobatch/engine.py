@@ -126,10 +126,11 @@ def _run(job: FeatureJob) -> FeatureOutcome:
                               samples=samples)  # fmt: skip
     # copy=False: the rasters are encoded below, before this runtime evaluates anything else.
     result = runtime.evaluate_sources(job.evalscript, setup, data, copy=False)
-    written = 0
-    for target in job.targets:
+    for target in job.targets:  # before anything is written
         if target.output_id != USERDATA:
             _check_bands(job, target.output_id, result.rasters[target.output_id])
+    written = 0
+    for target in job.targets:
         if target.output_id == USERDATA:
             files = {target.key: json.dumps(result.userdata, allow_nan=False).encode()}
         elif job.zarr is not None:  # this feature's chunks of the task's arrays

@@ -4,6 +4,9 @@ return, and data fusion shaped as on Sentinel Hub. Every result is checked value
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime
 from typing import Any
 
@@ -407,3 +410,23 @@ def test_pre_process_scenes_with_fusion_gets_each_source_under_its_id() -> None:
     _, kept, result = evaluate(source, fusion_data(1), ranges)
     assert kept["s1"] == [1]  # the SIMPLE source is not filtered
     assert result.rasters["default"][3, 0, 0] == np.float32(0.07)
+
+
+def test_scripts_see_dates_in_utc_whatever_the_worker_time_zone() -> None:
+    """A worker in New York evaluates `getDate()`/`new Date(y, m, d)` as Sentinel Hub does, in
+    UTC (V8 takes the zone once per process, so this runs in a fresh interpreter)."""
+    code = (
+        "import numpy as np\n"
+        "from eobatch.script import get_runtime, parse_setup\n"
+        'src = (\'//VERSION=3\\nfunction setup() { return { input: ["B04"], output: { bands: 2,'
+        ' sampleType: "UINT8" } }; }\\nfunction evaluatePixel(s) { return ['
+        'new Date("2024-06-01T00:00:00Z").getDate(), new Date(2024, 0, 1).getUTCHours()]; }\')\n'
+        "r = get_runtime(10, 128).evaluate(src, parse_setup(src), {'B04': np.zeros((1, 1))})\n"
+        "print(r['default'].ravel().tolist())\n"
+    )
+    env = {**os.environ, "TZ": "America/New_York"}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[1, 0]"

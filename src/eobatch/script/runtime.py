@@ -282,17 +282,12 @@ class EvalscriptRuntime:
     ) -> tuple[ScriptOutput, ...]:
         """The outputs with the band counts `updateOutput(outputs, collection)` sets, given the
         scenes of this feature (for SIMPLE, those that make up the mosaic)."""
-        layout = {
-            "fused": fused,
-            "sources": [
-                {
-                    "keys": _keys(setup, sid, j, fused),
-                    "mode": (mode := setup.mosaicking_of(sid if fused else None)),
-                    "meta": d.scenes if d.scenes or mode == "SIMPLE" else _metadata(d),
-                }
-                for j, (sid, d) in enumerate(data.items())
-            ],
-        }
+        sources = []
+        for j, (sid, source_data) in enumerate(data.items()):
+            mode = setup.mosaicking_of(sid if fused else None)
+            meta = source_data.scenes if mode == "SIMPLE" else _metadata(source_data)
+            sources.append({"keys": _keys(setup, sid, j, fused), "mode": mode, "meta": meta})
+        layout = {"fused": fused, "sources": sources}
         declared = [[o.id, o.bands] for o in setup.outputs]
         answer = json.loads(
             context.call("updateOutput", key, json.dumps(layout), json.dumps(declared))
