@@ -6,8 +6,17 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from sentinelhub import DataCollection
+from sentinelhub.evalscript import generate_evalscript
 
-from eobatch.script import EvalscriptError, sample_dtype
+from eobatch.script import (
+    EvalscriptError,
+    SourceData,
+    get_runtime,
+    parse_setup,
+    sample_dtype,
+)
+from tests.conformance.cases import convert
 from tests.conformance.corpus.references import REFERENCES, TOLERANCE, USERDATA
 from tests.conformance.corpus.runner import load_manifest, run
 
@@ -66,3 +75,37 @@ def test_corpus_script(entry) -> None:  # type: ignore[no-untyped-def]
                 np.testing.assert_array_equal(got, want, err_msg=output_id)
     if entry.id in USERDATA:
         assert result.result.userdata == USERDATA[entry.id](result)
+
+
+@pytest.mark.parametrize("prioritize_dn", [True, False])
+def test_scripts_sentinelhub_py_generates_run_with_their_units_per_band(
+    prioritize_dn: bool,
+) -> None:
+    """sentinelhub-py's generate_evalscript (eo-learn's input tasks use it) writes one unit per
+    band, mixing REFLECTANCE, DN, DEGREES...; each band reaches its output unchanged."""
+    script = generate_evalscript(
+        data_collection=DataCollection.SENTINEL2_L2A,
+        bands=["B02", "B8A"],
+        meta_bands=["dataMask", "SCL", "sunZenithAngles"],
+        prioritize_dn=prioritize_dn,
+    )
+    setup = parse_setup(script)
+    units = {b: setup.unit_of(b) for b in setup.bands}
+    assert units["dataMask"] == "DN" and units["sunZenithAngles"] == "DEGREES"
+    assert units["B02"] == ("DN" if prioritize_dn else "REFLECTANCE")
+    rng = np.random.default_rng(3)
+    bands = {
+        "B02": rng.integers(1, 9000, (1, 4, 5)).astype(np.float32),
+        "B8A": rng.integers(1, 9000, (1, 4, 5)).astype(np.float32),
+        "dataMask": np.ones((1, 4, 5), np.uint8),
+        "SCL": rng.integers(0, 12, (1, 4, 5)).astype(np.float32),
+        "sunZenithAngles": rng.uniform(20, 70, (1, 4, 5)).astype(np.float32),
+    }
+    if not prioritize_dn:  # the reader scales reflectance bands: the script sees them scaled
+        for name in ("B02", "B8A"):
+            bands[name] = bands[name] * np.float32(1e-4)
+    result = get_runtime(10, 256).evaluate_sources(script, setup, {"default": SourceData(bands)})
+    for output in setup.outputs:
+        want = convert(bands[output.id][0].astype(np.float64), output.sample_type)
+        np.testing.assert_array_equal(result.rasters[output.id][0], want, err_msg=output.id)
+    assert result.userdata == {"norm_factor": 0.0001}
