@@ -430,3 +430,25 @@ def test_scripts_see_dates_in_utc_whatever_the_worker_time_zone() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[1, 0]"
+
+
+def test_scenes_serialise_as_documented_in_either_form() -> None:
+    source = (
+        '//VERSION=3\nfunction setup() { return { input: ["B04"], output: { bands: 0 }, '
+        'mosaicking: "TILE" }; }\nfunction evaluatePixel(s) { return []; }\n'
+        "function updateOutputMetadata(scenes, im, om) { om.userData = { whole: scenes, "
+        "tiles: scenes.tiles, first: scenes[0].date, n: scenes.length }; }"
+    )
+    tiles = [
+        {"date": "2024-06-02T10:00:00Z", "shId": 1},
+        {"date": "2024-06-01T10:00:00Z", "shId": 2},
+    ]
+    data = {"default": SourceData({"B04": np.zeros((2, H, W), np.float32)}, tiles)}
+    result = runtime().evaluate_sources(source, parse_setup(source), data)
+    listed = [{**t, "__idx": n} for n, t in enumerate(tiles)]
+    assert result.userdata == {
+        "whole": {"tiles": listed},
+        "tiles": listed,
+        "first": "2024-06-02T10:00:00Z",
+        "n": 2,
+    }

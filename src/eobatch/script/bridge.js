@@ -210,14 +210,15 @@
       configurable: true });
   }
 
-  // `scenes` of one source without fusion: {} for SIMPLE, else the orbits/tiles. They are an
-  // array that also has `orbits`/`tiles` pointing to itself: the documented `scenes.orbits[i]`
-  // and the deprecated `scenes[i]` (still used by real scripts) both work; as JSON it is the
-  // documented {orbits: [...]}.
+  // `scenes` of one source without fusion: {} for SIMPLE, else the orbits/tiles. It is an array
+  // of them whose `orbits`/`tiles` property is another array of the same scenes: the documented
+  // `scenes.orbits[i]` and the deprecated `scenes[i]` (still used by real scripts) both work,
+  // and as JSON it is the documented {orbits: [...]}.
   function plainScenes(src) {
     if (src.mode === "SIMPLE") return {};
     const field = src.mode === "ORBIT" ? "orbits" : "tiles";
     const list = [];
+    const documented = [];
     for (let i = 0; i < src.meta.length; i++) {
       const scene = src.meta[i];
       // Scripts of the deprecated form (converted from V1) call `scenes[i].date.getMonth()`:
@@ -228,14 +229,13 @@
       }
       setField(scene, "__idx", i);
       push(list, scene);
+      push(documented, scene);
     }
-    defineProperty(list, field, { value: list, writable: true, enumerable: false,
+    defineProperty(list, field, { value: documented, writable: true, enumerable: false,
       configurable: true });
     defineProperty(list, "toJSON", { value: function () {
-      const copy = [];
-      for (let i = 0; i < list.length; i++) push(copy, list[i]);
       const json = {};
-      setField(json, field, copy);
+      setField(json, field, list[field]);
       return json;
     }, writable: true, enumerable: false, configurable: true });
     return list;
