@@ -5,6 +5,7 @@ updateOutput, evaluatePixel over every pixel and updateOutputMetadata."""
 from __future__ import annotations
 
 import hashlib
+import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +17,10 @@ from eobatch.script import Evaluation, ScriptSetup, SourceData, get_runtime, par
 from tests.conformance.corpus.synthetic import default_days, source_data, time_range
 
 HERE = Path(__file__).parent
-SCRIPTS = HERE / "scripts"
+# The scripts themselves are not in the repository (they are third-party code under their own
+# licences): `python -m tests.conformance.corpus collect <checkouts>` copies them here from
+# checkouts of the repositories the manifest names, or point EOBATCH_EVALSCRIPT_CORPUS at them.
+SCRIPTS = Path(os.environ.get("EOBATCH_EVALSCRIPT_CORPUS") or HERE / "scripts")
 
 
 @dataclass(frozen=True)
