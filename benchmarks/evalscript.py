@@ -8,6 +8,7 @@ per-pixel JS loop and the sample-type conversion. The script is compiled once (a
 as a worker does once per task. Single-date: SIMPLE; ORBIT inputs are staged the same way.
 
 Run: python benchmarks/evalscript.py [size] [repeats]   (default 3500, best of 5)
+     python benchmarks/evalscript.py --smoke             (300 x 300, best of 3: seconds)
 Goal: >= 1.0 x numpy on single-date scripts, >= 0.5 x on ORBIT/TILE scripts.
 """
 
@@ -153,4 +154,7 @@ def main(size: int = 3500, repeats: int = 5) -> None:
 
 
 if __name__ == "__main__":
-    main(*(int(a) for a in sys.argv[1:3]))
+    if "--smoke" in sys.argv[1:]:
+        main(300, 3)
+    else:
+        main(*(int(a) for a in sys.argv[1:3]))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import numpy as np
 from distributed import Client, LocalCluster
@@ -26,6 +27,7 @@ from eobatch.script import (
 from eobatch.sinks import DEFAULT_PROFILE, CogOptions, CompressionProfile, encode_output
 from eobatch.sinks.zarr import ZarrLayout, feature_chunks
 from eobatch.sources import PixelGrid, Scene, read_mosaic, read_slices, slices
+from eobatch.sources.stack import tile_metadata
 from eobatch.storage import Location
 
 log = logging.getLogger(__name__)
@@ -51,6 +53,8 @@ class JobSource:
     upsampling: str = "NEAREST"
     downsampling: str = "NEAREST"
     scales: dict[str, float] = field(default_factory=dict)  # band -> units factor
+    # dataFilter.timeRange (from, to): preProcessScenes gets it as collections.from/to
+    time_range: tuple[datetime | None, datetime | None] = (None, None)
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,9 @@ class FeatureJob:
     compression: CompressionProfile = DEFAULT_PROFILE
     cog: CogOptions | None = None  # None: plain tiled GeoTIFFs
     zarr: ZarrLayout | None = None  # zarr output: chunks of the task's group, no GeoTIFFs
+    # What needs every feature's outputs to keep the band counts setup() declares (zarr
+    # output, BYOC ingestion), though updateOutput may change them per feature; None: nothing
+    fixed_bands: str | None = None
 
 
 @dataclass(frozen=True)
@@ -104,20 +111,24 @@ def _run(job: FeatureJob) -> FeatureOutcome:
     runtime = get_runtime(job.script_timeout_s, job.script_heap_mb)
     runtime.bind(job.task_id)  # no JavaScript state is ever shared with another task
     fused = len(job.sources) > 1 or bool(setup.datasources)
-    if setup.mosaicking == "SIMPLE":
-        # A single source is read straight into the script's memory; fused ones apart.
-        stage = runtime if len(job.sources) == 1 else None
-        data = {s.id: _read_simple(setup, s, fused, grid, stage) for s in job.sources}
-        samples = 1
-    else:
-        data = _read_per_scene(job, grid, runtime, fused)
-        samples = max(d.scene_count for d in data.values())
+    modes = {s.id: setup.mosaicking_of(s.id if fused else None) for s in job.sources}
+    per_scene = _read_per_scene(job, grid, runtime, fused, modes)
+    # A single SIMPLE source is read straight into the script's memory; fused ones apart.
+    stage = runtime if len(job.sources) == 1 else None
+    data = {
+        s.id: per_scene[s.id] if s.id in per_scene else _read_simple(setup, s, fused, grid, stage)
+        for s in job.sources
+    }  # in the request's order: fused scripts may name the sources by position
+    samples = max(1 if modes[sid] == "SIMPLE" else d.scene_count for sid, d in data.items())
     # dataMask is always read (the runtime passes on only the bands the script asks for).
     if samples == 0 or not any(d.bands["dataMask"].any() for d in data.values()):
         return FeatureOutcome(job.task_id, feature.id, True, no_data=True, error="No data",
                               samples=samples)  # fmt: skip
     # copy=False: the rasters are encoded below, before this runtime evaluates anything else.
     result = runtime.evaluate_sources(job.evalscript, setup, data, copy=False)
+    for target in job.targets:  # before anything is written
+        if target.output_id != USERDATA:
+            _check_bands(job, target.output_id, result.rasters[target.output_id])
     written = 0
     for target in job.targets:
         if target.output_id == USERDATA:
@@ -139,6 +150,23 @@ def _run(job: FeatureJob) -> FeatureOutcome:
             job.delivery.put(key, payload)
             written += len(payload)
     return FeatureOutcome(job.task_id, feature.id, True, bytes_written=written, samples=samples)
+
+
+def _check_bands(job: FeatureJob, output_id: str, raster: np.ndarray) -> None:
+    """An output whose band count `updateOutput` changed must still be writable."""
+    declared, bands = job.setup.output(output_id).bands, raster.shape[0]
+    if bands == 0:
+        raise FeatureError(
+            f"Output '{output_id}' has no bands for this feature (updateOutput() set 0), so "
+            "there is nothing to write", retryable=False,
+        )  # fmt: skip
+    if job.fixed_bands and bands != declared:
+        raise FeatureError(
+            f"updateOutput() gave output '{output_id}' {bands} band(s) for this feature, but "
+            f"{job.fixed_bands} needs the {declared} band(s) setup() declares in every feature; "
+            "keep the band count fixed, or deliver GeoTIFFs without ingestion",
+            retryable=False,
+        )
 
 
 def _bands(setup: ScriptSetup, source: JobSource, fused: bool) -> list[str]:
@@ -166,19 +194,25 @@ def _read_simple(
     # dataMask is always returned (the no-data check needs it); in place when the script reads it.
     stacks["dataMask"] = staged.get("dataMask", np.empty((1, *mask.shape), dtype=np.uint8))
     stacks["dataMask"][0] = mask
-    return SourceData(stacks)
+    # The scenes behind the mosaic: what updateOutput counts under SIMPLE.
+    return SourceData(stacks, [tile_metadata(scene) for scene in source.scenes])
 
 
 def _read_per_scene(
-    job: FeatureJob, grid: PixelGrid, runtime: EvalscriptRuntime, fused: bool
-) -> dict[str, SourceData]:
-    """ORBIT/TILE: the samples `preProcessScenes` keeps (all without it), each read apart."""
-    candidates = {s.id: slices(s.scenes, job.setup.mosaicking) for s in job.sources}
-    kept = runtime.pre_process_scenes(
-        job.evalscript, job.setup, {sid: [c.metadata for c in cs] for sid, cs in candidates.items()}
-    )
+    job: FeatureJob, grid: PixelGrid, runtime: EvalscriptRuntime, fused: bool,
+    modes: dict[str, str],
+) -> dict[str, SourceData]:  # fmt: skip
+    """ORBIT/TILE sources: the samples `preProcessScenes` keeps (all without it), each read
+    apart. SIMPLE sources are left out."""
+    sources = [s for s in job.sources if modes[s.id] != "SIMPLE"]
+    if not sources:
+        return {}
+    candidates = {s.id: slices(s.scenes, modes[s.id]) for s in sources}
+    metadata = {sid: [c.metadata for c in cs] for sid, cs in candidates.items()}
+    ranges = {s.id: s.time_range for s in sources}
+    kept = runtime.pre_process_scenes(job.evalscript, job.setup, metadata, ranges)
     data = {}
-    for s in job.sources:
+    for s in sources:
         chosen = [candidates[s.id][n] for n in kept[s.id]]
         bands = _bands(job.setup, s, fused)
         data[s.id] = read_slices(chosen, bands, grid, s.upsampling, s.downsampling, s.scales)

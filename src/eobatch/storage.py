@@ -163,7 +163,8 @@ class Location:
         if self.is_gcs:
             if self.gcs_endpoint:  # an emulator: unsigned requests to its XML API
                 return REMOTE_READS | {
-                    "CPL_GS_ENDPOINT": f"{self.gcs_endpoint}/", "GS_NO_SIGN_REQUEST": "YES"
+                    "CPL_GS_ENDPOINT": f"{self.gcs_endpoint}/",
+                    "GS_NO_SIGN_REQUEST": "YES",
                 }
             info = json.loads(self.gcs_credentials or "{}")
             return REMOTE_READS | {

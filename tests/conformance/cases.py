@@ -345,8 +345,12 @@ case(
 HEX = [(-0.2, 0x0C0C0C), (0.0, 0xEAEAEA), (0.2, 0x99B718), (0.6, 0x306D1C), (1.0, 0x004400)]
 
 
-def hex_ramp() -> list:
-    return [(v, (((h >> 16) & 255) / 255, ((h >> 8) & 255) / 255, (h & 255) / 255)) for v, h in HEX]
+def hex_blend(v: np.ndarray, ramp: list[tuple[float, int]]) -> np.ndarray:
+    """A ramp of 0xRRGGBB colours: each channel interpolated in 0..255, rounded half up
+    (JavaScript's Math.round), then / 255."""
+    stops = [r[0] for r in ramp]
+    channels = [[(h >> shift) & 255 for _, h in ramp] for shift in (16, 8, 0)]
+    return np.stack([np.floor(np.interp(v, stops, c) + 0.5) / 255 for c in channels])
 
 
 case(
@@ -360,7 +364,7 @@ case(
     expected=lambda d: {
         "default": np.concatenate(
             [
-                convert(blend(nd(b(d, "B08"), b(d, "B04")), hex_ramp()), "AUTO"),
+                convert(hex_blend(nd(b(d, "B08"), b(d, "B04")), HEX), "AUTO"),
                 convert(b(d, "dataMask"), "AUTO")[None],
             ]
         )
@@ -374,15 +378,18 @@ case(
     inputs=simple("B04", mask=False),
     expected=lambda d: {
         "default": convert(
-            np.repeat(np.clip((b(d, "B04") - 0.1) / 0.4, 0, 1)[None], 3, axis=0), "AUTO"
+            np.repeat(hex_blend(b(d, "B04"), [(0.1, 0x000000), (0.5, 0xFFFFFF)])[:1], 3, axis=0),
+            "AUTO",
         )
     },
 )
 
 
 def highlight(v: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """HighlightCompressVisualizer (spec §8.4): above 0.92 compressed linearly (max < 1)."""
     x = (v - lo) / (hi - lo)
-    x = np.where(x > 0.92, 0.92 + 0.08 * (1 - np.exp(-(x - 0.92) / 0.08)), x)
+    if 0 < hi < 1:
+        x = np.where(x > 0.92, 0.92 + (x - 0.92) * (0.08 / 1.08), x)
     return np.clip(x, 0, 1)
 
 

@@ -140,3 +140,30 @@ def test_ingestion_needs_the_deployments_cloud_and_region(
     with pytest.raises(AnalysisError) as caught:
         _check_ingestion(context)  # type: ignore[arg-type]
     assert refused in str(caught.value) and "eu-central-1" in str(caught.value)
+
+
+GROWS = """//VERSION=3
+function setup() {
+  return { input: [{ bands: ["B04", "dataMask"] }],
+           output: [{ id: "result", bands: 1, sampleType: "UINT16" }] };
+}
+function updateOutput(outputs, collection) { outputs.result.bands = 2; }
+function evaluatePixel(s) { return [s.B04, s.B04 + 1]; }
+"""
+
+
+def test_update_output_cannot_change_the_bands_of_an_ingested_collection(
+    service: Service,
+) -> None:
+    """A collection has one set of bands: a feature whose updateOutput() gives an output more
+    bands than setup() declared fails with the reason, and delivers nothing."""
+    body = service.request(GROWS, ["result"], raster("s3://results/grows", createCollection=True))
+    task = service.run(body)
+    features = service.features(task["id"])
+    assert features and {f.status for f in features} == {"FATAL"}
+    assert all(
+        "updateOutput() gave output 'result' 2 band(s) for this feature, but BYOC ingestion "
+        "needs the 1 band(s) setup() declares" in (f.error or "")
+        for f in features
+    )
+    assert not list((service.buckets / "results" / "grows").rglob("*.tiff"))

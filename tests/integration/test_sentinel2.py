@@ -473,12 +473,6 @@ def test_unreachable_catalogue_fails_the_analysis_with_a_hint(world: World) -> N
 def test_fusion_and_filters_that_cannot_work_are_refused_at_creation(world: World) -> None:
     base = world.request(STRADDLE_SCRIPT, [{"type": "sentinel-2-l2a"}])
     cases = []
-    no_ids = copy.deepcopy(base)
-    no_ids["processRequest"]["input"]["data"] = [
-        {"type": "sentinel-2-l2a"},
-        {"type": "sentinel-2-l1c", "id": "l1c"},
-    ]  # (L1C is served here through the test's own mapping file)
-    cases.append((no_ids, "processRequest->input->data->0->id", "needs an id"))
     twice = copy.deepcopy(base)
     twice["processRequest"]["input"]["data"] = [{"type": "sentinel-2-l2a", "id": "x"},
                                                 {"type": "sentinel-2-l1c", "id": "x"}]  # fmt: skip
@@ -566,3 +560,87 @@ function evaluatePixel(s) { return [s.l2a.B08]; }
     a, b, _ = world.june
     expected = mosaic([harmonised(window(a, "B08"), -1000), harmonised(window(b, "B08"), 0)])
     assert np.array_equal(got[0], expected.astype(np.uint16))
+
+
+SERIES_SCRIPT = """//VERSION=3
+function setup() {
+  return { input: [{ bands: ["B08", "dataMask"], units: "DN" }],
+           output: { id: "default", bands: 1, sampleType: "UINT16" }, mosaicking: "ORBIT" };
+}
+function preProcessScenes(collections) {
+  collections.scenes.orbits = collections.scenes.orbits.filter(function (orbit) {
+    return new Date(orbit.dateFrom).getTime() >= collections.to.getTime() - 26 * 24 * 3600 * 1000;
+  });
+  return collections;
+}
+function updateOutput(outputs, collection) {
+  Object.values(outputs).forEach((output) => { output.bands = collection.scenes.length; });
+}
+function evaluatePixel(samples) { return samples.map((s) => (s.dataMask ? s.B08 : 0)); }
+"""
+
+
+def test_time_series_of_the_last_days_one_band_per_orbit(world: World) -> None:
+    """The official "last N days" filter: collections.to is the request's timeRange.to as a
+    Date; updateOutput makes one band per orbit kept (A on June 10, B on June 5; C on June 1
+    is older than 26 days before June 30)."""
+    data = [{"type": "sentinel-2-l2a", "dataFilter": {"timeRange": JUNE}}]
+    task_id, _ = world.run(world.request(SERIES_SCRIPT, data))
+    got, _ = world.output(task_id)
+    a, b, _ = world.june
+    newest = np.nan_to_num(harmonised(window(a, "B08"), -1000))  # A's no-data block: 0
+    assert got.shape == (2, PX, PX)
+    assert np.array_equal(got[0], newest.astype(np.uint16)) and (got[0] == 0).any()
+    assert np.array_equal(got[1], window(b, "B08").astype(np.uint16))
+
+
+def test_units_per_band_mixing_reflectance_and_dn(world: World) -> None:
+    """What sentinelhub-py's generate_evalscript writes: one unit per band, in any case."""
+    script = """//VERSION=3
+function setup() {
+  return { input: [{ bands: ["B04", "B08", "dataMask"], units: ["reflectance", "DN", "DN"] }],
+           output: { bands: 3, sampleType: "FLOAT32" } };
+}
+function evaluatePixel(s) { return [s.B04, s.B08, s.dataMask]; }
+"""
+    data = [{"type": "sentinel-2-l2a", "dataFilter": {"timeRange": JUNE}}]
+    task_id, _ = world.run(world.request(script, data))
+    got, _ = world.output(task_id)
+    a, b, _ = world.june
+    b04 = mosaic([harmonised(window(a, "B04"), -1000), harmonised(window(b, "B04"), 0)])
+    b08 = mosaic([harmonised(window(a, "B08"), -1000), harmonised(window(b, "B08"), 0)])
+    assert np.array_equal(got[0], b04.astype(np.float32) * np.float32(1e-4))
+    assert np.array_equal(got[1], b08.astype(np.float32))
+    assert (got[2] == 1).all()
+
+
+def test_fusion_paired_by_position_one_source_simple_the_other_orbit(world: World) -> None:
+    """Data sources without ids, inputs without datasource: paired by position and keyed "0",
+    "1"; the first source SIMPLE (an array of its one mosaic), the second ORBIT, oldest first."""
+    script = """//VERSION=3
+function setup() {
+  return { input: [{ bands: ["B04"], units: "DN" },
+                   { bands: ["B08", "dataMask"], units: "DN", mosaicking: "ORBIT" }],
+           output: { bands: 3, sampleType: "FLOAT32" } };
+}
+function evaluatePixel(samples) {
+  const orbits = samples[1];
+  const last = orbits[orbits.length - 1];
+  return [samples["0"][0].B04, orbits.length, last.dataMask ? last.B08 : -1];
+}
+"""
+    data = [
+        {"type": "sentinel-2-l2a", "dataFilter": {"timeRange": JUNE}},
+        {
+            "type": "sentinel-2-l2a",
+            "dataFilter": {"timeRange": JUNE, "mosaickingOrder": "leastRecent"},
+        },
+    ]
+    task_id, _ = world.run(world.request(script, data))
+    got, _ = world.output(task_id)
+    a, b, _ = world.june
+    b04 = mosaic([harmonised(window(a, "B04"), -1000), harmonised(window(b, "B04"), 0)])
+    assert np.array_equal(got[0], b04.astype(np.float32))
+    assert (got[1] == 3).all()
+    newest = np.nan_to_num(harmonised(window(a, "B08"), -1000), nan=-1)  # A is last: oldest first
+    assert np.array_equal(got[2], newest.astype(np.float32))

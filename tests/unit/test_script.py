@@ -77,7 +77,10 @@ def test_parse_setup_input_objects_units_outputs_and_constants() -> None:
         "return {};",
     )
     setup = parse_setup(source)
-    assert setup.inputs == (ScriptInput(("B08", "B04"), "DN"), ScriptInput(("B04", "dataMask")))
+    assert setup.inputs == (
+        ScriptInput(("B08", "B04"), ("DN", "DN")),
+        ScriptInput(("B04", "dataMask")),
+    )
     assert setup.bands == ("B08", "B04", "dataMask")
     assert setup.output("ndvi").sample_type == "FLOAT32"
     assert np.isnan(setup.output("ndvi").nodata_value)
@@ -91,7 +94,7 @@ def test_parse_setup_single_input_object_and_units_array() -> None:
     setup = parse_setup(
         script('{input: {bands: ["B02", "B03"], units: ["DN", "DN"]}}', "return [0];")
     )
-    assert setup.inputs == (ScriptInput(("B02", "B03"), "DN"),)
+    assert setup.inputs == (ScriptInput(("B02", "B03"), ("DN", "DN")),)
 
 
 def test_setup_is_picklable() -> None:
@@ -111,11 +114,13 @@ def test_setup_is_picklable() -> None:
         ("{input: [1, 2]}", "setup().input[0] must be an object"),
         ('{input: [{units: "DN"}]}', "setup().input[0] must have 'bands'"),
         (
-            '{input: ["B04"], output: {bands: 0}}',
-            "setup().output.bands (output 'default') must be a positive integer, got 0",
+            '{input: ["B04"], output: {bands: -1}}',
+            "setup().output.bands (output 'default') must be a whole number of bands (0 or more)"
+            ", got -1",
         ),
-        ('{input: ["B04"], output: {bands: 1.5}}', "must be a positive integer, got 1.5"),
-        ('{input: ["B04"], output: {bands: "3"}}', 'must be a positive integer, got "3"'),
+        ('{input: ["B04"], output: {bands: 1.5}}', "must be a whole number of bands (0 or more)"),
+        ('{input: ["B04"], output: {bands: "three"}}', 'got "three"'),
+        ('{input: ["B04"], output: {bands: true}}', "got true"),
         ('{input: ["B04"], output: [{id: "a"}, {id: "b"}, {id: "a"}]}', "duplicate output id(s) a"),
         (
             '{input: ["B04"], output: {sampleType: "FLOAT64"}}',
@@ -127,8 +132,24 @@ def test_setup_is_picklable() -> None:
             "setup().mosaicking must be one of SIMPLE, ORBIT, TILE",
         ),
         (
-            '{input: [{bands: ["B04", "B08"], units: ["DN", "REFLECTANCE"]}]}',
-            "different units per band",
+            '{input: [{bands: ["B04", "B08"], units: ["DN"]}]}',
+            "setup().input[0].units has 1 unit(s) for 2 band(s)",
+        ),
+        ('{input: [{bands: ["B04"], units: 3}]}', "units must be a string or an array"),
+        (
+            '{input: ["B04"], output: {bands: 1, noDataValue: 0}}',
+            "setup().output.noDataValue is not a setup() property; did you mean 'nodataValue'?",
+        ),
+        (
+            '{input: ["B04"], output: {bands: 1, sampletype: "UINT8"}}',
+            "did you mean 'sampleType'?",
+        ),
+        ('{input: [{bands: ["B04"], unit: "DN"}]}', "setup().input[0].unit is not a"),
+        ('{input: ["B04"], mosaicing: "ORBIT"}', "did you mean 'mosaicking'?"),
+        (
+            '{input: [{bands: ["B04"], mosaicking: "ORBIT"}, {bands: ["B08"], mosaicking: '
+            '"TILE"}]}',
+            "ask for different mosaicking (ORBIT, TILE)",
         ),
     ],
 )
@@ -140,7 +161,7 @@ def test_parse_setup_rejects_invalid_results(setup: str, expected: str) -> None:
 
 def test_parse_setup_requires_version_line() -> None:
     with pytest.raises(EvalscriptError, match="VERSION=3"):
-        parse_setup("function setup() { return {input: ['B04']}; }\nfunction evaluatePixel(s) {}")
+        parse_setup("return [B04];")  # a V1 script (see test_script_lifecycle.py for more)
 
 
 def test_parse_setup_requires_setup_function() -> None:
@@ -287,8 +308,10 @@ function evaluatePixel(s) {
 }
 """
     result = run(source, {"B01": np.array([[0.5, -1.0, 2.0]], dtype=np.float32)})
+    half = 128 / 255  # hex colours: each channel interpolated in 0..255 and rounded
     np.testing.assert_allclose(
-        result["default"][:, 0, :].T, [[0.5, 0.5, 0.5, 15], [0, 0, 0, 10], [1, 1, 1, 20]]
+        result["default"][:, 0, :].T,
+        np.array([[half, half, half, 15], [0, 0, 0, 10], [1, 1, 1, 20]], dtype=np.float32),
     )
 
 
@@ -327,7 +350,7 @@ def test_missing_output_in_multi_output_result() -> None:
     source = script(
         '{input: ["B01"], output: [{id: "a"}, {id: "b", bands: 2}]}', "return {a: [1]};"
     )
-    with pytest.raises(EvalscriptError, match="result for output 'b' must be an array of 2"):
+    with pytest.raises(EvalscriptError, match=r"evaluatePixel\(\) result has no output 'b'"):
         run(source, {"B01": ones(0.5)})
 
 

@@ -70,8 +70,15 @@ def check_script(source: str, context: TaskContext) -> ScriptSetup:
                 f"cogOutput does not allow sampleType INT8 (output(s) {', '.join(int8)}); "
                 "use INT16 or UINT8"
             )
-    check_inputs(setup, context.sources)
-    return setup
+    for response in context.request.process_request.output.responses:
+        if response.identifier != USERDATA and response.format.type == "image/tiff":
+            declared = setup.output(response.identifier)
+            if declared.bands == 0 and not setup.updates_output:
+                raise AnalysisError(
+                    f"Output '{declared.id}' has bands: 0, so no image/tiff can be written for "
+                    "it; request only the userdata response, or give it bands"
+                )
+    return check_inputs(setup, context.sources)
 
 
 def _check_ingestion(context: TaskContext) -> None:

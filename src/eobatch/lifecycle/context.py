@@ -160,14 +160,21 @@ class TaskContext:
         """(fewest, most) data samples per feature: 1 for SIMPLE; for ORBIT/TILE none at the
         least (no data, or all scenes dropped by the script) and at most every scene (TILE) or
         every acquisition day (ORBIT) whose footprint meets the feature."""
-        if setup.mosaicking == "SIMPLE":
+        fused = len(self.sources) > 1 or bool(setup.datasources)
+        modes = {s.id: setup.mosaicking_of(s.id if fused else None) for s in self.sources}
+        if all(mode == "SIMPLE" for mode in modes.values()):
             return [(1, 1)] * len(features)
-        # the engine's own grouping into orbits/tiles, so estimate and charge cannot disagree
+        # A SIMPLE source is one sample; ORBIT/TILE ones are grouped as the engine does, so
+        # estimate and charge cannot disagree.
+        fewest = 1 if "SIMPLE" in modes.values() else 0
         samples = []
         for feature in features:
             area = footprint_wgs84(feature)
-            most = max(len(slices(s.scenes_for(area), setup.mosaicking)) for s in self.sources)
-            samples.append((0, most))
+            most = max(
+                1 if modes[s.id] == "SIMPLE" else len(slices(s.scenes_for(area), modes[s.id]))
+                for s in self.sources
+            )
+            samples.append((min(fewest, most), most))
         return samples
 
     def load_scenes(self, boxes: list[tuple[int, tuple]]) -> None:
@@ -181,7 +188,14 @@ class TaskContext:
     def job_sources(self, feature: Feature, setup: ScriptSetup) -> tuple[JobSource, ...]:
         area = footprint_wgs84(feature)
         return tuple(
-            JobSource(s.id, s.scenes_for(area), s.upsampling, s.downsampling, s.unit_factors(setup))
+            JobSource(
+                s.id,
+                s.scenes_for(area),
+                s.upsampling,
+                s.downsampling,
+                s.unit_factors(setup),
+                s.script_time_range,
+            )
             for s in self.sources
         )
 
@@ -199,7 +213,18 @@ class TaskContext:
             compression=compression_profile(settings),
             cog=self.cog_options,
             zarr=self.zarr,
+            fixed_bands=self.fixed_bands,
         )
+
+    @property
+    def fixed_bands(self) -> str | None:
+        """What needs every feature to keep the band counts setup() declares, if anything."""
+        output = self.request.output
+        if isinstance(output, ZarrOutput):
+            return "zarr output"
+        if isinstance(output, RasterOutput) and (output.create_collection or output.collection_id):
+            return "BYOC ingestion"
+        return None
 
     def zarr_layout(self, bounds: tuple[float, float, float, float], epsg: int) -> ZarrLayout:
         """The zarr group over features spanning `bounds` in EPSG `epsg`."""

@@ -24,7 +24,7 @@ from eobatch.errors import AnalysisError, InvalidRequest
 from eobatch.lifecycle.validation import SourceRef, stac_collections
 from eobatch.planning import Feature
 from eobatch.schemas.batch import DataSource
-from eobatch.script import DEFAULT_SOURCE, ScriptSetup
+from eobatch.script import DEFAULT_SOURCE, EvalscriptError, ScriptSetup
 from eobatch.sources import Scene, filter_cloud_cover, filter_time, order_scenes
 from eobatch.sources.byoc import bucket_location, collection_scenes
 from eobatch.sources.stac import StacCollection, StacQuery, item_scene, search_items
@@ -90,8 +90,20 @@ class InputSource:
         hits = self.footprints.query(area, predicate="intersects")
         return tuple(self.scenes[i] for i in sorted(int(h) for h in hits))
 
+    @property
+    def script_time_range(self) -> tuple[datetime | None, datetime | None]:
+        """What preProcessScenes gets as collections.from/to: the request's timeRange, else
+        the first and last acquisition of the task's scenes."""
+        start, end = self.time_range
+        if self.scenes and start is None:
+            start = min(s.sensing_time for s in self.scenes)
+        if self.scenes and end is None:
+            end = max(s.sensing_time for s in self.scenes)
+        return start, end
+
     def unit_factors(self, setup: ScriptSetup) -> dict[str, float]:
-        """Factor per band for the units the script asks for (DN stored values: factor 1)."""
+        """Factor per band for the units the script asks for, band by band (a script may read
+        some bands in REFLECTANCE and others in DN); DN, the stored values, is factor 1."""
         if self.stac is None:
             return {}
         factors = {}
@@ -101,7 +113,7 @@ class InputSource:
             for name in script_input.bands:
                 band = self.stac.bands.get(name)
                 if band is not None:
-                    factors[name] = band.units[script_input.units or band.default_units]
+                    factors[name] = band.units[script_input.unit_of(name) or band.default_units]
         return factors
 
 
@@ -111,8 +123,10 @@ def input_sources(
 ) -> list[InputSource]:  # fmt: skip
     """The task's sources with their bands; scenes come with `InputSource.load`."""
     sources = []
-    for request, ref in zip(request_sources, refs, strict=True):
-        source_id = request.id or DEFAULT_SOURCE
+    fused = len(request_sources) > 1
+    for position, (request, ref) in enumerate(zip(request_sources, refs, strict=True)):
+        # Without an id, a fused source is known by its position ("0", "1", ...), as on SH.
+        source_id = request.id or (str(position) if fused else DEFAULT_SOURCE)
         if ref.kind == "byoc":
             _, bands = collection_scenes(db, settings, account_id, ref.key, with_tiles=False)
             sources.append(InputSource(source_id, request, ref, dict(bands)))
@@ -122,17 +136,16 @@ def input_sources(
     return sources
 
 
-def check_inputs(setup: ScriptSetup, sources: Sequence[InputSource]) -> None:
-    """The script's inputs against the sources: data sources named, bands present, units known."""
+def check_inputs(setup: ScriptSetup, sources: Sequence[InputSource]) -> ScriptSetup:
+    """The script's inputs against the sources: data sources named (or paired by position),
+    bands present, units known. Returns the setup with every input paired with its source."""
+    try:
+        setup = setup.for_sources([s.id for s in sources])
+    except EvalscriptError as exc:
+        raise AnalysisError(f"Evalscript error: {exc}") from exc
     by_id = {s.id: s for s in sources}
-    fused = len(sources) > 1
     for script_input in setup.inputs:
         name = script_input.datasource
-        if fused and name is None:
-            raise AnalysisError(
-                "With several data sources every setup() input needs a datasource naming one "
-                f"of: {', '.join(by_id)}"
-            )
         if name is not None and name not in by_id:
             ids = ", ".join(s.request.id for s in sources if s.request.id) or "none given"
             raise AnalysisError(
@@ -147,18 +160,29 @@ def check_inputs(setup: ScriptSetup, sources: Sequence[InputSource]) -> None:
                 f"Evalscript input band(s) {', '.join(missing)} not in the collection "
                 f"{source.request.type}; available: {available}"
             )
-        units = script_input.units
-        if units is None:
-            continue
         for band in script_input.bands:
-            if band == "dataMask":
+            units = script_input.unit_of(band)
+            if band == "dataMask" or units is None:
                 continue
-            offered = source.bands[band].get("units", ["DN"])
+            offered = [u.upper() for u in source.bands[band].get("units", ["DN"])]
             if units not in offered:
                 raise AnalysisError(
                     f"Band {band} of {source.request.type} has no units {units}; "
                     f"available: {', '.join(offered)}"
                 )
+    asked: dict[tuple[str | None, str], set[str]] = {}
+    for script_input in setup.inputs:
+        for band in script_input.bands:
+            unit = script_input.unit_of(band)
+            asked.setdefault((script_input.datasource, band), set()).update([unit] if unit else [])
+    for (_, band), several in asked.items():
+        if len(several) > 1:
+            raise AnalysisError(
+                f"Evalscript input band {band} is asked for in several units "
+                f"({', '.join(sorted(several))}) from one data source; a sample has one value per "
+                "band, so ask for it in one unit"
+            )
+    return setup
 
 
 def extent_of(boxes: Sequence[tuple[int, tuple]]) -> tuple[float, float, float, float] | None:

@@ -138,21 +138,14 @@ def _check_source(
 
 
 def _check_fusion(sources: list[DataSource]) -> list[Violation]:
-    """Several sources are fused by their ids: each needs its own (evalscript-v3.md §3)."""
+    """Fused sources are told apart by their ids (optional: without one, a source is known by
+    its position, as on Sentinel Hub), so ids must be unique."""
     if len(sources) < 2:
         return []
     ids = [s.id for s in sources]
     problems = []
     for i, source_id in enumerate(ids):
-        if not source_id:
-            problems.append(
-                Violation(
-                    f"processRequest->input->data->{i}->id",
-                    "data fusion needs an id on every data source (the evalscript names it "
-                    "as datasource)",
-                )
-            )
-        elif ids.count(source_id) > 1 and ids.index(source_id) == i:
+        if source_id and ids.count(source_id) > 1 and ids.index(source_id) == i:
             problems.append(
                 Violation(f"processRequest->input->data->{i}->id", f"duplicate id '{source_id}'")
             )

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import time
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -18,9 +20,17 @@ from py_mini_racer import JSEvalException, JSOOMException, JSTimeoutException, M
 
 from eobatch.script.errors import EvalscriptError, from_report, from_v8_exception
 
-_VERSION_LINE = re.compile(r"//\s*VERSION\s*=\s*3\s*$")
+# `//VERSION=3`, and what real scripts write: `// VERSION=3`, `//VERSION=3 (auto-converted
+# from 1)`, `////VERSION=3` (spec §1).
+_VERSION_LINE = re.compile(r"/{2,}\s*VERSION\s*=\s*(\d+)\b", re.IGNORECASE)
 _SCRIPT_URL = "evalscript.js"
-_RETURNED = ("setup", "evaluatePixel", "preProcessScenes", "updateOutputMetadata")
+_RETURNED = (
+    "setup",
+    "evaluatePixel",
+    "preProcessScenes",
+    "updateOutput",
+    "updateOutputMetadata",
+)
 
 
 @cache
@@ -33,17 +43,59 @@ def _prelude() -> str:
     )
 
 
+# A script defining setup() is a V3 script even without its version line (real scripts forget
+# it, e.g. custom-scripts' sentinel-1/radar_vegetation_index); V1/V2 scripts define no setup().
+_DEFINES_SETUP = re.compile(r"\bfunction\s+setup\s*\(|\b(?:var|let|const)\s+setup\s*=")
+
+
 def check_version(source: str) -> None:
-    """Refuse scripts whose first line is not `//VERSION=3` (V1/V2 scripts are not supported)."""
-    first = next(
-        (line.strip() for line in source.lstrip("\ufeff").splitlines() if line.strip()), ""
-    )
-    if not _VERSION_LINE.match(first):
+    """Refuse scripts that are not version 3: a `//VERSION=n` line with another number before
+    the first line of code, or neither that line nor a `setup()` function (a V1/V2 script).
+
+    Blank lines and comments may come before the version line, and anything may follow the
+    version number on its line.
+    """
+    version = _declared_version(source)
+    if version == 3 or (version is None and _DEFINES_SETUP.search(source)):
+        return
+    if version is None:
         raise EvalscriptError(
-            "the evalscript must start with the line '//VERSION=3'; older (V1/V2) evalscripts "
-            "are not supported",
+            "the evalscript must start with the line '//VERSION=3' (blank lines and comments "
+            "may come before it); older (V1/V2) evalscripts are not supported",
             line=1,
         )
+    raise EvalscriptError(
+        f"the evalscript declares VERSION={version}; only version 3 evalscripts are supported",
+        line=1,
+    )
+
+
+def _declared_version(source: str) -> int | None:
+    """The number of the version line among the leading blank and comment lines."""
+    in_comment = False
+    for raw in source.lstrip("\ufeff").splitlines():
+        line = raw.strip()
+        if in_comment:  # inside a /* ... */ block that began on an earlier line
+            if "*/" not in line:
+                continue
+            in_comment = False
+            line = line.split("*/", 1)[1].strip()
+        if not line:
+            continue
+        found = _VERSION_LINE.match(line)
+        if found:
+            return int(found.group(1))
+        if line.startswith("//"):
+            continue
+        if line.startswith("/*"):
+            rest = line[2:]
+            if "*/" not in rest:
+                in_comment = True
+            elif rest.split("*/", 1)[1].strip():
+                return None  # code after the comment on the same line
+            continue
+        return None
+    return None
 
 
 def script_key(source: str) -> str:
@@ -58,10 +110,22 @@ def _prefix(key: str) -> str:
 FIRST_LINE_OFFSET = len(_prefix(script_key("")))
 
 
+@cache
+def _in_utc() -> None:
+    """Sentinel Hub evaluates scripts in UTC: `date.getMonth()` and `new Date(2024, 0, 1)` must
+    not depend on the worker's time zone. V8 takes the process's zone once, when its first
+    isolate is made, so the process is put in UTC before that (eobatch keeps every time it
+    stores in UTC anyway; only local-time log stamps change)."""
+    if os.environ.get("TZ") not in ("UTC", "Etc/UTC"):
+        os.environ["TZ"] = "UTC"
+        time.tzset()
+
+
 class ScriptContext:
     """A MiniRacer context with limits; `broken` once a limit was hit (then discard it)."""
 
     def __init__(self, timeout_s: float, heap_mb: int) -> None:
+        _in_utc()
         self.timeout_s = timeout_s
         self.heap_mb = heap_mb
         self.broken = False
@@ -91,7 +155,15 @@ class ScriptContext:
         except JSEvalException as exc:
             raise from_v8_exception(str(exc), FIRST_LINE_OFFSET) from None
         if report:
-            raise from_report(report, FIRST_LINE_OFFSET)
+            error = from_report(report, FIRST_LINE_OFFSET)
+            if not _DEFINES_SETUP.search(source):
+                # A V1 script under a V3 line: its bands are globals (`B04`) that do not exist.
+                error.message = (
+                    "the evalscript has no setup() function: it is written as a V1 script "
+                    "(bands as global variables, a top-level return), which is not supported; "
+                    f"write setup() and evaluatePixel() as in version 3 ({error.message})"
+                )
+            raise error
         self._loaded.add(key)
         return key
 

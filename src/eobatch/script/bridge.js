@@ -20,6 +20,7 @@
   const NumberCtor = Number;
   const FunctionCtor = Function;
   const MapCtor = Map;
+  const DateCtor = Date;
   const ArrayBufferCtor = ArrayBuffer;
   const TYPED = {
     float32: Float32Array, float64: Float64Array, uint8: Uint8Array, uint16: Uint16Array,
@@ -32,6 +33,8 @@
   const assign = ObjectCtor.assign;
   const freeze = ObjectCtor.freeze;
   const isArray = ArrayCtor.isArray;
+  const setPrototypeOf = ObjectCtor.setPrototypeOf;
+  const ArrayPrototype = ArrayCtor.prototype;
   const isFinite = NumberCtor.isFinite;
   const floor = Math.floor;
   const mapGet = uncurry(MapCtor.prototype.get);
@@ -197,6 +200,91 @@
     return false;
   }
 
+  // -- the objects scripts get besides their samples (spec §3, §6) -----------------------------
+  function date(iso) {
+    return new DateCtor(iso);
+  }
+
+  function setField(object, name, value) {
+    defineProperty(object, name, { value: value, writable: true, enumerable: true,
+      configurable: true });
+  }
+
+  // `scenes` of one source without fusion: {} for SIMPLE, else the orbits/tiles. It is an array
+  // of them whose `orbits`/`tiles` property is another array of the same scenes: the documented
+  // `scenes.orbits[i]` and the deprecated `scenes[i]` (still used by real scripts) both work,
+  // and as JSON it is the documented {orbits: [...]}.
+  function plainScenes(src) {
+    if (src.mode === "SIMPLE") return {};
+    const field = src.mode === "ORBIT" ? "orbits" : "tiles";
+    const list = [];
+    const documented = [];
+    for (let i = 0; i < src.meta.length; i++) {
+      const scene = src.meta[i];
+      // Scripts of the deprecated form (converted from V1) call `scenes[i].date.getMonth()`:
+      // an orbit also has its day as a Date, hidden from enumeration and JSON.
+      if (field === "orbits" && scene.date === undefined) {
+        defineProperty(scene, "date", { value: date(scene.dateFrom), writable: true,
+          enumerable: false, configurable: true });
+      }
+      setField(scene, "__idx", i);
+      push(list, scene);
+      push(documented, scene);
+    }
+    defineProperty(list, field, { value: documented, writable: true, enumerable: false,
+      configurable: true });
+    defineProperty(list, "toJSON", { value: function () {
+      const json = {};
+      setField(json, field, list[field]);
+      return json;
+    }, writable: true, enumerable: false, configurable: true });
+    return list;
+  }
+
+  // `scenes.<id>` with data fusion: {scenes: [{date (a Date), idx, ...}], normalizationFactor},
+  // index-aligned with `samples.<id>`; empty for SIMPLE (as Sentinel Hub dumps show).
+  function fusedScenes(src) {
+    const entries = [];
+    if (src.mode !== "SIMPLE") {
+      for (let i = 0; i < src.meta.length; i++) {
+        const scene = parse(stringify(src.meta[i]));
+        setField(scene, "date", date(src.mode === "ORBIT" ? scene.dateFrom : scene.date));
+        setField(scene, "idx", i);
+        push(entries, scene);
+      }
+    }
+    const value = { scenes: entries, normalizationFactor: src.normalization };
+    if (src.mode !== "SIMPLE") setField(value, src.mode === "ORBIT" ? "orbits" : "tiles", src.meta);
+    return value;
+  }
+
+  function keyed(sources, make) {
+    const out = {};
+    for (let j = 0; j < sources.length; j++) {
+      const value = make(sources[j]);
+      for (let k = 0; k < sources[j].keys.length; k++) setField(out, sources[j].keys[k], value);
+    }
+    return out;
+  }
+
+  function scenesArgument(layout) {
+    return layout.fused ? keyed(layout.sources, fusedScenes) : plainScenes(layout.sources[0]);
+  }
+
+  // `collection` of updateOutput: {scenes: [{date: Date, ...}]}, keyed by source with fusion.
+  function collectionArgument(layout) {
+    const one = (src) => {
+      const scenes = [];
+      for (let i = 0; i < src.meta.length; i++) {
+        const scene = parse(stringify(src.meta[i]));
+        setField(scene, "date", date(scene.date !== undefined ? scene.date : scene.dateFrom));
+        push(scenes, scene);
+      }
+      return { scenes: scenes };
+    };
+    return layout.fused ? keyed(layout.sources, one) : one(layout.sources[0]);
+  }
+
   // -- the entry points Python calls ------------------------------------------------------------
   const bridge = {
     // Runs the script's top-level code; "" on success, else a JSON error description.
@@ -217,7 +305,7 @@
       return "";
     },
 
-    // JSON text {ok: setup()} or {error: {...}}.
+    // JSON text {ok: setup(), updatesOutput} or {error: {...}}.
     setup: function (key) {
       const fns = mapGet(scripts, key);
       if (typeof fns.setup !== "function") {
@@ -231,7 +319,8 @@
       }
       if (result === undefined) result = null;
       try {
-        return stringify({ ok: result }, jsonReplacer);
+        return stringify({ ok: result, updatesOutput: typeof fns.updateOutput === "function" },
+          jsonReplacer);
       } catch (err) {
         return stringify({ error: { message: "setup() must return plain JSON data: " +
           shown(err) } });
@@ -249,20 +338,50 @@
       return buf;
     },
 
+    // Calls updateOutput(outputs, collection); JSON {bands: {id: value}} or {error}.
+    // layout: {fused, sources: [{keys, mode, meta}]}, outputs: [[id, bands]].
+    updateOutput: function (key, layoutJson, outputsJson) {
+      const fns = mapGet(scripts, key);
+      const layout = parse(layoutJson);
+      const declared = parse(outputsJson);
+      const outputs = {};
+      for (let k = 0; k < declared.length; k++) {
+        setField(outputs, declared[k][0], { bands: declared[k][1] });
+      }
+      try {
+        fns.updateOutput(outputs, collectionArgument(layout));
+      } catch (err) {
+        return stringify({ error: parse(describe(err, "updateOutput()")) });
+      }
+      const bands = {};
+      try {
+        for (let k = 0; k < declared.length; k++) {
+          const output = outputs[declared[k][0]];
+          const value = output !== null && typeof output === "object" ? output.bands : undefined;
+          setField(bands, declared[k][0], typeof value === "number" || typeof value === "string"
+            ? value : shown(value));
+        }
+      } catch (err) {
+        return stringify({ error: parse(describe(err, "updateOutput() result")) });
+      }
+      return stringify({ bands: bands }, jsonReplacer);
+    },
+
     // Evaluates every pixel; {userData} as JSON on success, else a JSON error.
-    // layout: {mode, fused, sources: [[id, nscenes, [[band, slot, dtype]]]],
-    //          outputs: [[id, slot, dtype, nbands, sampleType]], scenes: the `scenes` argument}
+    // layout: {fused, sources: [{id, keys, count, present, mode, bands: [[band, slot, dtype]],
+    //          meta, normalization}], outputs: [[id, slot, dtype, nbands, sampleType, fill]]}
     run: function (key, layoutJson, npix, width, customJson) {
       const fns = mapGet(scripts, key);
       if (typeof fns.evaluatePixel !== "function") {
         return fail("the evalscript defines no evaluatePixel() function");
       }
       const layout = parse(layoutJson);
+      const sources = layout.sources;
       // One loop per script, layout and set of bands copied eagerly: the script's evaluatePixel
       // is a constant of the loop, which lets V8 inline it and drop the arrays it returns.
-      const base = key + stringify([layout.mode, layout.fused, layout.outputs,
-        mapped(layout.sources, (src) => [src[0], src[1] <= UNROLL_SCENES ? src[1] : -1,
-          mapped(src[2], (b) => [b[0], b[2]])])]);
+      const base = key + stringify([layout.fused, layout.outputs,
+        mapped(sources, (src) => [src.keys, src.mode,
+          src.count <= UNROLL_SCENES ? src.count : -1, mapped(src.bands, (b) => [b[0], b[2]])])]);
       let eager = mapGet(eagerBands, base);
       if (eager === undefined) {
         // A first guess: bands the source names more than once (setup() lists each once), so
@@ -270,25 +389,32 @@
         // mixing shapes made V8's code for it up to 1.7x slower).
         const text = mapGet(texts, key);
         const all = mapGet(enumerating, key);
-        eager = mapped(layout.sources, (src) => {
+        eager = mapped(sources, (src) => {
           const names = [];
-          for (let m = 0; m < src[2].length; m++) {
-            const name = src[2][m][0];
+          for (let m = 0; m < src.bands.length; m++) {
+            const name = src.bands[m][0];
             if (all || mentions(text, name) > 1) push(names, name);
           }
           return sort(names);
         });
         mapSet(eagerBands, base, eager);
       }
-      const ins = mapped(layout.sources, (src) => mapped(src[2],
+      const ins = mapped(sources, (src) => mapped(src.bands,
         (b) => new TYPED[b[2]](mapGet(slots, b[1]))));
-      const counts = mapped(layout.sources, (src) => src[1]);
+      const counts = mapped(sources, (src) => src.count);
+      const present = mapped(sources, (src) => src.present);
       const outs = mapped(layout.outputs, (o) => new TYPED[o[2]](mapGet(slots, o[1])));
       const state = { pixel: 0, rebuild: null };
       const where = () => "evaluatePixel() at pixel (row " + floor(state.pixel / width) +
         ", column " + (state.pixel % width) + ")";
-      const scenes = layout.scenes;
-      const inputMetadata = { serviceVersion: "3.0", normalizationFactor: 0.0001 };
+      let scenes;
+      try {
+        scenes = scenesArgument(layout);
+      } catch (err) {
+        return describe(err, "building the scenes argument");
+      }
+      const inputMetadata = { serviceVersion: "3.0",
+        normalizationFactor: sources[0].normalization };
       const customData = parse(customJson);
       const outputMetadata = {};
       let result;
@@ -302,8 +428,8 @@
         }
         state.rebuild = null;
         try {
-          result = loop(ins, counts, outs, start, npix, state, scenes, inputMetadata, customData,
-            outputMetadata);
+          result = loop(ins, counts, present, outs, start, npix, state, scenes, inputMetadata,
+            customData, outputMetadata);
         } catch (err) {
           return describe(err, where());
         }
@@ -346,29 +472,48 @@
     },
 
     // Runs preProcessScenes on the scene lists; JSON {kept: [[indices] per source]} or {error}.
-    // collections: {scenes: {orbits|tiles: [...]}}, or keyed by datasource id when fused.
+    // layout: {fused, sources: [{keys, mode, meta, from, to}]}, ORBIT/TILE sources only.
+    // collections: {from, to, scenes: {orbits|tiles: [...]}}; with fusion also one such object
+    // per data source, under its id.
     preProcess: function (key, layoutJson) {
       const fns = mapGet(scripts, key);
       const layout = parse(layoutJson);
       if (typeof fns.preProcessScenes !== "function") return stringify({ kept: null });
-      const field = layout.mode === "ORBIT" ? "orbits" : "tiles";
+      const sources = layout.sources;
+      const fieldOf = (src) => (src.mode === "ORBIT" ? "orbits" : "tiles");
       // Each scene carries its index (hidden from enumeration and JSON) so the kept ones can
       // be told apart however the script filters, sorts or copies the list.
-      const lists = mapped(layout.sources, (src) => mapped(src[1], (scene, n) => {
+      const lists = mapped(sources, (src) => mapped(src.meta, (scene, n) => {
         defineProperty(scene, "__index", { value: n, enumerable: false });
+        setField(scene, "__idx", n);
         return scene;
       }));
       const originals = mapped(lists, (list) => mapped(list, (scene) => stringify(scene)));
+      const collectionOf = (j) => {
+        const scenes = {};
+        setField(scenes, fieldOf(sources[j]), lists[j]);
+        const value = { scenes: scenes };
+        if (sources[j].from !== null) setField(value, "from", date(sources[j].from));
+        if (sources[j].to !== null) setField(value, "to", date(sources[j].to));
+        return value;
+      };
       let collections;
       if (layout.fused) {
         collections = {};
-        for (let j = 0; j < layout.sources.length; j++) {
-          const value = { scenes: { [field]: lists[j] } };
-          defineProperty(collections, layout.sources[j][0], { value: value, writable: true,
-            enumerable: true, configurable: true });
+        for (let j = 0; j < sources.length; j++) {
+          const value = collectionOf(j);
+          for (let k = 0; k < sources[j].keys.length; k++) {
+            setField(collections, sources[j].keys[k], value);
+          }
+        }
+        // The first source's time range at the top as well, as without fusion.
+        if (sources.length > 0) {
+          const first = collectionOf(0);
+          if (first.from !== undefined) setField(collections, "from", first.from);
+          if (first.to !== undefined) setField(collections, "to", first.to);
         }
       } else {
-        collections = { scenes: { [field]: lists[0] } };
+        collections = collectionOf(0);
       }
       let out;
       try {
@@ -377,14 +522,17 @@
         return stringify({ error: parse(describe(err, "preProcessScenes()")) });
       }
       if (out === undefined) out = collections;  // a script may filter in place
-      const invalid = stringify({ error: { message: "preProcessScenes() must return the " +
-        "collections object with scenes." + field + " as an array", where: null } });
       const kept = [];
       try {
-        for (let j = 0; j < layout.sources.length; j++) {
-          const holder = layout.fused ? out && out[layout.sources[j][0]] : out;
+        for (let j = 0; j < sources.length; j++) {
+          const field = fieldOf(sources[j]);
+          const holder = layout.fused ? out && out[sources[j].keys[0]] : out;
           const list = holder && holder.scenes && holder.scenes[field];
-          if (!isArray(list)) return invalid;
+          if (!isArray(list)) {
+            return stringify({ error: { message: "preProcessScenes() must return the " +
+              "collections object with " + (layout.fused ? sources[j].keys[0] + "." : "") +
+              "scenes." + field + " as an array", where: null } });
+          }
           push(kept, mapped(list, (scene) => {
             if (scene && typeof scene.__index === "number") return scene.__index;
             const text = stringify(scene);
@@ -412,11 +560,13 @@
   // (Getters for every band, or own accessors, were tried: V8 does not inline them, 5-40x
   // slower.) The generated code, like the bridge, takes every built-in it uses as a parameter.
   //
+  // With data fusion every source is an array, even under SIMPLE (its one mosaic, or none when
+  // the source has no data for the feature); each source has its own mosaicking.
+  //
   // Values are converted to the output's sample type as they are stored (round half away from
   // zero, clamp, non-finite to 0; AUTO scales by 255), straight into a TypedArray of that type.
   function compileLoop(layout, evaluatePixel, eager) {
     const single = layout.outputs.length === 1;
-    const multi = layout.mode !== "SIMPLE";
     const body = [];
     const names = [];
     let lazyAny = false;
@@ -424,7 +574,8 @@
     push(body, "const cursor = { i: 0 };");  // the pixel lazy bands read (one store per pixel)
     for (let j = 0; j < layout.sources.length; j++) {
       const src = layout.sources[j];
-      const bands = src[2];
+      const bands = src.bands;
+      const multi = src.mode !== "SIMPLE";
       for (let m = 0; m < bands.length; m++) {
         push(body, "const in" + j + "_" + m + " = ins[" + j + "][" + m + "];");
       }
@@ -463,25 +614,40 @@
         push(body, "for (let k = 0; k < n" + j + "; k++) $push(s" + j + ", make" + j + "(k));");
       } else {
         push(body, "const s" + j + " = make" + j + "(0);");
+        if (layout.fused) {
+          // The array the script sees; `samples.<id>.B04` (without [0]) reads its one sample.
+          push(body, "const a" + j + " = $oneSample(present[" + j + "] ? s" + j + " : null, " +
+            q(mapped(bands, (b) => b[0])) + ");");
+        }
       }
-      push(names, [src[0], "s" + j, isLazy]);
+      push(names, [src.keys, multi || !layout.fused ? "s" + j : "a" + j, isLazy]);
     }
     for (let k = 0; k < layout.outputs.length; k++) {
+      const o = layout.outputs[k];
       push(body, "const out" + k + " = outs[" + k + "];");
+      // Used off the hot path only: a bare number's box, and the values of "no result".
+      push(body, "const box" + k + " = new $Array(" + o[3] + ");");
+      push(body, "const fill" + k + " = []; for (let c = 0; c < " + o[3] + "; c++) $push(fill" +
+        k + ", " + (typeof o[5] === "number" ? o[5] : "$Number(" + q(o[5]) + ")") + ");");
     }
     if (layout.fused) {
-      push(body, "const samples = {" + join(mapped(names, (n) => q(n[0]) + ": " + n[1]), ", ") +
-        "};");
+      const entries = [];
+      for (let j = 0; j < names.length; j++) {
+        for (let k = 0; k < names[j][0].length; k++) push(entries, q(names[j][0][k]) + ": " +
+          names[j][1]);
+      }
+      push(body, "const samples = {" + join(entries, ", ") + "};");
     } else {
       push(body, "const samples = s0;");
     }
+    push(body, "const nothing = {};");
     push(body, "let i = start;");
     push(body, "try {");
     push(body, "for (; i < npix; i++) {");
     if (lazyAny) push(body, "cursor.i = i;");
     for (let j = 0; j < layout.sources.length; j++) {
       const src = layout.sources[j];
-      const bands = src[2];
+      const bands = src.bands;
       const isLazy = names[j][2];
       const fill = (o, off) => {
         for (let m = 0; m < bands.length; m++) {
@@ -490,14 +656,14 @@
           }
         }
       };
-      if (multi && src[1] <= UNROLL_SCENES) {
+      if (src.mode !== "SIMPLE" && src.count <= UNROLL_SCENES) {
         // Unrolled per scene: constant offsets, no inner loop (2-3x faster in V8).
-        for (let k = 0; k < src[1]; k++) {
+        for (let k = 0; k < src.count; k++) {
           push(body, "{ const o = s" + j + "[" + k + "]; const off = i + " + k + " * npix;");
           fill("o", "off");
           push(body, "}");
         }
-      } else if (multi) {
+      } else if (src.mode !== "SIMPLE") {
         push(body, "for (let k = 0, off = i; k < n" + j + "; k++, off += npix) {");
         push(body, "const o = s" + j + "[k];");
         fill("o", "off");
@@ -509,8 +675,11 @@
     push(body, "const r = evaluatePixel(samples, scenes, inputMetadata, customData, " +
       "outputMetadata);");
     if (!single) {
-      push(body, "if (r === null || typeof r !== 'object') { state.pixel = i; " +
-        "return wrongType(r); }");
+      // Several outputs: an object keyed by output id, or nothing at all (every output gets
+      // its no-result values).
+      push(body, "const none = r === undefined || r === null;");
+      push(body, "if (!none && typeof r !== 'object') { state.pixel = i; return wrongType(r); }");
+      push(body, "const rr = none ? nothing : r;");
     }
     for (let k = 0; k < layout.outputs.length; k++) {
       const o = layout.outputs[k];
@@ -518,27 +687,19 @@
       const n = o[3];
       const type = o[4];
       const v = "v" + k;
-      push(body, (single ? "let " : "const ") + v + " = " + (single ? "r" : "r[" + id + "]") +
-        ";");
+      push(body, "let " + v + " = " + (single ? "r" : "rr[" + id + "]") + ";");
       // The hot path checks one length; anything unusual is sorted out off it.
       push(body, "if (" + v + " == null || " + v + ".length !== " + n + ") {");
-      if (single) {
-        // A single output may also be returned keyed by its id.
-        push(body, "if (" + v + " != null && typeof " + v + " === 'object' && " + v +
-          ".length === undefined && " + id + " in " + v + ") " + v + " = " + v + "[" + id +
-          "];");
-      }
-      push(body, "if (" + v + " == null || typeof " + v + " !== 'object' || " + v +
-        ".length !== " + n + ") { state.pixel = i; return wrongLength(" + id + ", " + n + ", " +
-        v + ", " + !single + "); }");
+      push(body, v + " = unusual(" + v + ", " + id + ", " + n + ", " + single + ", " +
+        (single ? "false" : "none") + ", box" + k + ", fill" + k + ");");
+      push(body, "if (typeof " + v + " === 'string') { state.pixel = i; return " + v + "; }");
       push(body, "}");
       for (let c = 0; c < n; c++) {
         const x = "x" + k + "_" + c;
         push(body, "let " + x + " = " + v + "[" + c + "];");
         push(body, "if (typeof " + x + " !== 'number') {");
-        push(body, "if (typeof " + x + " === 'boolean') " + x + " = " + x + " ? 1 : 0;");
-        push(body, "else { state.pixel = i; return notNumber(" + id + ", " + c + ", " + x +
-          "); }");
+        push(body, x + " = toNumber(" + x + ", " + id + ", " + c + ");");
+        push(body, "if (typeof " + x + " === 'string') { state.pixel = i; return " + x + "; }");
         push(body, "}");
         const slot = "out" + k + "[" + (c === 0 ? "i" : c + " * npix + i") + "]";
         if (type === "FLOAT32") {
@@ -576,13 +737,13 @@
     push(body, "} catch (err) { state.pixel = i; throw err; }");
     push(body, "return '';");
     const make = new FunctionCtor(
-      "wrongType", "wrongLength", "notNumber", "evaluatePixel", "lazyBand", "REBUILD",
-      "$defineProperty", "$assign", "$create", "$push",
-      "return function (ins, counts, outs, start, npix, state, scenes, inputMetadata, " +
+      "wrongType", "unusual", "toNumber", "evaluatePixel", "lazyBand", "REBUILD",
+      "$defineProperty", "$assign", "$create", "$push", "$Array", "$Number", "$oneSample",
+      "return function (ins, counts, present, outs, start, npix, state, scenes, inputMetadata, " +
       "customData, outputMetadata) {\n" + join(body, "\n") + "\n};",
     );
-    return make(wrongType, wrongLength, notNumber, evaluatePixel, lazyBand, REBUILD,
-      defineProperty, assign, create, push);
+    return make(wrongType, unusual, toNumber, evaluatePixel, lazyBand, REBUILD,
+      defineProperty, assign, create, push, ArrayCtor, NumberCtor, oneSample);
   }
 
   // The property descriptor of a band not copied into the sample objects: reads come from the
@@ -606,6 +767,57 @@
       enumerable: true,
       configurable: true,
     };
+  }
+
+  // A fused SIMPLE source as the script sees it: an array of its one sample (or none). Its own
+  // prototype also reads the bands of that sample, so `samples.l2a.B04` keeps working next to
+  // the documented `samples.l2a[0].B04`.
+  function oneSample(sample, bands) {
+    const list = [];
+    if (sample !== null) push(list, sample);
+    const proto = create(ArrayPrototype);
+    for (let m = 0; m < bands.length; m++) {
+      const name = bands[m];
+      defineProperty(proto, name, { get: function () {
+        const first = this[0];
+        return first === undefined ? undefined : first[name];
+      }, enumerable: false, configurable: true });
+    }
+    setPrototypeOf(list, proto);
+    return list;
+  }
+
+  // A result for one output that is not simply an array of `n` values: an array of `n` values
+  // to store, or an error (a JSON string). A single output may be returned keyed by its id, a
+  // one-band output as a bare number; no result at all gives the no-result values.
+  function unusual(v, id, n, single, none, box, fill) {
+    if (single && v !== null && typeof v === "object" && typeof v.length !== "number" &&
+        id in v) {
+      v = v[id];
+      if (v !== null && typeof v === "object" && v.length === n) return v;
+    }
+    if (v === undefined || v === null) {
+      if (single || none) return fill;
+      return fail("evaluatePixel() result has no output '" + id + "' (it must return an " +
+        "object with an array for each output id)");
+    }
+    if ((typeof v === "number" || typeof v === "boolean") && n === 1) {
+      box[0] = v;
+      return box;
+    }
+    return wrongLength(id, n, v, !single);
+  }
+
+  // JavaScript's ToNumber for what scripts put in their results besides numbers: booleans,
+  // null, undefined and one-element arrays (`[viz.process(v)]`); anything else is an error.
+  function toNumber(x, id, c) {
+    if (typeof x === "boolean") return x ? 1 : 0;
+    if (x === null) return 0;
+    if (x === undefined) return NaN;
+    if (isArray(x) && x.length === 1 && (typeof x[0] === "number" || typeof x[0] === "boolean")) {
+      return typeof x[0] === "number" ? x[0] : (x[0] ? 1 : 0);
+    }
+    return notNumber(id, c, x);
   }
 
   function wrongType(r) {

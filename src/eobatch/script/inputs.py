@@ -20,12 +20,16 @@ class SourceData:
     """The pixels and scene metadata of one data source (one `input.data` entry) for one feature.
 
     `bands`: band name -> (S, H, W) array, S = number of scenes; includes `dataMask` (uint8, 0/1)
-    when the script asks for it. `scenes`: one dict per scene, same order, with the keys Sentinel
-    Hub gives evalscripts (`date` as ISO 8601 UTC, `tileId`/`orbitId`, `cloudCoverage`, ...).
+    when the script asks for it. `scenes`: for ORBIT/TILE one dict per scene, same order, with
+    the keys Sentinel Hub gives evalscripts (`dateFrom`/`dateTo`/`tiles` of an orbit; `date`,
+    `shId`, `cloudCoverage`, ... of a tile; dates as ISO 8601 UTC); for SIMPLE the tiles that
+    make up the mosaic, which only `updateOutput` sees. `normalization`: the factor from stored
+    values to reflectance (`inputMetadata.normalizationFactor`).
     """
 
     bands: dict[str, np.ndarray]
     scenes: list[dict[str, Any]] = field(default_factory=list)
+    normalization: float = 0.0001
 
     @property
     def scene_count(self) -> int:

@@ -7,11 +7,14 @@ writable memoryviews, so numpy writes straight into V8 memory); a JS loop then c
 
 from __future__ import annotations
 
+import atexit
 import json
+import math
 import os
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -20,7 +23,10 @@ from eobatch.script._v8 import FIRST_LINE_OFFSET, ScriptContext
 from eobatch.script.errors import EvalscriptError, from_report
 from eobatch.script.inputs import DEFAULT_SOURCE, SourceData
 from eobatch.script.sample_types import sample_dtype
-from eobatch.script.setup import ScriptSetup
+from eobatch.script.setup import ScriptOutput, ScriptSetup, band_count
+
+# A data source's `timeRange` (from, to); None where the request leaves it open.
+TimeRange = tuple[datetime | None, datetime | None]
 
 # numpy dtype name -> the TypedArray the prelude views the buffer with
 _INPUT_DTYPES = ("float32", "float64", "uint8", "uint16", "int16")
@@ -131,23 +137,60 @@ class EvalscriptRuntime:
             return staged
 
     def pre_process_scenes(
-        self, source: str, setup: ScriptSetup, scenes: dict[str, list[dict[str, Any]]]
+        self,
+        source: str,
+        setup: ScriptSetup,
+        scenes: dict[str, list[dict[str, Any]]],
+        time_ranges: dict[str, TimeRange] | None = None,
     ) -> dict[str, list[int]]:
         """The scenes `preProcessScenes` keeps, as indices into each source's list, in the order
-        the script returns them; every scene when the script has no such function (or SIMPLE)."""
+        the script returns them; every scene when the script has no such function, and for
+        sources with SIMPLE mosaicking. `time_ranges`: each source's `timeRange` (from, to),
+        which the script gets as `collections.from` / `collections.to` (JavaScript Dates)."""
         everything = {sid: list(range(len(items))) for sid, items in scenes.items()}
-        if setup.mosaicking == "SIMPLE":
+        fused = _fused(setup, scenes)
+        per_scene = [
+            (n, sid, items)
+            for n, (sid, items) in enumerate(scenes.items())
+            if setup.mosaicking_of(sid if fused else None) != "SIMPLE"
+        ]
+        if not per_scene:
             return everything
+        ranges = time_ranges or {}
         layout = {
-            "mode": setup.mosaicking,
-            "fused": _fused(setup, scenes),
-            "sources": [[sid, items] for sid, items in scenes.items()],
+            "fused": fused,
+            "sources": [
+                {
+                    "keys": _keys(setup, sid, n, fused),
+                    "mode": setup.mosaicking_of(sid if fused else None),
+                    "meta": items,
+                    "from": _iso(ranges.get(sid, (None, None))[0]),
+                    "to": _iso(ranges.get(sid, (None, None))[1]),
+                }
+                for n, sid, items in per_scene
+            ],
         }
+        answer = self._call("preProcess", source, json.dumps(layout))
+        if answer["kept"] is None:
+            return everything
+        kept = dict(everything)
+        for (_, sid, items), indices in zip(per_scene, answer["kept"], strict=True):
+            if any(not 0 <= n < len(items) for n in indices):
+                raise EvalscriptError(
+                    "preProcessScenes() returned scenes that were not in its input; filter the "
+                    "given scene objects instead of building new ones"
+                )
+            kept[sid] = indices
+        return kept
+
+    def _call(self, function: str, source: str, *args: Any) -> dict[str, Any]:
+        """Call a bridge function about `source` (loaded first); its JSON answer, or the
+        script's error raised (the context is then discarded: the script failed part-way)."""
         with self._lock:
             try:
                 context = self._ensure_context()
                 key = context.load(source)
-                answer = json.loads(context.call("preProcess", key, json.dumps(layout)))
+                answer: dict[str, Any] = json.loads(context.call(function, key, *args))
                 if "error" in answer:
                     self._discard()
             except BaseException:
@@ -158,17 +201,7 @@ class EvalscriptRuntime:
                     self._discard()
         if "error" in answer:
             raise from_report(json.dumps(answer["error"]), FIRST_LINE_OFFSET)
-        if answer["kept"] is None:
-            return everything
-        kept = {}
-        for (sid, items), indices in zip(scenes.items(), answer["kept"], strict=True):
-            if any(not 0 <= n < len(items) for n in indices):
-                raise EvalscriptError(
-                    "preProcessScenes() returned scenes that were not in its input; filter the "
-                    "given scene objects instead of building new ones"
-                )
-            kept[sid] = indices
-        return kept
+        return answer
 
     def _evaluate(
         self,
@@ -184,13 +217,7 @@ class EvalscriptRuntime:
         key = context.load(source)
         npix = height * width
         fused = _fused(setup, data)
-        layout: dict[str, Any] = {
-            "mode": setup.mosaicking,
-            "fused": fused,
-            "sources": [],
-            "outputs": [],
-            "scenes": _scenes_argument(setup.mosaicking, data, fused),
-        }
+        sources = []
         for j, (sid, source_data) in enumerate(data.items()):
             count = source_data.scene_count
             bands = []
@@ -202,16 +229,36 @@ class EvalscriptRuntime:
                 if not _same_memory(view, values):  # staged inputs are already in place
                     view[:] = values.reshape(-1)
                 bands.append([name, slot, dtype.name])
-            layout["sources"].append([sid, count, bands])
+            mask = source_data.bands.get("dataMask")
+            mode = setup.mosaicking_of(sid if fused else None)
+            sources.append(
+                {
+                    "id": sid,
+                    "keys": _keys(setup, sid, j, fused),
+                    "count": count,
+                    # A fused SIMPLE source without data for the feature is an empty array.
+                    "present": mask is None or bool(np.any(mask)),
+                    "mode": mode,
+                    "bands": bands,
+                    "meta": _metadata(source_data) if mode != "SIMPLE" else [],
+                    "normalization": source_data.normalization,
+                }
+            )
+        outputs = setup.outputs
+        if setup.updates_output:
+            outputs = self._updated_outputs(context, key, setup, data, fused)
         raw: list[np.ndarray] = []
-        for n, output in enumerate(setup.outputs):
+        layout_outputs = []
+        for n, output in enumerate(outputs):
             # The JS loop converts each value to the output's sample type as it stores it.
             dtype = sample_dtype(output.sample_type)
             slot = f"out{n}"
             raw.append(_view(context, slot, npix * output.bands, dtype))
-            layout["outputs"].append(
-                [output.id, slot, dtype.name, output.bands, output.sample_type]
+            fill = 0.0 if output.nodata_value is None else output.nodata_value
+            layout_outputs.append(
+                [output.id, slot, dtype.name, output.bands, output.sample_type, _number(fill)]
             )
+        layout = {"fused": fused, "sources": sources, "outputs": layout_outputs}
         report = context.call("run", key, json.dumps(layout), npix, width, json.dumps(custom_data))
         answer = json.loads(report)
         if "userData" not in answer:
@@ -219,11 +266,45 @@ class EvalscriptRuntime:
         # Copies by default: V8's buffers are reused by the next call.
         rasters = {
             output.id: values.reshape(output.bands, height, width)
-            for output, values in zip(setup.outputs, raw, strict=True)
+            for output, values in zip(outputs, raw, strict=True)
         }
         if copy:
             rasters = {k: v.copy() for k, v in rasters.items()}
         return Evaluation(rasters, answer["userData"])
+
+    def _updated_outputs(
+        self,
+        context: ScriptContext,
+        key: str,
+        setup: ScriptSetup,
+        data: dict[str, SourceData],
+        fused: bool,
+    ) -> tuple[ScriptOutput, ...]:
+        """The outputs with the band counts `updateOutput(outputs, collection)` sets, given the
+        scenes of this feature (for SIMPLE, those that make up the mosaic)."""
+        sources = []
+        for j, (sid, source_data) in enumerate(data.items()):
+            mode = setup.mosaicking_of(sid if fused else None)
+            meta = source_data.scenes if mode == "SIMPLE" else _metadata(source_data)
+            sources.append({"keys": _keys(setup, sid, j, fused), "mode": mode, "meta": meta})
+        layout = {"fused": fused, "sources": sources}
+        declared = [[o.id, o.bands] for o in setup.outputs]
+        answer = json.loads(
+            context.call("updateOutput", key, json.dumps(layout), json.dumps(declared))
+        )
+        if "error" in answer:
+            raise from_report(json.dumps(answer["error"]), FIRST_LINE_OFFSET)
+        outputs = []
+        for output in setup.outputs:
+            value = answer["bands"][output.id]
+            bands = band_count(value)
+            if bands is None:
+                raise EvalscriptError(
+                    f"updateOutput() set outputs.{output.id}.bands to {json.dumps(value)}; it "
+                    "must be a whole number of bands (0 or more)"
+                )
+            outputs.append(replace(output, bands=bands))
+        return tuple(outputs)
 
     def _ensure_context(self) -> ScriptContext:
         context = self._contexts.get(self._owner)
@@ -265,15 +346,32 @@ def _fused(setup: ScriptSetup, data: dict[str, Any]) -> bool:
     return len(data) > 1 or any(i.datasource for i in setup.inputs)
 
 
-def _scenes_argument(mode: str, data: dict[str, SourceData], fused: bool) -> dict[str, Any]:
-    """`scenes` as evaluatePixel and updateOutputMetadata get it: {} for SIMPLE,
-    {orbits: [...]} for ORBIT, {tiles: [...]} for TILE; keyed by source id when fused."""
-    if mode == "SIMPLE":
-        per_source: dict[str, Any] = {sid: {} for sid in data}
-    else:
-        field = "orbits" if mode == "ORBIT" else "tiles"
-        per_source = {sid: {field: list(d.scenes)} for sid, d in data.items()}
-    return per_source if fused else next(iter(per_source.values()))
+def _keys(setup: ScriptSetup, sid: str, position: int, fused: bool) -> list[str]:
+    """The names a fused script sees a source under: its id, and its position ("0", "1", ...)
+    when setup() pairs inputs with sources by position (Sentinel Hub's data fusion docs)."""
+    if fused and setup.positional and str(position) != sid:
+        return [sid, str(position)]
+    return [sid]
+
+
+def _metadata(data: SourceData) -> list[dict[str, Any]]:
+    """One metadata dict per scene (empty ones when the caller gave none)."""
+    return data.scenes or [{} for _ in range(data.scene_count)]
+
+
+def _iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _number(value: float) -> float | str:
+    """A number for JSON: non-finite ones as the text JavaScript's Number() reads."""
+    if math.isfinite(value):
+        return value
+    return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
 
 
 def _check_sources(setup: ScriptSetup, data: dict[str, SourceData]) -> tuple[int, int]:
@@ -288,21 +386,23 @@ def _check_sources(setup: ScriptSetup, data: dict[str, SourceData]) -> tuple[int
             raise ValueError(
                 f"no data given for evalscript input band(s) {', '.join(missing)} of source {sid}"
             )
-        for name in wanted:
-            shape = np.shape(source_data.bands[name])
+        mode = setup.mosaicking_of(sid if fused else None)
+        # The grid comes from every band given (a script may read none: `bands: []`).
+        for name, values in source_data.bands.items():
+            shape = np.shape(values)
             if len(shape) != 3:
                 raise ValueError(f"band {name} of source {sid} must be (scenes, H, W), got {shape}")
             if shape[0] != source_data.scene_count:
                 raise ValueError(f"band {name} of source {sid} has another number of scenes")
-            if setup.mosaicking == "SIMPLE" and shape[0] != 1:
+            if mode == "SIMPLE" and shape[0] != 1:
                 raise ValueError("SIMPLE mosaicking takes one (mosaicked) scene per source")
-            if source_data.scenes and len(source_data.scenes) != shape[0]:
+            if mode != "SIMPLE" and source_data.scenes and len(source_data.scenes) != shape[0]:
                 raise ValueError(f"source {sid}: one metadata dict per scene is needed")
             shapes.add(shape[1:])
     if len(shapes) > 1:
         raise ValueError(f"input bands must all cover one (H, W) grid, got {sorted(shapes)}")
     if not shapes:
-        raise ValueError("the evalscript requests no bands")
+        raise ValueError("no band given to evaluate (not even dataMask)")
     height, width = next(iter(shapes))
     return height, width
 
@@ -320,6 +420,16 @@ def _check_bands(setup: ScriptSetup, bands: dict[str, np.ndarray]) -> tuple[int,
 
 _runtimes: dict[tuple[int, int, float, int], EvalscriptRuntime] = {}
 _runtimes_lock = threading.Lock()
+
+
+@atexit.register
+def _close_runtimes() -> None:
+    """Close the V8 contexts before the interpreter tears down: a MiniRacer context left to
+    its finaliser at exit can hang the process forever."""
+    with _runtimes_lock:
+        for runtime in _runtimes.values():
+            runtime.close()
+        _runtimes.clear()
 
 
 def get_runtime(timeout_s: float, heap_mb: int) -> EvalscriptRuntime:

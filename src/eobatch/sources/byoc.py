@@ -164,9 +164,7 @@ def _checked_storage(
     return location.bucket, storage
 
 
-def _with_stored_secrets(
-    storage: dict[str, Any], stored: dict[str, Any] | None
-) -> dict[str, Any]:
+def _with_stored_secrets(storage: dict[str, Any], stored: dict[str, Any] | None) -> dict[str, Any]:
     """`storage` as a client sends it back after a GET: `***` keeps the stored secret."""
     merged = copy.deepcopy(storage)
     for kind, fields in merged.items():
@@ -398,9 +396,10 @@ def _inspect_tile(location: Location, tile_path: str, bands: dict[str, Any]) -> 
                         f"tile in EPSG:{epsg}"
                     )
                 pixel = max(pixel, abs(src.transform.a), abs(src.transform.e))
-                if bounds is not None and max(
-                    abs(a - b) for a, b in zip(bounds, src.bounds, strict=True)
-                ) > pixel:
+                if (
+                    bounds is not None
+                    and max(abs(a - b) for a, b in zip(bounds, src.bounds, strict=True)) > pixel
+                ):
                     raise ValueError(
                         f"band {name}: '{key}' covers {tuple(src.bounds)}, other files of the "
                         f"tile {tuple(bounds)}; they must agree within a pixel"
