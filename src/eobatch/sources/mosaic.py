@@ -8,7 +8,7 @@ pixel samples the source within a hundredth of a pixel of its own centre (nearly
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -23,6 +23,7 @@ from rasterio.vrt import WarpedVRT
 from rasterio.warp import Resampling, transform_bounds
 
 from eobatch.sources.scenes import BandSource, Scene
+from eobatch.sources.units import Conversion
 
 RESAMPLING = {
     "NEAREST": Resampling.nearest,
@@ -53,14 +54,17 @@ def read_mosaic(
     upsampling: str = "NEAREST",
     downsampling: str = "NEAREST",
     out: dict[str, np.ndarray] | None = None,
-    scales: dict[str, float] | None = None,
+    scales: Mapping[str, Conversion] | None = None,
+    fill: float | None = None,
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Mosaic `bands` of `scenes` (priority order) onto `grid`.
 
     Returns float32 arrays per band (NaN where no scene has data) and the dataMask (uint8, 1 where
     a scene supplied the pixel). A pixel comes from the first scene where every requested band has
-    data and which covers it, so the bands of one pixel always come from the same scene.
-    `scales` multiplies a band's values (its units, e.g. 0.0001 for REFLECTANCE from DN).
+    data and which covers it, so the bands of one pixel always come from the same scene; a scene
+    lacking one of the bands (an HLS Landsat scene asked for a red-edge band) supplies none.
+    `scales` converts a band's stored values into its units, scene by scene. `fill` is the value
+    of pixels no scene covers, which then count as data (the DEM's sea level where it has no tile).
     """
     shape = (grid.height, grid.width)
     if out is None:
@@ -71,7 +75,9 @@ def read_mosaic(
     for scene in scenes:
         if mask.all():
             break
-        warped = _warp_scene(scene, bands, grid, upsampling, downsampling)
+        if any(name not in scene.bands for name in bands):
+            continue
+        warped = _warp_scene(scene, bands, grid, upsampling, downsampling, scales or {})
         if warped is None:
             continue
         valid = np.ones(shape, dtype=bool)
@@ -85,18 +91,21 @@ def read_mosaic(
         for name in bands:
             out[name][take] = warped[name][take]
         mask |= take
-    for name, factor in (scales or {}).items():
-        if factor != 1 and name in out:
-            out[name] *= np.float32(factor)
+    if fill is not None:
+        for name in bands:
+            out[name][~mask] = np.float32(fill)
+        mask[:] = True
     return out, mask.astype(np.uint8)
 
 
 def _warp_scene(
-    scene: Scene, bands: Sequence[str], grid: PixelGrid, upsampling: str, downsampling: str
+    scene: Scene,
+    bands: Sequence[str],
+    grid: PixelGrid,
+    upsampling: str,
+    downsampling: str,
+    scales: Mapping[str, Conversion],
 ) -> dict[str, np.ndarray] | None:
-    missing = [b for b in bands if b not in scene.bands]
-    if missing:
-        raise ValueError(f"scene {scene.id} has no band(s) {', '.join(missing)}")
     dst_crs = CRS.from_epsg(grid.epsg)
     warped = {}
     with rasterio.Env(**scene.gdal_options):
@@ -118,6 +127,9 @@ def _warp_scene(
             if source.offset:  # harmonised DN never go below 0 (NaN stays NaN)
                 values += np.float32(source.offset)
                 np.maximum(values, 0, out=values)
+            conversion = scales.get(name)
+            if conversion is not None and not conversion.identity:
+                conversion.apply(values, scene.properties)
             warped[name] = values
     return warped
 
