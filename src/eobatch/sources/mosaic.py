@@ -159,7 +159,10 @@ def _warp_band(
             values = raw.astype(np.float32)
             values[raw == nodata] = np.nan
             return values
-        return vrt.read(source.index, masked=True).astype(np.float32).filled(np.nan)
+        # The alpha band marks what the source covers; the VRT's own mask says "all valid".
+        values = vrt.read(source.index).astype(np.float32)
+        values[vrt.read(vrt.count) == 0] = np.nan
+        return values
 
 
 def _overview_level(src: rasterio.DatasetReader, index: int, ratio: float) -> int | None:

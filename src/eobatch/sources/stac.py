@@ -324,9 +324,9 @@ def search_terms(
     accepted = dict(collection.filter)
     for parameter, option in collection.options.items():
         value = option_value(options[parameter]) if parameter in options else option.default
-        if value is None:
+        choice = option.served.get(value) if value is not None else None
+        if choice is None:  # no constraint (or a value `check_source` refuses)
             continue
-        choice = option.served[value]
         if choice.collections:
             collections = choice.collections
         accepted.update(choice.filter)
