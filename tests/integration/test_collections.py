@@ -21,19 +21,22 @@ import shapely
 from pyproj import CRS as ProjCRS
 from pyproj import Transformer
 from rasterio.io import MemoryFile
+from sqlalchemy import select
 
 from eobatch.accounts import create_account
 from eobatch.api import create_app
 from eobatch.config import Settings
 from eobatch.sources.mosaic import WARP_TOLERANCE_PX
+from eobatch.sources.stac_search import Retry, StacQuery, StacSearchError, search_items
 from eobatch.store import Database
+from eobatch.store.models import PinnedScenes
 from tests.geopackages import write_layer
-from tests.integration.harness import Service
+from tests.integration.harness import Service, run_until, status_is
 from tests.integration.test_api import signed_in
 from tests.reference import matches_nearest
 from tests.sentinel2 import write_geoparquet
-from tests.servers import MOTO_KEY, MOTO_REGION, MOTO_SECRET
-from tests.stac_fixtures import EPSG, PX, RES, SIZE, X0, Y0, Asset, Item, publish, utm_asset
+from tests.servers import MOTO_KEY, MOTO_REGION, MOTO_SECRET, FlakyProxy, start_stac_api
+from tests.stac_fixtures import EPSG, PX, SIZE, X0, Y0, Asset, Item, publish, utm_asset
 
 F32 = np.float32
 JUNE_2024 = {"from": "2024-06-01T00:00:00Z", "to": "2024-06-30T23:59:59Z"}
@@ -251,6 +254,7 @@ def build_catalogue() -> Catalogue:
 class World:
     service: Service
     s3: Any
+    cog_bucket: str
     out_bucket: str
     features_url: str
     catalogue: Catalogue
@@ -311,11 +315,12 @@ def overlay(source: str) -> dict[str, dict[str, str]]:
     return {data_type: {"source": source} for data_type in OWN_SOURCE}
 
 
-def world_settings(tmp: Any, moto_endpoint: str, parquet: str, **overrides: object) -> Settings:
+def world_settings(tmp: Any, moto_endpoint: str, parquet: str, database_url: str | None = None,
+                   **overrides: object) -> Settings:  # fmt: skip
     mapping = tmp / "mapping.json"
     mapping.write_text(json.dumps(overlay(parquet)))
     return Settings(
-        data_dir=tmp / "data", database_url=f"sqlite:///{tmp / 'store.sqlite'}",
+        data_dir=tmp / "data", database_url=database_url or f"sqlite:///{tmp / 'store.sqlite'}",
         jwt_secret="test-signing-key-that-is-long-enough-for-hs256", workers=1,
         s3_endpoint=moto_endpoint, s3_access_key=MOTO_KEY, s3_secret_key=MOTO_SECRET,
         stac_source=parquet, stac_mapping=mapping, execution_db_interval_s=3600,
@@ -346,7 +351,8 @@ def world(tmp_path_factory: pytest.TempPathFactory, moto_endpoint: str, dask_cli
     creds = create_account(db, "collections-user", 1_000_000.0)
     http = signed_in(create_app(settings, db), creds)
     service = Service(settings, db, http, dask_client, creds.account_id, collection_id="")
-    yield World(service, s3, out, f"s3://{out}/input/feature.gpkg", catalogue, geojson, parquet)
+    yield World(service, s3, cogs, out, f"s3://{out}/input/feature.gpkg", catalogue, geojson,
+                parquet)  # fmt: skip
     db.dispose()
 
 
@@ -622,8 +628,8 @@ def test_sentinel1_orbit_composite_of_chosen_dates(world: World) -> None:
         ({}, {**RTC, "speckleFilter": {"type": "LEE", "windowSizeX": 3, "windowSizeY": 3}},
          "processing->speckleFilter", "LEE is not served"),
         ({}, {**RTC, "demInstance": "COPERNICUS_30"}, "processing->demInstance", "omit it"),
-        ({}, {**RTC, "radiometricTerrainOversampling": 3}, "processing->radiometricTerrainOversampling",
-         "omit it"),
+        ({}, {**RTC, "radiometricTerrainOversampling": 3},
+         "processing->radiometricTerrainOversampling", "omit it"),
         ({"acquisitionMode": "EW"}, RTC, "dataFilter->acquisitionMode", "served: IW"),
         ({"resolution": "MEDIUM"}, RTC, "dataFilter->resolution", "served: HIGH"),
         ({"tiers": "TIER_1"}, RTC, "dataFilter->tiers", "not an option of sentinel-1-grd"),
@@ -851,3 +857,211 @@ def test_modis_has_no_cloud_cover_to_order_by(world: World) -> None:
         "leastCC needs cloud cover"
         in found["processRequest->input->data->0->dataFilter->mosaickingOrder"]
     )
+
+
+# -- data fusion ---------------------------------------------------------------------------------
+
+FUSION = """//VERSION=3
+function one(x) { return Array.isArray(x) ? x[0] : x; }
+function setup() {
+  return { input: [{ datasource: "s2", bands: ["B04", "dataMask"] },
+                   { datasource: "ls", bands: ["B04", "dataMask"] },
+                   { datasource: "dem", bands: ["DEM", "dataMask"] }],
+           output: { bands: 4, sampleType: "FLOAT32" } };
+}
+function evaluatePixel(s) {
+  const s2 = one(s.s2), ls = one(s.ls), dem = one(s.dem);
+  return [s2.B04, ls.B04, dem.DEM, s2.dataMask * ls.dataMask * dem.dataMask];
+}
+"""
+
+FUSION_ORBIT = """//VERSION=3
+function setup() {
+  return { input: [{ datasource: "s2", bands: ["B08"] }, { datasource: "ls", bands: ["B05"] },
+                   { datasource: "dem", bands: ["DEM"] }],
+           mosaicking: "ORBIT", output: { bands: 6, sampleType: "FLOAT32" } };
+}
+function evaluatePixel(s) {
+  return [s.s2.length, s.ls.length, s.dem.length, s.s2[0].B08, s.ls[1].B05, s.dem[0].DEM];
+}
+"""
+
+
+def dem_model(world: World) -> Any:
+    glo30 = world.catalogue["dem30"].assets["data"].sampler()
+    glo90 = world.catalogue["dem90"].assets["data"].sampler()
+
+    def expected(shift: tuple[float, float]) -> np.ndarray:
+        height = np.where(np.isnan(glo30(shift)), glo90(shift), glo30(shift))
+        return np.where(np.isnan(height), 0.0, height).astype(F32).astype(np.float64)
+
+    return expected
+
+
+@pytest.mark.parametrize("mosaicking", ["SIMPLE", "ORBIT"])
+def test_sentinel2_landsat_and_dem_fused_in_one_script(world: World, mosaicking: str) -> None:
+    """Each source keeps its own catalogue entry, filters, units and samples: Sentinel-2 L2A
+    reflectance at 10 m, Landsat 8-9 surface reflectance (Tier 1 under SIMPLE, both orbits
+    under ORBIT), the DEM's heights; under ORBIT each source has its own orbits."""
+    ls_filter: dict[str, Any] = {"timeRange": JUNE_2024}
+    if mosaicking == "SIMPLE":
+        ls_filter["tiers"] = "TIER_1"
+    data = [
+        {"type": "sentinel-2-l2a", "id": "s2", "dataFilter": {"timeRange": JUNE_2024}},
+        {"type": "landsat-ot-l2", "id": "ls", "dataFilter": ls_filter},
+        {"type": "dem", "id": "dem", "dataFilter": {"demInstance": "COPERNICUS_30"}},
+    ]
+    script = FUSION if mosaicking == "SIMPLE" else FUSION_ORBIT
+    task_id, task = world.run(world.request(script, data))
+    got = world.output(task_id)
+    s2, l8 = world.catalogue["s2"], world.catalogue["l8"]
+    if mosaicking == "SIMPLE":
+        assert np.array_equal(got[0], linear(s2.assets["red"].on_feature(), 0.0001))
+        assert np.array_equal(got[1], linear(l8.assets["red"].on_feature(), 2.75e-05, -0.2))
+        heights, mask = got[2], got[3]
+    else:
+        assert (got[0] == 1).all() and (got[1] == 2).all() and (got[2] == 1).all()
+        assert np.array_equal(got[3], linear(s2.assets["nir"].on_feature(), 0.0001))
+        assert np.array_equal(got[4], linear(l8.assets["nir08"].on_feature(), 2.75e-05, -0.2))
+        heights, mask = got[5], None
+    ok = matches_nearest(heights.astype(np.float64), dem_model(world), WARP_TOLERANCE_PX)
+    assert ok.all(), f"{(~ok).sum()} DEM pixels differ"
+    if mask is not None:
+        assert (mask == 1).all()
+    assert task["costPU"] > 0
+
+
+# -- scenes pinned at analysis -------------------------------------------------------------------
+
+B04 = """//VERSION=3
+function setup() { return { input: ["B04"], output: { bands: 1, sampleType: "FLOAT32" } }; }
+function evaluatePixel(s) { return [s.B04]; }
+"""
+
+
+def test_scenes_found_at_analysis_are_read_after_a_restart_whatever_the_catalogue_says(
+    world: World, database_url: str, tmp_path: Any
+) -> None:
+    """A task analysed, then started by another controller after the catalogue changed (a
+    newer scene arrived, one it found was withdrawn): it reads exactly the scenes its analysis
+    found, pinned in the store. A task analysed after the change sees the new catalogue."""
+    parquet = tmp_path / "items.parquet"
+    write_geoparquet(parquet, world.geojson)
+    # A short lease: the restarted controller takes the task over from the first one at once.
+    settings = world_settings(tmp_path, world.service.settings.s3_endpoint or "", str(parquet),
+                              database_url=database_url, lease_s=1.0)  # fmt: skip
+    db = Database(settings.resolved_database_url)
+    db.migrate()
+    try:
+        creds = create_account(db, "pinning", 100_000.0)
+        http = signed_in(create_app(settings, db), creds)
+        service = Service(settings, db, http, world.service.client, creds.account_id, "")
+        body = world.request(
+            B04, [{"type": "landsat-ot-l2", "dataFilter": {"timeRange": JUNE_2024}}]
+        )
+        task_id = service.create(body)
+        service.action(task_id, "analyse")
+        assert service.wait(task_id)["status"] == "ANALYSIS_DONE"
+        with db.session() as session:
+            pins = session.scalars(
+                select(PinnedScenes).where(PinnedScenes.task_id == task_id)
+            ).all()
+        l9, l8 = world.catalogue["l9"], world.catalogue["l8"]
+        assert [(p.source, sorted(i["id"] for i in p.items)) for p in pins] == [
+            (0, sorted([l9.id, l8.id]))
+        ]
+        newer = landsat_l2_item(np.random.default_rng(5), "LC08_L2SP_190029_20240622_02_T1",
+                                "landsat-8", "2024-06-22T09:51:02Z", "T1", 1.0)  # fmt: skip
+        arrived = publish(world.s3, world.cog_bucket, [newer])
+        write_geoparquet(parquet, [g for g in world.geojson if g["id"] != l8.id] + arrived)
+
+        restarted = replace(service)  # a new controller: nothing of the analysis in memory
+        restarted.action(task_id, "start")
+        run_until([restarted.stepper], status_is(restarted, task_id, "DONE"))
+        mosaic = first_valid([stored(l9, "red"), stored(l8, "red")])
+        assert np.array_equal(world.output(task_id)[0], linear(mosaic["red"], 2.75e-05, -0.2))
+
+        later = restarted.create(body)
+        restarted.action(later, "start")
+        assert restarted.wait(later)["status"] == "DONE"
+        assert np.array_equal(world.output(later)[0],
+                              linear(stored(newer, "red")["red"], 2.75e-05, -0.2))  # fmt: skip
+    finally:
+        db.dispose()
+
+
+# -- a STAC API: pages, retries, a type pointed at another catalogue -----------------------------
+
+
+@pytest.fixture(scope="module")
+def flaky_api(world: World, tmp_path_factory: pytest.TempPathFactory) -> Iterator[FlakyProxy]:
+    """The catalogue's items and 600 more (a collection of its own, to page through) behind
+    `rustac serve`, reached through a proxy that fails as each test plans."""
+    extra = [
+        {**world.geojson[0], "id": f"filler-{n:04d}", "collection": "filler",
+         "properties": {"datetime": "2024-06-01T00:00:00Z", "platform": f"p{n % 3}"}}
+        for n in range(600)
+    ]  # fmt: skip
+    path = tmp_path_factory.mktemp("api") / "items.json"
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": world.geojson + extra}))
+    url, stop = start_stac_api(str(path))
+    proxy = FlakyProxy(url)
+    yield proxy
+    proxy.stop()
+    stop()
+
+
+def test_a_large_search_is_paged_and_each_failing_page_retried(flaky_api: FlakyProxy) -> None:
+    """600 items in pages of 250; the first page fails twice (503, then a dropped connection)
+    and the second once (502): the search still returns every item, each page once."""
+    flaky_api.faults = [503, "drop", None, 502]
+    flaky_api.log.clear()
+    bbox = shapely.box(X0, Y0 - SIZE, X0 + SIZE, Y0)
+    to_wgs = Transformer.from_crs(EPSG, 4326, always_xy=True)
+    query = StacQuery(("filler",), to_wgs.transform_bounds(*bbox.bounds),
+                      filter={"platform": ("p0", "p2")})  # fmt: skip
+    items = search_items(flaky_api.url, query, Retry(attempts=3, backoff_s=0.01))
+    assert len(items) == 400 and len({i.id for i in items}) == 400
+    assert [what for _, _, what in flaky_api.log] == [
+        "503", "drop", "forwarded", "502", "forwarded", "forwarded"
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(("faults", "attempts", "requests"), [([503] * 3, 3, 3), ([400], 5, 1)])
+def test_a_search_fails_after_its_retries_or_at_once_on_a_client_error(
+    flaky_api: FlakyProxy, faults: list, attempts: int, requests: int
+) -> None:
+    flaky_api.faults, flaky_api.log[:] = list(faults), []
+    query = StacQuery(("filler",), (14.0, 45.0, 16.0, 46.0))
+    with pytest.raises(StacSearchError, match=f"HTTP {faults[0]}"):
+        search_items(flaky_api.url, query, Retry(attempts=attempts, backoff_s=0.01))
+    assert len(flaky_api.log) == requests
+
+
+def test_one_type_from_a_stac_api_and_the_others_from_a_geoparquet_file(
+    world: World, flaky_api: FlakyProxy, tmp_path: Any
+) -> None:
+    """A deployment's mapping file points sentinel-1-grd at a STAC API (which fails twice
+    before answering); the DEM, fused in, still comes from the stac-geoparquet file."""
+    mapping = tmp_path / "mapping.json"
+    mapping.write_text(json.dumps({**overlay(world.parquet),
+                                   "sentinel-1-grd": {"source": flaky_api.url}}))  # fmt: skip
+    flaky_api.faults, flaky_api.log[:] = [503, "drop"], []
+    script = """//VERSION=3
+function one(x) { return Array.isArray(x) ? x[0] : x; }
+function setup() {
+  return { input: [{ datasource: "s1", bands: ["VV"] }, { datasource: "dem", bands: ["DEM"] }],
+           output: { bands: 2, sampleType: "FLOAT32" } };
+}
+function evaluatePixel(s) { return [one(s.s1).VV, one(s.dem).DEM]; }
+"""
+    data = [
+        {"type": "sentinel-1-grd", "id": "s1", "processing": RTC,
+         "dataFilter": {"timeRange": YEAR_2018, "orbitDirection": "ASCENDING"}},
+        {"type": "dem", "id": "dem"},
+    ]  # fmt: skip
+    task_id, _ = world.using(stac_mapping=mapping).run(world.request(script, data))
+    got = world.output(task_id)
+    assert np.array_equal(got[0], world.catalogue["s1_0505"].assets["vv"].on_feature().astype(F32))
+    assert matches_nearest(got[1].astype(np.float64), dem_model(world), WARP_TOLERANCE_PX).all()
+    assert [what for _, _, what in flaky_api.log][:3] == ["503", "drop", "forwarded"]
