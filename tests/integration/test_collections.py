@@ -26,6 +26,7 @@ from sqlalchemy import select
 from eobatch.accounts import create_account
 from eobatch.api import create_app
 from eobatch.config import Settings
+from eobatch.script import EvalscriptError, parse_setup
 from eobatch.sources.mosaic import WARP_TOLERANCE_PX
 from eobatch.sources.stac_search import Retry, StacQuery, StacSearchError, search_items
 from eobatch.store import Database
@@ -239,6 +240,8 @@ def build_catalogue() -> Catalogue:
         "s1_0701": s1_item(rng, "2018-07-01", "SENTINEL-1A", "descending", ["VV"]),
         "s1_0821": s1_item(rng, "2018-08-21", "SENTINEL-1A", "descending", ["VV", "VH"],
                            hole=True),
+        "s1_190311": s1_item(rng, "2019-03-11", "SENTINEL-1A", "descending", ["VV", "VH"]),
+        "s1_190323": s1_item(rng, "2019-03-23", "SENTINEL-1A", "descending", ["VV", "VH"]),
         "dem30": dem_item(rng, "cop-dem-glo-30", 14.97, 45.12, 15.005, 45.19, 0.0005),
         "dem90": dem_item(rng, "cop-dem-glo-90", 14.97, 45.155, 15.06, 45.19, 0.001),
         "hls_l": hls_item(rng, "L30", "2024-06-09T09:51:00Z", 30.0),
@@ -1065,3 +1068,80 @@ function evaluatePixel(s) { return [one(s.s1).VV, one(s.dem).DEM]; }
     assert np.array_equal(got[0], world.catalogue["s1_0505"].assets["vv"].on_feature().astype(F32))
     assert matches_nearest(got[1].astype(np.float64), dem_model(world), WARP_TOLERANCE_PX).all()
     assert [what for _, _, what in flaky_api.log][:3] == ["503", "drop", "forwarded"]
+
+
+# -- public custom scripts, unchanged ------------------------------------------------------------
+
+# github.com/sentinel-hub/custom-scripts, read from a checkout named by EOBATCH_CUSTOM_SCRIPTS
+# (their code is not ours to copy into this repository): path, request, the helpers of the
+# evalscript library they call.
+PUBLIC_SCRIPTS = {
+    "landsat-8/true-color/script.js": ("landsat-ot-l2", {}, ["processList"]),
+    "landsat-8/false-color/script.js": ("landsat-ot-l2", {}, ["processList"]),
+    "landsat-8/bqa/script.js": ("landsat-ot-l2", {}, ["decodeL8C2Qa"]),
+    "sentinel-1/sar_multi-temporal_backscatter_coefficient_composite/script.js": (
+        "sentinel-1-grd", {"processing": RTC}, []),
+    "sentinel-1/flood_mapping/script.js": ("sentinel-1-grd", {"processing": RTC}, []),
+    "dem/dem-topographic/cop-dem.js": ("dem", {}, []),
+}  # fmt: skip
+
+
+def auto(values: np.ndarray) -> np.ndarray:
+    """sampleType AUTO: x 255, half away from zero, clamped, non-finite 0."""
+    v = np.where(np.isfinite(values), values * 255, 0.0)
+    return np.clip(np.sign(v) * np.floor(np.abs(v) + 0.5), 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("path", sorted(PUBLIC_SCRIPTS))
+def test_public_custom_scripts_run_unchanged(world: World, path: str) -> None:
+    import os
+    from importlib import resources
+    from pathlib import Path
+
+    folder = os.environ.get("EOBATCH_CUSTOM_SCRIPTS")
+    if not folder:
+        pytest.skip("set EOBATCH_CUSTOM_SCRIPTS to a checkout of sentinel-hub/custom-scripts")
+    data_type, extra, helpers = PUBLIC_SCRIPTS[path]
+    library = resources.files("eobatch.script").joinpath("helpers.js").read_text()
+    missing = [h for h in helpers if h not in library]
+    if missing:
+        pytest.skip(f"needs {', '.join(missing)} of the evalscript helper library")
+    script = (Path(folder) / path).read_text()
+    try:  # what the evalscript runtime (not the data types) must accept first
+        parse_setup(script)
+    except EvalscriptError as exc:
+        pytest.skip(f"the evalscript runtime refuses it: {exc}")
+    time_range = {"landsat-ot-l2": JUNE_2024, "dem": JUNE_2024}.get(data_type)
+    wide = {"from": "2018-01-01T00:00:00Z", "to": "2019-12-31T23:59:59Z"}
+    body = world.request(
+        script, [{"type": data_type, "dataFilter": {"timeRange": time_range or wide}, **extra}]
+    )
+    if path.startswith("dem/"):
+        for name in ("index", "dataMask"):
+            body["processRequest"]["output"]["responses"].append(
+                {"identifier": name, "format": {"type": "image/tiff"}}
+            )
+    task_id, _ = world.run(body)
+    got = world.output(task_id)
+    if "multi-temporal" in path:  # dB of the oldest, middle and newest dates, stretched
+        vv = [
+            world.catalogue[n].assets["vv"].on_feature() for n in ("s1_0411", "s1_0610", "s1_0821")
+        ]
+        for band, values in enumerate(vv):
+            with np.errstate(invalid="ignore"):
+                expected = auto(np.maximum(0, np.log(values) * 0.21714724095 + 1) / 1.1)
+            close = np.abs(got[band].astype(int) - expected.astype(int)) <= 1  # last-bit rounding
+            assert close.all(), band
+    elif "flood" in path:
+        before, during = (
+            world.catalogue[n].assets["vv"].on_feature() for n in ("s1_190311", "s1_190323")
+        )
+        assert np.array_equal(got[0], auto(1.5 * before)) and np.array_equal(
+            got[1], auto(1.5 * during)
+        )
+    elif path.startswith("dem/"):
+        index = world.output(task_id, "index")[0]
+        assert matches_nearest(index.astype(np.float64), dem_model(world), WARP_TOLERANCE_PX).all()
+        assert (world.output(task_id, "dataMask")[0] == 255).all()
+    else:
+        assert got.shape[0] in (3, 4) and got.any()
