@@ -1145,3 +1145,43 @@ def test_public_custom_scripts_run_unchanged(world: World, path: str) -> None:
         assert (world.output(task_id, "dataMask")[0] == 255).all()
     else:
         assert got.shape[0] in (3, 4) and got.any()
+
+
+# -- what sentinelhub-py sends -------------------------------------------------------------------
+
+SENTINELHUB_PY = ["LANDSAT_OT_L1", "LANDSAT_OT_L2", "LANDSAT_ETM_L2", "LANDSAT_TM_L2",
+                  "SENTINEL1_IW", "SENTINEL1_IW_ASC", "SENTINEL1_IW_DES", "DEM",
+                  "DEM_COPERNICUS_30", "DEM_COPERNICUS_90", "HARMONIZED_LANDSAT_SENTINEL",
+                  "MODIS"]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", SENTINELHUB_PY)
+def test_the_input_sentinelhub_py_builds_for_each_collection_is_accepted(
+    world: World, name: str
+) -> None:
+    """sentinelhub-py adds its collections' own filters (Sentinel-1 IW: acquisitionMode,
+    polarization DV, resolution HIGH; DEM_COPERNICUS_30: demInstance): all are served."""
+    from sentinelhub import DataCollection, SentinelHubRequest
+
+    collection = getattr(DataCollection, name)
+    other = {"processing": RTC} if collection.api_id == "sentinel-1-grd" else None
+    cloud = 0.5 if collection.has_cloud_coverage else None
+    data = SentinelHubRequest.input_data(
+        data_collection=collection, time_interval=("2024-06-01", "2024-06-30"), maxcc=cloud,
+        other_args=other,
+    )  # fmt: skip
+    response = world.http.post("/api/v2/batch/process", json=world.request(B04, [dict(data)]))
+    assert response.status_code == 201, response.text
+
+
+def test_sentinelhub_py_s_extra_wide_swath_collection_is_refused_with_what_is_served(
+    world: World,
+) -> None:
+    from sentinelhub import DataCollection, SentinelHubRequest
+
+    data = SentinelHubRequest.input_data(data_collection=DataCollection.SENTINEL1_EW,
+                                         other_args={"processing": RTC})  # fmt: skip
+    found = world.refused(world.request(B04, [dict(data)]))
+    where = "processRequest->input->data->0->dataFilter->"
+    assert "served: IW" in found[where + "acquisitionMode"]
+    assert "served: HIGH" in found[where + "resolution"]

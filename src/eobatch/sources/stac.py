@@ -302,7 +302,7 @@ def check_source(
             found.append(
                 (where,
                  f"{option_value(value)} is not served for {name} on this deployment; served: "
-                 f"{', '.join(option.served) or 'none'}{served_note}")
+                 f"{', '.join(option.served)}{served_note}")
             )  # fmt: skip
     for parameter, option in collection.options.items():
         if parameter in options or option.default is None or option.default in option.served:
