@@ -108,3 +108,99 @@ def service_account_credentials() -> str:
         "token_uri": "http://127.0.0.1:9/token",
     }
     return base64.b64encode(json.dumps(info).encode()).decode()
+
+
+def start_stac_api(items_json: str) -> tuple[str, Callable[[], None]]:
+    """`rustac serve` (in-memory backend) over a FeatureCollection file, on 127.0.0.1; returns
+    its URL and a stop function."""
+    import socket
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    rustac = Path(sys.executable).with_name("rustac")
+    server = subprocess.Popen(
+        [str(rustac), "serve", items_json, "--use-duckdb", "false", "--addr", f"127.0.0.1:{port}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if time.monotonic() > deadline or server.poll() is not None:
+                server.kill()
+                raise RuntimeError("rustac serve did not start") from None
+            time.sleep(0.1)
+
+    def stop() -> None:
+        server.terminate()
+        server.wait(10)
+
+    return f"http://127.0.0.1:{port}", stop
+
+
+class FlakyProxy:
+    """An HTTP proxy on 127.0.0.1 in front of a STAC API that fails as told: each request takes
+    the next planned fault ("drop": the connection closed without an answer, or an HTTP status
+    such as 503, answered with `Retry-After: 0`) and is forwarded once the plan is empty. Links
+    in the answers are rewritten to point back at the proxy."""
+
+    def __init__(self, upstream: str) -> None:
+        import http.server
+        import threading
+
+        import httpx
+
+        self.upstream = upstream
+        self.faults: list[str | int] = []
+        self.log: list[tuple[str, str, str]] = []  # (method, path, what happened)
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _handle(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                fault = proxy.faults.pop(0) if proxy.faults else None
+                proxy.log.append((self.command, self.path, str(fault or "forwarded")))
+                if fault == "drop":
+                    self.close_connection = True
+                    self.connection.shutdown(2)
+                    return
+                if fault is not None:
+                    self.send_response(int(fault))
+                    self.send_header("Retry-After", "0")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                answer = httpx.request(
+                    self.command, proxy.upstream + self.path, content=body,
+                    headers={"Content-Type": self.headers.get("Content-Type", "application/json")},
+                )  # fmt: skip
+                data = answer.content.replace(proxy.upstream.encode(), proxy.url.encode())
+                self.send_response(answer.status_code)
+                self.send_header(
+                    "Content-Type", answer.headers.get("Content-Type", "application/json")
+                )
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = _handle
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

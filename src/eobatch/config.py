@@ -55,13 +55,19 @@ class Settings(BaseSettings):
     )
     stac_source: str = Field(
         default="https://earth-search.aws.element84.com/v1",
-        description="STAC source of sentinel-2-l1c/l2a: a STAC API URL or a local "
-        "stac-geoparquet file (docs/collections.md).",
+        description="Catalogue of the STAC data types whose mapping names none: a STAC API URL "
+        "or a local stac-geoparquet file (docs/collections.md).",
     )
     stac_mapping: Path | None = Field(
         default=None,
-        description="JSON file mapping data types to STAC collections, assets and units; "
-        "default: the built-in mapping for Earth Search v1.",
+        description="JSON file laid over the built-in mapping of data types to STAC catalogues, "
+        "collections, assets and units (docs/collections.md).",
+    )
+    stac_attempts: int = Field(
+        default=5, ge=1, description="Attempts at a STAC API page that fails transiently."
+    )
+    stac_backoff_s: float = Field(
+        default=1.0, ge=0, description="First wait before retrying a STAC API page (doubles)."
     )
     cloud: str = Field(default="aws", description="Cloud the deployment runs in (aws or gcp).")
     region: str = Field(default="eu-central-1", description="Region the deployment runs in.")

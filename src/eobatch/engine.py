@@ -28,6 +28,7 @@ from eobatch.sinks import DEFAULT_PROFILE, CogOptions, CompressionProfile, encod
 from eobatch.sinks.zarr import ZarrLayout, feature_chunks
 from eobatch.sources import PixelGrid, Scene, read_mosaic, read_slices, slices
 from eobatch.sources.stack import tile_metadata
+from eobatch.sources.units import Conversion
 from eobatch.storage import Location
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,8 @@ class JobSource:
     scenes: tuple[Scene, ...]
     upsampling: str = "NEAREST"
     downsampling: str = "NEAREST"
-    scales: dict[str, float] = field(default_factory=dict)  # band -> units factor
+    scales: dict[str, Conversion] = field(default_factory=dict)  # band -> its units
+    fill: float | None = None  # value where no scene has data (timeless data such as the DEM)
     # dataFilter.timeRange (from, to): preProcessScenes gets it as collections.from/to
     time_range: tuple[datetime | None, datetime | None] = (None, None)
 
@@ -189,6 +191,7 @@ def _read_simple(
         source.scenes, wanted, grid, upsampling=source.upsampling,
         downsampling=source.downsampling,
         out={name: staged[name][0] for name in wanted} if staged else None, scales=source.scales,
+        fill=source.fill,
     )  # fmt: skip
     stacks = {name: bands_read[name][None] for name in wanted}
     # dataMask is always returned (the no-data check needs it); in place when the script reads it.
@@ -215,7 +218,9 @@ def _read_per_scene(
     for s in sources:
         chosen = [candidates[s.id][n] for n in kept[s.id]]
         bands = _bands(job.setup, s, fused)
-        data[s.id] = read_slices(chosen, bands, grid, s.upsampling, s.downsampling, s.scales)
+        data[s.id] = read_slices(
+            chosen, bands, grid, s.upsampling, s.downsampling, s.scales, s.fill
+        )
     return data
 
 

@@ -284,7 +284,7 @@ BAD_BODIES = {
     "empty evalscript": (_mutate("processRequest.evalscript", "   "), "processRequest->evalscript"),
     "unknown data type": (_mutate("processRequest.input.data.0.type", "sentinel-7"),
                           "processRequest->input->data->0->type"),
-    "unserved collection": (_mutate("processRequest.input.data.0.type", "landsat-ot-l2"),
+    "unserved collection": (_mutate("processRequest.input.data.0.type", "sentinel-3-olci"),
                             "processRequest->input->data->0->type"),
     "unknown byoc collection": (
         _mutate("processRequest.input.data.0.type", "byoc-00000000-0000-0000-0000-000000000000"),

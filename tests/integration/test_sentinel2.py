@@ -477,9 +477,9 @@ def test_fusion_and_filters_that_cannot_work_are_refused_at_creation(world: Worl
     twice["processRequest"]["input"]["data"] = [{"type": "sentinel-2-l2a", "id": "x"},
                                                 {"type": "sentinel-2-l1c", "id": "x"}]  # fmt: skip
     cases.append((twice, "processRequest->input->data->0->id", "duplicate id"))
-    landsat = copy.deepcopy(base)
-    landsat["processRequest"]["input"]["data"] = [{"type": "landsat-ot-l2"}]
-    cases.append((landsat, "processRequest->input->data->0->type", "not available"))
+    olci = copy.deepcopy(base)
+    olci["processRequest"]["input"]["data"] = [{"type": "sentinel-3-olci"}]
+    cases.append((olci, "processRequest->input->data->0->type", "not available"))
     cloud = copy.deepcopy(base)
     cloud["processRequest"]["input"]["data"][0]["dataFilter"] = {"maxCloudCoverage": 120}
     cases.append((cloud, "processRequest->input->data->0->dataFilter->maxCloudCoverage", ""))

@@ -155,3 +155,54 @@ def test_least_cc_puts_the_least_cloudy_first_newest_among_equals(folder: Path) 
     assert [s.id for s in ordered] == [newer.id, older.id, scenes[0].id, scenes[3].id]
     assert [s.id for s in filter_cloud_cover(scenes, 5)] == [s.id for s in scenes[1:]]
     assert filter_cloud_cover(scenes, 100) == scenes
+
+
+def _patch(path: Path, values: np.ndarray, transform: Affine, nodata: float | None) -> str:
+    """A small GeoTIFF in the grid's CRS (EPSG:3035)."""
+    import rasterio
+
+    with rasterio.open(
+        path, "w", driver="GTiff", width=values.shape[1], height=values.shape[0], count=1,
+        dtype=values.dtype, crs="EPSG:3035", transform=transform, nodata=nodata,
+    ) as dst:  # fmt: skip
+        dst.write(values, 1)
+    return str(path)
+
+
+SMALL = PixelGrid(3035, Affine(20, 0, 4620000, 0, -20, 2820040), 20, 20)
+
+
+def test_a_file_without_no_data_value_has_no_data_outside_its_extent(tmp_path: Path) -> None:
+    """Without a no-data value, what the file does not cover is still no data (the warper's
+    alpha band), so a lower-priority scene fills it; `fill` gives the rest a value."""
+    west = np.full((20, 10), 7.0, dtype=np.float32)  # the grid's western half, no nodata
+    everywhere = np.full((20, 20), 3.0, dtype=np.float32)
+    a = _patch(tmp_path / "a.tif", west, SMALL.transform, None)
+    b = _patch(tmp_path / "b.tif", everywhere[:10], SMALL.transform, 0)  # northern half
+    when = DEMO_SCENES[0].sensing_time
+    scenes = [
+        Scene("a", when, None, {"H": BandSource(a)}),
+        Scene("b", when, None, {"H": BandSource(b, 1, 0)}),
+    ]
+    values, mask = read_mosaic(scenes, ["H"], SMALL)
+    expected = np.full((20, 20), np.nan, dtype=np.float32)
+    expected[:10] = 3.0
+    expected[:, :10] = 7.0
+    assert np.array_equal(values["H"], expected, equal_nan=True)
+    assert np.array_equal(mask, (~np.isnan(expected)).astype(np.uint8))
+    filled, mask = read_mosaic(scenes, ["H"], SMALL, fill=0.0)
+    assert np.array_equal(filled["H"], np.nan_to_num(expected, nan=0.0)) and mask.all()
+
+
+def test_a_scene_lacking_a_requested_band_supplies_no_pixel(tmp_path: Path) -> None:
+    """An HLS Landsat scene has no red-edge band: asked for red and red edge, a pixel comes
+    from a scene that has both, never red from one and red edge from another."""
+    ones = np.ones((20, 20), dtype=np.float32)
+    path = _patch(tmp_path / "x.tif", ones, SMALL.transform, None)
+    newest = Scene("newest", DEMO_SCENES[1].sensing_time, None, {"Red": BandSource(path)})
+    older = Scene("older", DEMO_SCENES[0].sensing_time, None,
+                  {"Red": BandSource(path), "RedEdge1": BandSource(path)})  # fmt: skip
+    _, mask = read_mosaic([newest], ["Red", "RedEdge1"], SMALL)
+    assert not mask.any()
+    values, mask = read_mosaic([newest, older], ["Red", "RedEdge1"], SMALL)
+    assert mask.all() and (values["RedEdge1"] == 1).all()

@@ -16,7 +16,7 @@ from eobatch.engine import USERDATA
 from eobatch.errors import AnalysisError
 from eobatch.lifecycle.billing import estimate
 from eobatch.lifecycle.context import TaskContext
-from eobatch.lifecycle.inputs import check_inputs
+from eobatch.lifecycle.inputs import check_inputs, check_mosaicking, pin_items
 from eobatch.planning import Feature, ManifestRow, feature_manifest_bytes, plan_tiling_grid
 from eobatch.planning.geopackage import SizeDefaults, plan_geopackage_input
 from eobatch.schemas.batch import (
@@ -78,7 +78,9 @@ def check_script(source: str, context: TaskContext) -> ScriptSetup:
                     f"Output '{declared.id}' has bands: 0, so no image/tiff can be written for "
                     "it; request only the userdata response, or give it bands"
                 )
-    return check_inputs(setup, context.sources)
+    setup = check_inputs(setup, context.sources)
+    check_mosaicking(setup, context.sources)
+    return setup
 
 
 def _check_ingestion(context: TaskContext) -> None:
@@ -212,7 +214,7 @@ def analyse_task(
 ) -> tuple[int, TaskContext, ScriptSetup]:
     """Analyse `task`, store its features (PENDING) and upload the manifest; returns the count,
     and the context and setup processing goes on with (so its scenes are not searched again)."""
-    context = TaskContext.build(db, settings, task)
+    context = TaskContext.build(db, settings, task, with_scenes=False)
     setup = check_script(context.evalscript, context)
     features = plan_features(context)
     context.load_scenes([(f.epsg, f.bounds) for f in features])  # over the features' extent
@@ -248,6 +250,7 @@ def analyse_task(
     with db.session() as session:
         session.execute(delete(FeatureRow).where(FeatureRow.task_id == task.id))
         session.execute(update(Task).where(Task.id == task.id).values(estimate=cost.as_json()))
+        pin_items(session, task.id, context.sources)  # processing reads exactly these scenes
         if features:
             # Core executemany with WKB made in one vectorised call: 700 000 rows in seconds
             wkb = shapely.to_wkb(np.array([f.geometry for f in features], dtype=object))

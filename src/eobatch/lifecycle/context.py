@@ -11,7 +11,15 @@ from eobatch.config import Settings
 from eobatch.engine import USERDATA, FeatureJob, JobSource, OutputTarget
 from eobatch.errors import AnalysisError, InvalidRequest
 from eobatch.lifecycle.billing import Crossing, Pricing, crossing, fusion_factor
-from eobatch.lifecycle.inputs import InputSource, extent_of, footprint_wgs84, input_sources, utc
+from eobatch.lifecycle.inputs import (
+    InputSource,
+    extent_of,
+    footprint_wgs84,
+    input_sources,
+    pin_items,
+    pinned_items,
+    utc,
+)
 from eobatch.lifecycle.validation import validate_request
 from eobatch.planning import AOI, Feature
 from eobatch.schemas.batch import BatchRequest, RasterOutput, TilingGridInput, ZarrOutput
@@ -19,6 +27,7 @@ from eobatch.script import ScriptOutput, ScriptSetup
 from eobatch.sinks import CogOptions, CompressionProfile, DeliveryTemplate
 from eobatch.sinks.byoc import register_tiles
 from eobatch.sinks.zarr import ZarrLayout, parse_arrays
+from eobatch.sources.stac_search import StacItem
 from eobatch.sources.stack import slices
 from eobatch.storage import Location
 from eobatch.store import Database
@@ -45,9 +54,9 @@ class TaskContext:
     def build(
         cls, db: Database, settings: Settings, task: Task, with_scenes: bool = True
     ) -> TaskContext:
-        """The context of a task; its scenes are loaded too (`with_scenes`) once its features
-        are planned (analysis calls `load_scenes` after planning). Without scenes it still
-        knows the request, delivery and outputs."""
+        """The context of a task; with `with_scenes`, the scenes its analysis pinned are loaded
+        too (analysis itself builds it without and calls `load_scenes` after planning). Without
+        scenes it still knows the request, delivery and outputs."""
         request = BatchRequest.model_validate(task.request)
         with db.session() as session:
             owned = set(
@@ -76,22 +85,11 @@ class TaskContext:
         )
         if not with_scenes:
             return context
-        # Scenes are searched over the planned features, which reach past the AOI (whole grid
-        # tiles, buffers): a scene covering only that margin must still be found.
-        with db.session() as session:
-            boxes = session.execute(
-                select(
-                    FeatureRow.epsg,
-                    func.min(FeatureRow.minx),
-                    func.min(FeatureRow.miny),
-                    func.max(FeatureRow.maxx),
-                    func.max(FeatureRow.maxy),
-                )
-                .where(FeatureRow.task_id == task.id)
-                .group_by(FeatureRow.epsg)
-            ).all()
-        if boxes:
-            context.load_scenes([(row[0], tuple(row[1:])) for row in boxes])
+        pinned = pinned_items(db, task.id)
+        if pinned or not any(s.stac for s in context.sources):
+            context.load_scenes([], pinned)  # the scenes the analysis found: same pixels
+        else:
+            context.search_scenes(task.id)  # analysed before scenes were pinned
         if isinstance(request.output, ZarrOutput):
             with db.session() as session:
                 extent = session.execute(
@@ -177,13 +175,40 @@ class TaskContext:
             samples.append((min(fewest, most), most))
         return samples
 
-    def load_scenes(self, boxes: list[tuple[int, tuple]]) -> None:
+    def load_scenes(
+        self, boxes: list[tuple[int, tuple]], pinned: dict[int, list[StacItem]] | None = None
+    ) -> None:
         """Find every source's scenes over `boxes` (EPSG code and bounds of the planned
-        features)."""
+        features), or take the STAC items `pinned` for it (by source index)."""
         assert self.db is not None and self.settings is not None
         extent = extent_of(boxes)
-        for source in self.sources:
-            source.load(self.db, self.settings, self.account_id, extent)
+        for n, source in enumerate(self.sources):
+            items = (pinned or {}).get(n) if source.stac is not None else None
+            source.load(self.db, self.settings, self.account_id, extent, items)
+
+    def search_scenes(self, task_id: str) -> None:
+        """Search every source's scenes over the stored features and pin them.
+
+        The search covers the planned features, which reach past the AOI (whole grid tiles,
+        buffers): a scene covering only that margin must still be found.
+        """
+        assert self.db is not None
+        with self.db.session() as session:
+            boxes = session.execute(
+                select(
+                    FeatureRow.epsg,
+                    func.min(FeatureRow.minx),
+                    func.min(FeatureRow.miny),
+                    func.max(FeatureRow.maxx),
+                    func.max(FeatureRow.maxy),
+                )
+                .where(FeatureRow.task_id == task_id)
+                .group_by(FeatureRow.epsg)
+            ).all()
+        self.load_scenes([(row[0], tuple(row[1:])) for row in boxes])
+        if boxes:
+            with self.db.session() as session:
+                pin_items(session, task_id, self.sources)
 
     def job_sources(self, feature: Feature, setup: ScriptSetup) -> tuple[JobSource, ...]:
         area = footprint_wgs84(feature)
@@ -191,10 +216,11 @@ class TaskContext:
             JobSource(
                 s.id,
                 s.scenes_for(area),
-                s.upsampling,
-                s.downsampling,
-                s.unit_factors(setup),
-                s.script_time_range,
+                upsampling=s.upsampling,
+                downsampling=s.downsampling,
+                scales=s.unit_factors(setup),
+                fill=s.fill,
+                time_range=s.script_time_range,
             )
             for s in self.sources
         )

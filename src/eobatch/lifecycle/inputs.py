@@ -1,9 +1,11 @@
 """The data sources of a task: for each `input.data` entry, its bands and the scenes it reads.
 
-A BYOC source lists the ingested tiles of the account's collection; a STAC source (Sentinel-2)
-searches the deployment's STAC source over the task's extent. Either way the scenes are filtered
-by `dataFilter` (time range, cloud cover) and put in mosaicking priority order once per task;
-each feature then takes those whose footprint meets it.
+A BYOC source lists the ingested tiles of the account's collection; a STAC source (Sentinel-2,
+Landsat, Sentinel-1, the DEM, ...) searches its catalogue over the task's extent once, at
+analysis, and the items found are pinned in the store so that processing, even after a
+controller restart, reads the same scenes. Either way the scenes are filtered by `dataFilter`
+(time range, cloud cover) and put in mosaicking priority order once per task; each feature
+then takes those whose footprint meets it.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import numpy as np
 import shapely
 from pyproj import Transformer
 from rasterio.warp import transform_bounds
+from sqlalchemy import delete, insert, select
+from sqlalchemy.orm import Session
 
 from eobatch.config import Settings
 from eobatch.errors import AnalysisError, InvalidRequest
@@ -27,9 +31,20 @@ from eobatch.schemas.batch import DataSource
 from eobatch.script import DEFAULT_SOURCE, EvalscriptError, ScriptSetup
 from eobatch.sources import Scene, filter_cloud_cover, filter_time, order_scenes
 from eobatch.sources.byoc import bucket_location, collection_scenes
-from eobatch.sources.stac import StacCollection, StacQuery, item_scene, search_items
+from eobatch.sources.stac import (
+    StacCollection,
+    item_from_record,
+    item_record,
+    item_scene,
+    requested_options,
+    search_terms,
+    unit_conversion,
+)
+from eobatch.sources.stac_search import Retry, StacItem, StacQuery, search_items
+from eobatch.sources.units import Conversion
 from eobatch.storage import REMOTE_READS
 from eobatch.store import Database
+from eobatch.store.models import PinnedScenes
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +60,7 @@ class InputSource:
     ref: SourceRef
     bands: dict[str, dict[str, Any]]  # band name -> properties (`units`: the units it offers)
     stac: StacCollection | None = None
+    items: list[StacItem] = field(default_factory=list)  # a STAC source's items, as pinned
     scenes: list[Scene] = field(default_factory=list)  # filtered, in priority order
     footprints: shapely.STRtree | None = None  # lon/lat footprint of scenes[i] at index i
     loaded: bool = False
@@ -56,8 +72,15 @@ class InputSource:
 
     @property
     def downsampling(self) -> str:
+        if self.stac is not None and self.stac.upsampling_only:
+            return self.upsampling  # Sentinel-1: `upsampling` for every resampling
         processing = self.request.processing
         return (processing.downsampling if processing else None) or "NEAREST"
+
+    @property
+    def fill(self) -> float | None:
+        """The value of pixels no scene covers (the DEM's sea level), or None."""
+        return self.stac.fill if self.stac is not None else None
 
     @property
     def time_range(self) -> tuple[datetime | None, datetime | None]:
@@ -67,22 +90,59 @@ class InputSource:
             return None, None
         return utc(time_range.from_), utc(time_range.to)
 
-    def load(self, db: Database, settings: Settings, account_id: str, extent: tuple | None) -> None:
-        """Find, filter and order the scenes; a STAC source searches `extent` (lon/lat)."""
+    def load(
+        self,
+        db: Database,
+        settings: Settings,
+        account_id: str,
+        extent: tuple | None,
+        pinned: list[StacItem] | None = None,
+    ) -> None:
+        """Find, filter and order the scenes; a STAC source takes its `pinned` items, or
+        searches `extent` (lon/lat)."""
         start, end = self.time_range
         if self.ref.kind == "byoc":
             with_footprints, _ = collection_scenes(db, settings, account_id, self.ref.key)
         else:
             assert self.stac is not None
-            with_footprints = _stac_scenes(self, settings, extent, start, end)
+            self.items = pinned if pinned is not None else _search(self, settings, extent)
+            with_footprints = self._item_scenes(settings)
         data_filter = self.request.data_filter
-        kept = filter_time([scene for scene, _ in with_footprints], start, end)
+        kept = [scene for scene, _ in with_footprints]
+        if self.stac is None or not self.stac.timeless:
+            kept = filter_time(kept, start, end)
         kept = filter_cloud_cover(kept, data_filter.max_cloud_coverage if data_filter else None)
         order = (data_filter.mosaicking_order if data_filter else None) or "mostRecent"
-        self.scenes = order_scenes(kept, order)
+        # Timeless data (the DEM) comes in the order of its collections (GLO-30, then GLO-90).
+        self.scenes = (
+            kept if self.stac is not None and self.stac.timeless else order_scenes(kept, order)
+        )
         footprint_of = {scene.id: fp for scene, fp in with_footprints}
         self.footprints = shapely.STRtree([footprint_of[s.id] or _WORLD for s in self.scenes])
         self.loaded = True
+
+    def _item_scenes(self, settings: Settings) -> list[tuple[Scene, shapely.Geometry]]:
+        assert self.stac is not None
+        processing = self.request.processing
+        harmonize = processing.harmonize_values if processing else None
+        locate = _asset_locator(settings)
+        items = self.items
+        if self.stac.timeless:
+            collections, _ = search_terms(self.stac, self.options)
+            rank = {name: n for n, name in enumerate(collections)}
+            items = sorted(items, key=lambda i: (rank.get(i.collection or "", len(rank)), i.id))
+        return [
+            (item_scene(item, self.stac, harmonize is not False, locate), item.geometry)
+            for item in items
+        ]
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The type-specific `dataFilter`/`processing` options the request sets."""
+        data_filter, processing = self.request.data_filter, self.request.processing
+        return requested_options(
+            data_filter.wire() if data_filter else {}, processing.wire() if processing else {}
+        )
 
     def scenes_for(self, area: shapely.Geometry) -> tuple[Scene, ...]:
         """Scenes whose footprint meets `area` (lon/lat), in priority order."""
@@ -101,9 +161,10 @@ class InputSource:
             end = max(s.sensing_time for s in self.scenes)
         return start, end
 
-    def unit_factors(self, setup: ScriptSetup) -> dict[str, float]:
-        """Factor per band for the units the script asks for, band by band (a script may read
-        some bands in REFLECTANCE and others in DN); DN, the stored values, is factor 1."""
+    def unit_factors(self, setup: ScriptSetup) -> dict[str, Conversion]:
+        """The conversion of each band into the units the script asks for, band by band (a
+        script may read some bands in REFLECTANCE and others in DN); none for BYOC bands,
+        whose only units are their stored values."""
         if self.stac is None:
             return {}
         factors = {}
@@ -111,9 +172,8 @@ class InputSource:
             if script_input.datasource not in (None, self.id):
                 continue
             for name in script_input.bands:
-                band = self.stac.bands.get(name)
-                if band is not None:
-                    factors[name] = band.units[script_input.unit_of(name) or band.default_units]
+                if name in self.stac.bands:
+                    factors[name] = unit_conversion(self.stac, name, script_input.unit_of(name))
         return factors
 
 
@@ -185,6 +245,18 @@ def check_inputs(setup: ScriptSetup, sources: Sequence[InputSource]) -> ScriptSe
     return setup
 
 
+def check_mosaicking(setup: ScriptSetup, sources: Sequence[InputSource]) -> None:
+    """The script's mosaicking against what each source's data type allows (Sentinel-1 has no
+    TILE mosaicking: its scenes are not tiled)."""
+    for source in sources:
+        mosaicking = setup.mosaicking_of(source.id if len(sources) > 1 else None)
+        if source.stac is not None and mosaicking not in source.stac.mosaicking:
+            raise AnalysisError(
+                f"{source.request.type} has no {mosaicking} mosaicking; use "
+                f"{' or '.join(source.stac.mosaicking)}"
+            )
+
+
 def extent_of(boxes: Sequence[tuple[int, tuple]]) -> tuple[float, float, float, float] | None:
     """The lon/lat bounds of (EPSG code, bounds) boxes, reprojected with densified edges."""
     if not boxes:
@@ -203,34 +275,52 @@ def extent_of(boxes: Sequence[tuple[int, tuple]]) -> tuple[float, float, float, 
     return (*wgs84[:, :2].min(axis=0).tolist(), *wgs84[:, 2:].max(axis=0).tolist())
 
 
-def _stac_scenes(
-    source: InputSource,
-    settings: Settings,
-    extent: tuple | None,
-    start: datetime | None,
-    end: datetime | None,
-) -> list[tuple[Scene, shapely.Geometry]]:
+def _search(source: InputSource, settings: Settings, extent: tuple | None) -> list[StacItem]:
+    """The items of a STAC source's catalogue over `extent` that its request selects."""
     assert source.stac is not None
     if extent is None:  # no features planned: nothing to search for
         return []
-    processing = source.request.processing
-    harmonize = processing.harmonize_values if processing else None
-    locate = _asset_locator(settings)
+    collections, accepted = search_terms(source.stac, source.options)
+    start, end = (None, None) if source.stac.timeless else source.time_range
+    catalogue = source.stac.source or settings.stac_source
+    query = StacQuery(collections, extent, start, end, accepted, source.stac.alternate_href)
+    retry = Retry(settings.stac_attempts, settings.stac_backoff_s)
     try:
-        query = StacQuery(source.stac.stac_collection, extent, start, end)
-        items = search_items(settings.stac_source, query)
-    except Exception as exc:  # rustac and DuckDB raise their own kinds; all mean "no catalogue"
+        return search_items(catalogue, query, retry)
+    except Exception as exc:  # HTTP, DuckDB and file errors all mean "no catalogue"
         # The source may be a private path or carry a token: details go to the operator's log.
-        log.exception("searching the STAC source %s failed", settings.stac_source)
+        log.exception("searching the STAC source %s failed", catalogue)
         raise AnalysisError(
-            f"The deployment's STAC catalogue could not be searched for {source.request.type} "
+            f"The STAC catalogue of {source.request.type} could not be searched "
             f"({type(exc).__name__}). This is a server-side problem: try again later, or ask "
-            "the operator to check EOBATCH_STAC_SOURCE (the server log has the details)."
+            "the operator to check EOBATCH_STAC_SOURCE and EOBATCH_STAC_MAPPING (the server "
+            "log has the details)."
         ) from exc
-    return [
-        (item_scene(item, source.stac, harmonize is not False, locate), item.geometry)
-        for item in items
+
+
+def pin_items(session: Session, task_id: str, sources: Sequence[InputSource]) -> None:
+    """Keep the items each STAC source found, replacing what an earlier analysis kept."""
+    session.execute(delete(PinnedScenes).where(PinnedScenes.task_id == task_id))
+    rows = [
+        {
+            "task_id": task_id,
+            "source": n,
+            "items": [item_record(item, source.stac) for item in source.items],
+        }
+        for n, source in enumerate(sources)
+        if source.stac is not None
     ]
+    if rows:
+        session.execute(insert(PinnedScenes), rows)
+
+
+def pinned_items(db: Database, task_id: str) -> dict[int, list[StacItem]]:
+    """The items pinned for each STAC source of a task (by its index in `input.data`)."""
+    with db.session() as session:
+        rows = session.execute(
+            select(PinnedScenes.source, PinnedScenes.items).where(PinnedScenes.task_id == task_id)
+        ).all()
+    return {source: [item_from_record(r) for r in records] for source, records in rows}
 
 
 def _asset_locator(settings: Settings):  # type: ignore[no-untyped-def]

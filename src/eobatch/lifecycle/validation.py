@@ -23,7 +23,13 @@ from eobatch.schemas.batch import (
 )
 from eobatch.sinks import DeliveryTemplate
 from eobatch.sinks.zarr import ZARR_FORMATS, parse_arrays
-from eobatch.sources.stac import ALIASES, StacCollection, load_mapping
+from eobatch.sources.stac import (
+    ALIASES,
+    StacCollection,
+    check_source,
+    load_mapping,
+    requested_options,
+)
 from eobatch.storage import Location, open_location
 
 log = logging.getLogger(__name__)
@@ -101,6 +107,13 @@ def _check_source(
                     f"{where}->processing->harmonizeValues", "applies to Sentinel-2 data only"
                 )
             )
+        options = requested_options(
+            data_filter.wire() if data_filter else {}, processing.wire() if processing else {}
+        )
+        found.extend(
+            Violation(f"{where}->{option.replace('.', '->')}", "BYOC collections have no option")
+            for option in options
+        )
         return SourceRef("byoc", collection_id)
     data_type = ALIASES.get(source.type, source.type)
     try:
@@ -116,8 +129,14 @@ def _check_source(
         )
         return None
     if data_type in served:
+        for parameter, violation in check_source(
+            served[data_type],
+            data_filter.wire() if data_filter else {},
+            processing.wire() if processing else {},
+        ):
+            found.append(Violation(f"{where}->{parameter}", violation))
         return SourceRef("stac", data_type)
-    if source.type in _KNOWN_SH_TYPES:
+    if data_type in _KNOWN_SH_TYPES:
         offered = ", ".join(sorted(served)) or "none"
         found.append(
             Violation(

@@ -24,17 +24,49 @@ class TimeRange(WireModel):
         return self
 
 
+DemInstance = Literal["MAPZEN", "COPERNICUS", "COPERNICUS_30", "COPERNICUS_90"]
+
+
 class DataFilter(WireModel):
     time_range: TimeRange | None = None
     mosaicking_order: MosaickingOrder | None = None
     max_cloud_coverage: float | None = Field(default=None, ge=0, le=100)
     collection_id: str | None = None  # legacy CUSTOM/byoc alias
+    # The data types' own filters (docs/collections/): whether a type has one and which values
+    # a deployment serves is the STAC mapping's to say (sources/stac.py `check_source`).
+    tiers: Literal["TIER_1", "TIER_1_AND_RT", "ALL_TIERS"] | None = None  # Landsat
+    acquisition_mode: Literal["SM", "IW", "EW", "WV", "EN", "AN", "IM"] | None = None  # S1
+    polarization: Literal["SH", "SV", "DH", "DV", "HH", "HV", "VV", "VH"] | None = None  # S1
+    resolution: Literal["HIGH", "MEDIUM", "FULL"] | None = None  # S1
+    orbit_direction: Literal["ASCENDING", "DESCENDING"] | None = None  # S1
+    timeliness: (
+        Literal["NRT10m", "NRT1h", "NRT3h", "Fast24h", "Offline", "Reprocessing", "ArchNormal",
+                "NRTI", "OFFL", "RPRO"] | None
+    ) = None  # S1 (S5P: NRTI, OFFL, RPRO)  # fmt: skip
+    dem_instance: DemInstance | None = None  # DEM
+    constellation: Literal["SENTINEL", "LANDSAT"] | None = None  # HLS
+
+
+class SpeckleFilter(WireModel):
+    type: Literal["NONE", "LEE"]
+    window_size_x: int | None = Field(default=None, ge=1, le=7)
+    window_size_y: int | None = Field(default=None, ge=1, le=7)
 
 
 class Processing(WireModel):
     upsampling: Resampling | None = None
     downsampling: Resampling | None = None
     harmonize_values: bool | None = None
+    # Sentinel-1 and DEM processing (docs/collections/sentinel-1-grd.md, dem.md)
+    back_coeff: (
+        Literal["BETA0", "SIGMA0_ELLIPSOID", "GAMMA0_ELLIPSOID", "GAMMA0_TERRAIN"] | None
+    ) = None
+    orthorectify: bool | None = None
+    dem_instance: DemInstance | None = None
+    radiometric_terrain_oversampling: float | None = Field(default=None, ge=1, le=4)
+    speckle_filter: SpeckleFilter | None = None
+    egm: bool | None = None
+    clamp_negative: bool | None = None
 
 
 class DataSource(WireModel):

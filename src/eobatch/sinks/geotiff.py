@@ -149,7 +149,8 @@ def encode_output(
     """
     return encode_geotiff(
         data, epsg, transform, output_nodata(output), profile, cog,
-        descriptions=band_names(output.id, output.bands),
+        # the raster's own count: `updateOutput` may have set it, feature by feature
+        descriptions=band_names(output.id, data.shape[0]),
         overviews=None if cog is not None else overview_resampling(output),
     )  # fmt: skip
 

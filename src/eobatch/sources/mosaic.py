@@ -13,7 +13,7 @@ pixel is filled or no remaining scene reaches an empty one.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -30,6 +30,7 @@ from rasterio.windows import Window
 
 from eobatch.sources.datasets import open_dataset
 from eobatch.sources.scenes import BandSource, Scene
+from eobatch.sources.units import Conversion
 
 RESAMPLING = {
     "NEAREST": Resampling.nearest,
@@ -60,14 +61,17 @@ def read_mosaic(
     upsampling: str = "NEAREST",
     downsampling: str = "NEAREST",
     out: dict[str, np.ndarray] | None = None,
-    scales: dict[str, float] | None = None,
+    scales: Mapping[str, Conversion] | None = None,
+    fill: float | None = None,
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Mosaic `bands` of `scenes` (priority order) onto `grid`.
 
     Returns float32 arrays per band (NaN where no scene has data) and the dataMask (uint8, 1 where
     a scene supplied the pixel). A pixel comes from the first scene where every requested band has
-    data and which covers it, so the bands of one pixel always come from the same scene.
-    `scales` multiplies a band's values (its units, e.g. 0.0001 for REFLECTANCE from DN).
+    data and which covers it, so the bands of one pixel always come from the same scene; a scene
+    lacking one of the bands (an HLS Landsat scene asked for a red-edge band) supplies none.
+    `scales` converts a band's stored values into its units, scene by scene. `fill` is the value
+    of pixels no scene covers, which then count as data (the DEM's sea level where it has no tile).
     """
     shape = (grid.height, grid.width)
     if out is None:
@@ -76,11 +80,13 @@ def read_mosaic(
         out[name].fill(np.nan)
     mask = np.zeros(shape, dtype=bool)
     for scene in scenes:
+        if any(name not in scene.bands for name in bands):
+            continue  # a scene lacking one of the bands supplies no pixel
         reach = _reach(scene, bands, grid, mask)
         if reach is None:  # no pixel left that this scene could fill
             continue
         window, take = reach
-        warped = _warp_scene(scene, bands, grid, window, upsampling, downsampling)
+        warped = _warp_scene(scene, bands, grid, window, upsampling, downsampling, scales or {})
         rows, cols = window.toslices()
         for values in warped.values():
             take &= np.isfinite(values)
@@ -91,9 +97,10 @@ def read_mosaic(
         mask[rows, cols] |= take
         if mask.all():
             break
-    for name, factor in (scales or {}).items():
-        if factor != 1 and name in out:
-            out[name] *= np.float32(factor)
+    if fill is not None:
+        for name in bands:
+            out[name][~mask] = np.float32(fill)
+        mask[:] = True
     return out, mask.astype(np.uint8)
 
 
@@ -103,9 +110,6 @@ def _reach(
     """Where on `grid` `scene` can still fill a pixel: the window to read it in, and its pixels
     that the scene reaches (centre inside every band file and the cover geometry) and that are
     not yet `filled`. None when there are none."""
-    missing = [b for b in bands if b not in scene.bands]
-    if missing:
-        raise ValueError(f"scene {scene.id} has no band(s) {', '.join(missing)}")
     dst_wkt = _wkt(grid.epsg)
     footprint = None
     with rasterio.Env(**scene.gdal_options):
@@ -162,8 +166,9 @@ def _warp_scene(
     window: Window,
     upsampling: str,
     downsampling: str,
+    scales: Mapping[str, Conversion],
 ) -> dict[str, np.ndarray]:
-    """Every band of `scene` on `window` of `grid` as float32, NaN at no data."""
+    """Every band of `scene` on `window` of `grid` as float32 in its units, NaN at no data."""
     dst_crs = CRS.from_epsg(grid.epsg)
     warped = {}
     with rasterio.Env(**scene.gdal_options):
@@ -180,6 +185,9 @@ def _warp_scene(
             if source.offset:  # harmonised DN never go below 0 (NaN stays NaN)
                 values += np.float32(source.offset)
                 np.maximum(values, 0, out=values)
+            conversion = scales.get(name)
+            if conversion is not None and not conversion.identity:
+                conversion.apply(values, scene.properties)
             warped[name] = values
     return warped
 
@@ -210,8 +218,10 @@ def _warp_band(
             values = raw.astype(np.float32)
             values[raw == nodata] = np.nan
             return values
-        masked = vrt.read(source.index, window=window, masked=True)
-        return masked.astype(np.float32).filled(np.nan)
+        # The alpha band marks what the source covers; the VRT's own mask says "all valid".
+        values = vrt.read(source.index, window=window).astype(np.float32)
+        values[vrt.read(vrt.count, window=window) == 0] = np.nan
+        return values
 
 
 def _overview_level(src: rasterio.DatasetReader, index: int, ratio: float) -> int | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,7 @@ class Scene:
     cover_wkb: bytes | None = None  # coverGeometry in lon/lat; pixels outside it are no data
     gdal_options: dict[str, str] = field(default_factory=dict)
     cloud_cover: float | None = None  # percent, for maxCloudCoverage and leastCC
+    properties: dict[str, Any] = field(default_factory=dict)  # item properties units read
 
 
 MOSAICKING_ORDERS = ("mostRecent", "leastRecent", "leastCC")

@@ -8,7 +8,7 @@ order (`mostRecent`: index 0 is the newest), and each has the metadata dict the 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC
 from posixpath import dirname
@@ -18,6 +18,7 @@ import numpy as np
 from eobatch.script.inputs import SourceData
 from eobatch.sources.mosaic import PixelGrid, read_mosaic
 from eobatch.sources.scenes import Scene
+from eobatch.sources.units import Conversion
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,8 @@ def read_slices(
     grid: PixelGrid,
     upsampling: str = "NEAREST",
     downsampling: str = "NEAREST",
-    scales: dict[str, float] | None = None,
+    scales: Mapping[str, Conversion] | None = None,
+    fill: float | None = None,
 ) -> SourceData:
     """Read every slice onto the feature grid: bands (and dataMask) as (S, H, W) stacks.
 
@@ -82,7 +84,7 @@ def read_slices(
     mask = np.zeros(shape, dtype=np.uint8)
     for n, item in enumerate(chosen):
         values, valid = read_mosaic(
-            item.scenes, wanted, grid, upsampling, downsampling, scales=scales
+            item.scenes, wanted, grid, upsampling, downsampling, scales=scales, fill=fill
         )
         for name in wanted:
             stacks[name][n] = values[name]

@@ -133,6 +133,20 @@ class Feature(Base):
     billed: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
+class PinnedScenes(Base):
+    """The STAC items one data source of a task reads, found once at analysis: a controller
+    that restarts, or a start long after the analysis, reads exactly these (what the store keeps
+    of each item: sources/stac.py `item_record`)."""
+
+    __tablename__ = "pinned_scenes"
+
+    task_id: Mapped[str] = mapped_column(
+        ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True
+    )
+    source: Mapped[int] = mapped_column(Integer, primary_key=True)  # index in input.data
+    items: Mapped[list[Any]] = mapped_column(JSON)
+
+
 class Collection(Base):
     __tablename__ = "byoc_collections"
 
