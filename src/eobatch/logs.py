@@ -43,6 +43,7 @@ def configure_logging(fmt: str = "text", level: str = "INFO") -> None:
     root.addHandler(handler)
     root.setLevel(level)
     # uvicorn and Dask install handlers of their own (levels stay theirs): one format for all.
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "distributed", "bokeh", "tornado"):
-        logging.getLogger(name).handlers.clear()
-        logging.getLogger(name).propagate = True
+    for name in list(logging.root.manager.loggerDict):
+        if name.split(".")[0] in ("uvicorn", "distributed", "bokeh", "tornado"):
+            logging.getLogger(name).handlers.clear()
+            logging.getLogger(name).propagate = True

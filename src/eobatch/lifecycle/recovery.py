@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
 from concurrent.futures import CancelledError
 
@@ -53,6 +54,8 @@ class Cluster:
         self._local: LocalCluster | None = None
         self._down_since: float | None = None if self.connected else time.monotonic()
         self._retry_at = 0.0
+        self._connecting = threading.Thread()  # the background connection attempt, if any
+        self._fresh: Client | None = None  # a client it connected, not yet taken into use
         self._size = (0, 0)
         self._size_at = -math.inf
 
@@ -80,7 +83,12 @@ class Cluster:
         return 0.0 if self._down_since is None else time.monotonic() - self._down_since
 
     def check(self) -> bool:
-        """True when jobs can be submitted; a client that gave up is replaced by a new one."""
+        """True when jobs can be submitted. A client that gave up is replaced by a new one,
+        connected in the background so that the loop goes on with user actions meanwhile."""
+        if self._fresh is not None:  # a background connection succeeded
+            self._close_client()
+            self.client, self._fresh, self._owned = self._fresh, None, True
+            self._size_at = -math.inf
         if self.connected:
             if self._down_since is not None:
                 log.info("connected to the Dask scheduler at %s", self.address)
@@ -95,18 +103,19 @@ class Cluster:
             return False
         if self.client is not None and self.client.status == "connecting":
             return False  # the client is still retrying on its own
-        if now < self._retry_at:
+        if self._connecting.is_alive() or now < self._retry_at:
             return False
         self._retry_at = now + RETRY_S
+        self._connecting = threading.Thread(target=self._connect, name="eobatch-dask-connect",
+                                            daemon=True)  # fmt: skip
+        self._connecting.start()
+        return False
+
+    def _connect(self) -> None:
         try:
-            client = Client(self.address, timeout=CONNECT_TIMEOUT_S, set_as_default=False)
+            self._fresh = Client(self.address, timeout=CONNECT_TIMEOUT_S, set_as_default=False)
         except (OSError, TimeoutError):
             log.info("Dask scheduler %s still unreachable", self.address)
-            return False
-        self._close_client()
-        self.client, self._owned = client, True
-        self._size_at = -math.inf
-        return self.check()
 
     def size(self) -> tuple[int, int]:
         """(workers, worker threads) the scheduler knows, at most a few seconds old."""
@@ -125,9 +134,14 @@ class Cluster:
 
     def dashboard(self) -> str | None:
         """The Dask dashboard's address, if the scheduler serves one."""
+        if not self.connected:
+            return None
+        assert self.client is not None
         try:
-            return self.client.dashboard_link if self.connected else None  # type: ignore[union-attr]
-        except Exception:  # no dashboard (bokeh is not installed, or it is disabled)
+            if "dashboard" not in self.client.scheduler_info(n_workers=0).get("services", {}):
+                return None  # bokeh is not installed, or the dashboard is disabled
+            return self.client.dashboard_link
+        except Exception:
             return None
 
     def _close_client(self) -> None:
@@ -140,6 +154,11 @@ class Cluster:
 
     def close(self) -> None:
         """Close the client (if this object made it) and the LocalCluster it started."""
+        if self._connecting.ident is not None:
+            self._connecting.join(CONNECT_TIMEOUT_S)
+        if self._fresh is not None:
+            self._fresh.close()
+            self._fresh = None
         self._close_client()
         if self._local is not None:
             self._local.close()
