@@ -147,7 +147,7 @@ class Controller:
         self.handle_faults()
         self.collect()
         for task_id in self.claim():
-            with self._unless_lost(task_id):
+            with self._working_on(task_id):
                 self.advance(task_id)
         self.schedule()
         self.snapshot_due()
@@ -212,14 +212,17 @@ class Controller:
         fence(session, task_id, self.id, self.leases.epoch(task_id), self.settings.lease_s)
 
     @contextmanager
-    def _unless_lost(self, task_id: str) -> Iterator[None]:
-        """Work on one task; if its lease turns out to be lost, drop the task instead."""
+    def _working_on(self, task_id: str) -> Iterator[None]:
+        """One task's part of a round. If its lease turns out to be lost, the task is dropped;
+        any other error is logged and the round goes on with the other tasks."""
         try:
             yield
         except LeaseLost:
             log.warning("task %s: lease lost, another controller carries on", task_id)
             self._drop_local(task_id)
             self.leases.drop(task_id)
+        except Exception:
+            log.exception("task %s: this round's work failed; the next round retries", task_id)
 
     def _drop_local(self, task_id: str) -> None:
         """Forget what this controller holds of a task: its jobs (cancelled: whoever holds the
@@ -380,7 +383,7 @@ class Controller:
         if room <= 0:
             return
         for task_id, count in fair_shares(room, self._demands()).items():
-            with self._unless_lost(task_id):
+            with self._working_on(task_id):
                 self._dispatch(task_id, count)
 
     def _busy(self, task_id: str) -> set[int]:
@@ -481,7 +484,7 @@ class Controller:
                                          error=f"{type(exc).__name__}: {exc}")  # fmt: skip
             self.unrecorded[task_id].append(outcome)
         for task_id in list(self.unrecorded):
-            with self._unless_lost(task_id):
+            with self._working_on(task_id):
                 self._record(task_id, self.unrecorded[task_id])
 
     def _record(self, task_id: str, outcomes: list[FeatureOutcome]) -> None:
@@ -627,7 +630,7 @@ class Controller:
 
     def finish_if_complete(self, task_id: str) -> None:
         """PROCESSING → DONE once no feature is pending or in flight; → FAILED when every
-        feature failed. Failed features are counted in `error` (docs/operations.md)."""
+        feature failed. Failed features are counted in `error` (docs/architecture.md)."""
         if self._busy(task_id):
             return
         with self.db.session() as session:  # most rounds there is work left: look first
