@@ -56,6 +56,7 @@ def serve(
     console.print(
         f"[bold]eobatch[/] serving http://{host}:{port} (store: {_shown_url(settings)})",
         highlight=False,
+        soft_wrap=True,
     )
     run(settings, host, port, controller)
 
