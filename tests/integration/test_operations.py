@@ -45,16 +45,18 @@ def wait_for(condition: Callable[[], bool], what: str, limit_s: float = 240) -> 
 
 
 def geopackage_task(
-    svc: Service, http: TestClient, collection_id: str, name: str, count: int
-) -> str:
-    """A task of `count` small features (25 × 25 px squares of 500 m in the demo area)."""
+    svc: Service, http: TestClient, collection_id: str, name: str, count: int,
+    pixels: int = 25, evalscript: str = NDVI,
+) -> str:  # fmt: skip
+    """A task of `count` small features: `pixels` × `pixels` px squares of 500 m in the demo
+    area."""
     path = svc.buckets / "data" / f"{name}.gpkg"
     write_layer(path, "fields", 32633, squares(441_000, 5_340_000, 500, count),
-                width=[25] * count, height=[25] * count)  # fmt: skip
+                width=[pixels] * count, height=[pixels] * count)  # fmt: skip
     body = {
         "processRequest": {
             "input": {"data": [{"type": f"byoc-{collection_id}"}]},
-            "evalscript": NDVI,
+            "evalscript": evalscript,
             "output": {"responses": [{"identifier": "default", "format": {"type": "image/tiff"}}]},
         },
         "input": {"type": "geopackage", "features": {"s3": {"url": f"s3://data/{name}.gpkg"}}},
@@ -124,7 +126,7 @@ def test_a_lease_shorter_than_the_analysis_gives_one_analysis(  # type: ignore[n
 def test_a_paused_controller_that_lost_its_task_changes_nothing(service_factory) -> None:  # type: ignore[no-untyped-def]
     svc = service_factory(5000.0, max_in_flight=2)
     paused, successor = svc.controller(), svc.controller()
-    task_id = svc.create(evalscript=SLOW_NDVI)
+    task_id = geopackage_task(svc, svc.http, svc.collection_id, "paused", 4)
     svc.action(task_id, "start")
     run_until([paused], lambda: len(paused.in_flight) == 2)
     jobs = list(paused.in_flight)
@@ -153,7 +155,8 @@ def test_the_controller_rides_out_lost_database_connections(service_factory, set
     name = settings.resolved_database_url.rsplit("/", 1)[1]
     admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
     try:
-        task_id = svc.create(evalscript=SLOW_NDVI)
+        task_id = geopackage_task(svc, svc.http, svc.collection_id, "connections", 12,
+                                  pixels=200, evalscript=SLOW_NDVI)  # fmt: skip
         svc.action(task_id, "start")
         for done in (1, 2):  # twice, while features are in flight
             wait_for(lambda n=done: sum(r.status == "DONE" for r in svc.features(task_id)) >= n,
