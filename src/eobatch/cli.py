@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import shlex
 from importlib.metadata import version
 from pathlib import Path
@@ -18,6 +17,7 @@ from eobatch.cli_support import free_port_or_exit as _free_port
 from eobatch.cli_support import one_controller as _one_controller
 from eobatch.cli_support import settings_or_exit as _settings
 from eobatch.cli_tasks import tasks_app
+from eobatch.config import Settings
 from eobatch.errors import EobatchError
 from eobatch.lifecycle.billing import to_pu
 
@@ -50,23 +50,58 @@ def serve(
     host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
     port: int = typer.Option(8000, help="TCP port."),
     controller: bool = typer.Option(True, help="Run the controller and its Dask cluster too."),
+    json_logs: bool = typer.Option(
+        False, "--json-logs", help="One JSON object per log line (as EOBATCH_LOG_FORMAT=json)."
+    ),
     data_dir: Path | None = DataDir,
 ) -> None:
-    """Run the API, the controller and the local Dask cluster."""
+    """Run the API, the controller and the local Dask cluster (docs/deployment.md)."""
     from eobatch.service import serve as run
 
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
     settings = _settings(data_dir)
+    if json_logs:
+        settings = settings.model_copy(update={"log_format": "json"})
     _free_port(host, port)
     with _one_controller(settings, f"eobatch serve on {host}:{port}", needed=controller):
         _db(settings).dispose()
         console.print(
-            f"[bold]eobatch[/] serving http://{host}:{port} "
-            f"(store: {settings.resolved_database_url})"
+            f"[bold]eobatch[/] serving http://{host}:{port} (store: {_shown_url(settings)})",
+            highlight=False,
+            soft_wrap=True,
         )
         run(settings, host, port, controller)
+
+
+def _shown_url(settings: Settings) -> str:
+    """The store's URL without its password."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(settings.resolved_database_url).render_as_string(hide_password=True)
+
+
+@app.command()
+def migrate(data_dir: Path | None = DataDir) -> None:
+    """Bring the store's schema to this version (safe to run from several places at once)."""
+    from eobatch.store import Database
+    from eobatch.store.db import schema_revision
+
+    settings = _settings(data_dir)
+    db = Database(settings.resolved_database_url)
+    try:
+        before, head = schema_revision(db.engine)
+        with console.status(f"migrating {_shown_url(settings)} from {before or 'empty'}"):
+            db.migrate()
+        after, _ = schema_revision(db.engine)
+    except Exception as exc:
+        console.print(f"[red]migration failed:[/] {exc}")
+        console.print("check EOBATCH_DATABASE_URL and that the database server is reachable")
+        raise typer.Exit(1) from exc
+    finally:
+        db.dispose()
+    if before == after:
+        console.print(f"schema already at {head}")
+    else:
+        console.print(f"schema migrated from {before or 'empty'} to {after}")
 
 
 @app.command()

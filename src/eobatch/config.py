@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import difflib
 import os
-import secrets
 import types
 import typing
 from collections.abc import Mapping
@@ -73,13 +72,15 @@ class Settings(BaseSettings):
     region: str = Field(default="eu-central-1", description="Region the deployment runs in.")
     jwt_secret: str | None = Field(
         default=None,
-        description="Key that signs access tokens; default: generated once per data dir.",
+        description="Key that signs access tokens; default: generated once and kept in the "
+        "store, so every replica on the same database shares it.",
     )
     token_lifetime_s: int = Field(default=3600, ge=60)
     max_in_flight: int | None = Field(
         default=None,
         ge=1,
-        description="Feature jobs in flight per controller; default 2 x workers.",
+        description="Feature jobs in flight per controller; default 2 x the Dask cluster's "
+        "worker threads.",
     )
     feature_attempts: int = Field(
         default=3, ge=1, description="Attempts before a feature is FATAL."
@@ -96,6 +97,21 @@ class Settings(BaseSettings):
     output_threads: int = Field(default=2, ge=1, description="GDAL threads per output encode.")
     controller_poll_s: float = Field(default=0.5, gt=0)
     lease_s: float = Field(default=30.0, gt=0, description="Controller lease on a task.")
+    controller_stall_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="A controller loop without a finished round for this long is stuck: it is "
+        "reported not ready and stops renewing its leases, so another replica takes over.",
+    )
+    dashboard_address: str = Field(
+        default="127.0.0.1:8787",
+        description="Where the LocalCluster serves the Dask dashboard ('' for none); with "
+        "EOBATCH_DASK_SCHEDULER the scheduler serves it.",
+    )
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="Log lines as text, or one JSON object per line."
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     script_timeout_s: float = Field(default=120.0, gt=0, description="CPU time per feature script.")
     script_heap_mb: int = Field(default=2048, ge=64, description="V8 heap cap per worker.")
     restart_lock_s: float = Field(default=1800.0, ge=0, description="No restart after a user stop.")
@@ -125,21 +141,6 @@ class Settings(BaseSettings):
     def buckets_dir(self) -> Path:
         """Folder holding the local-folder buckets of the embedded default."""
         return (self.data_dir / "buckets").resolve()
-
-    @cached_property
-    def resolved_jwt_secret(self) -> str:
-        if self.jwt_secret:
-            return self.jwt_secret
-        key_file = self.data_dir / "jwt.key"
-        if not key_file.exists():
-            self.data_dir.mkdir(parents=True, exist_ok=True)
-            key_file.write_text(secrets.token_urlsafe(48))
-            key_file.chmod(0o600)
-        return key_file.read_text().strip()
-
-    @property
-    def in_flight_window(self) -> int:
-        return self.max_in_flight or 2 * self.workers
 
 
 class SettingsError(Exception):

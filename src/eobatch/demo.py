@@ -117,7 +117,8 @@ def run_demo(settings: Settings, console: Console) -> str:
     server = BackgroundServer(
         uvicorn.Config(create_app(settings, db), host="127.0.0.1", port=port, log_level="warning")
     )
-    with running_controller(settings, db):
+    with running_controller(settings, db) as controller:
+        console.print(f"Dask dashboard: {controller.cluster.dashboard() or 'none'}")
         thread = server.start_in_thread()
         try:
             deadline = time.monotonic() + 30

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
+import time
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 import numpy as np
@@ -90,10 +91,17 @@ class FeatureOutcome:
     retryable: bool = True
     bytes_written: int = 0
     samples: int = 1  # data samples per pixel the script saw: 1 for SIMPLE, scenes for ORBIT/TILE
+    seconds: float = 0.0  # time the worker spent on the feature
 
 
 def run_feature(job: FeatureJob) -> FeatureOutcome:
     """Read, evaluate, encode and deliver one feature. Never raises: failures are outcomes."""
+    started = time.perf_counter()
+    outcome = _attempt(job)
+    return replace(outcome, seconds=time.perf_counter() - started)
+
+
+def _attempt(job: FeatureJob) -> FeatureOutcome:
     feature = job.feature
     try:
         return _run(job)
@@ -224,22 +232,17 @@ def _read_per_scene(
     return data
 
 
-def start_client(settings: Settings) -> Client:
-    """A client of the configured scheduler, or of a new LocalCluster (one process per worker)."""
+def start_client(settings: Settings, timeout: float | None = None) -> Client:
+    """A client of the configured scheduler (giving up after `timeout` s), or of a new
+    LocalCluster: one process per worker, its dashboard at `settings.dashboard_address`."""
     if settings.dask_scheduler:
-        return Client(settings.dask_scheduler, set_as_default=False)
+        connect = {"timeout": timeout} if timeout is not None else {}
+        return Client(settings.dask_scheduler, set_as_default=False, **connect)
     cluster = LocalCluster(
         n_workers=settings.workers,
         threads_per_worker=1,
         processes=True,
-        dashboard_address=None,
+        dashboard_address=settings.dashboard_address or None,
         host="127.0.0.1",
     )
     return Client(cluster, set_as_default=False)
-
-
-def stop_client(client: Client) -> None:
-    cluster = client.cluster
-    client.close()
-    if cluster is not None:
-        cluster.close()

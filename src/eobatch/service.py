@@ -1,4 +1,4 @@
-"""The running service: store, Dask client, controller and HTTP server, run together."""
+"""The running service: store, Dask cluster, controller and HTTP server, run together."""
 
 from __future__ import annotations
 
@@ -11,15 +11,16 @@ import uvicorn
 
 from eobatch.api import create_app
 from eobatch.config import Settings
-from eobatch.engine import start_client, stop_client
 from eobatch.lifecycle.controller import Controller
+from eobatch.lifecycle.recovery import Cluster
+from eobatch.logs import configure_logging
 from eobatch.store import Database
 
 log = logging.getLogger(__name__)
 
 
 def open_database(settings: Settings) -> Database:
-    """The store at its newest schema."""
+    """The store at its newest schema (replicas starting together migrate it once)."""
     db = Database(settings.resolved_database_url)
     db.migrate()
     return db
@@ -27,15 +28,16 @@ def open_database(settings: Settings) -> Database:
 
 @contextmanager
 def running_controller(settings: Settings, db: Database) -> Iterator[Controller]:
-    """A controller loop in a background thread, with its Dask client."""
-    client = start_client(settings)
-    controller = Controller(db, settings, client)
+    """A controller loop in a background thread, with its Dask cluster. On the way out it
+    gives its tasks back, so that another replica carries on without waiting for the leases."""
+    cluster = Cluster.start(settings)
+    controller = Controller(db, settings, cluster)
     controller.start()
     try:
         yield controller
     finally:
         controller.stop()
-        stop_client(client)
+        cluster.close()
 
 
 class BackgroundServer(uvicorn.Server):
@@ -52,11 +54,19 @@ class BackgroundServer(uvicorn.Server):
 
 def serve(settings: Settings, host: str, port: int, controller: bool = True) -> None:
     """Run the API (and, unless disabled, the controller with its cluster) until interrupted."""
+    configure_logging(settings.log_format, settings.log_level)
     db = open_database(settings)
-    app = create_app(settings, db)
-    config = uvicorn.Config(app, host=host, port=port, log_level="info", access_log=False)
+
+    def run(running: Controller | None) -> None:
+        app = create_app(settings, db, running)
+        # log_config=None: uvicorn's records (the access log too) go through our handlers.
+        config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=True)
+        uvicorn.Server(config).run()
+
     if not controller:
-        uvicorn.Server(config).run()
+        run(None)
         return
-    with running_controller(settings, db):
-        uvicorn.Server(config).run()
+    with running_controller(settings, db) as running:
+        dashboard = running.cluster.dashboard()
+        log.info("Dask dashboard: %s", dashboard or "none (install bokeh, or see the scheduler)")
+        run(running)

@@ -437,7 +437,7 @@ def test_tokens(app, db, settings) -> None:  # type: ignore[no-untyped-def]
                                             "client_secret": creds.client_secret})  # fmt: skip
     assert grant.status_code == 400 and grant.json()["error"] == "unsupported_grant_type"
 
-    secret = settings.resolved_jwt_secret
+    secret = settings.jwt_secret
     expired = issue_token(
         secret, Principal(creds.account_id, creds.client_id), timedelta(seconds=-5)
     )

@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from fastapi import FastAPI
 
-from eobatch.api import auth, batch, byoc, console
+from eobatch import metrics
+from eobatch.api import auth, batch, byoc, console, operations
 from eobatch.api.errors import install_error_handlers
 from eobatch.api.openapi import install_openapi
 from eobatch.config import Settings
+from eobatch.signing import token_signing_key
 from eobatch.store import Database
 from eobatch.web.pages import install_pages
 
+if TYPE_CHECKING:
+    from eobatch.lifecycle.controller import Controller
 
-def create_app(settings: Settings, db: Database) -> FastAPI:
-    """The HTTP API over `db`. It records user actions only; the controller does the work."""
+
+def create_app(settings: Settings, db: Database, controller: Controller | None = None) -> FastAPI:
+    """The HTTP API over `db`. It records user actions only; the controller (if this process
+    runs one) does the work, and `/readyz` and `/metrics` report on it."""
     app = FastAPI(
         title="eobatch",
         summary="Sentinel Hub Batch Processing V2 compatible API",
@@ -24,16 +32,15 @@ def create_app(settings: Settings, db: Database) -> FastAPI:
     )
     app.state.settings = settings
     app.state.db = db
+    app.state.controller = controller
+    app.state.signing_key = token_signing_key(db, settings.jwt_secret)
+    app.state.metrics = metrics.registry(db, controller)
     install_error_handlers(app)
     app.include_router(auth.router)
     app.include_router(batch.router)
     app.include_router(byoc.router)
+    app.include_router(operations.router)
     app.include_router(console.router)
     install_pages(app)
     install_openapi(app)
-
-    @app.get("/healthz", include_in_schema=False)
-    def healthz() -> dict:
-        return {"status": "ok"}
-
     return app

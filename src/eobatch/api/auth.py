@@ -35,8 +35,7 @@ def current_account(request: Request, header: str | None = Security(bearer)) -> 
     scheme, _, token = (header or "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("Missing bearer token: send 'Authorization: Bearer <access_token>'.")
-    settings = request.app.state.settings
-    return verify_token(settings.resolved_jwt_secret, token.strip()).account_id
+    return verify_token(request.app.state.signing_key, token.strip()).account_id
 
 
 def _oauth_error(status: int, error: str, description: str) -> JSONResponse:
@@ -69,7 +68,7 @@ async def _token(request: Request) -> JSONResponse:
         return _oauth_error(401, "invalid_client", "Invalid client or Invalid client credentials")
     lifetime = state.settings.token_lifetime_s
     token = issue_token(
-        state.settings.resolved_jwt_secret,
+        state.signing_key,
         Principal(account_id, client_id),
         timedelta(seconds=lifetime),
     )

@@ -6,10 +6,12 @@ Re-running an analysis (e.g. after a controller crash) replaces its features, so
 from __future__ import annotations
 
 import posixpath
+from collections.abc import Callable
 
 import numpy as np
 import shapely
 from sqlalchemy import delete, insert, update
+from sqlalchemy.orm import Session
 
 from eobatch.config import Settings
 from eobatch.engine import USERDATA
@@ -210,10 +212,13 @@ def skipped_features(context: TaskContext, features: list[Feature]) -> set[int]:
 
 
 def analyse_task(
-    db: Database, settings: Settings, task: Task
+    db: Database, settings: Settings, task: Task, fence: Callable[[Session], None] | None = None
 ) -> tuple[int, TaskContext, ScriptSetup]:
     """Analyse `task`, store its features (PENDING) and upload the manifest; returns the count,
-    and the context and setup processing goes on with (so its scenes are not searched again)."""
+    and the context and setup processing goes on with (so its scenes are not searched again).
+
+    `fence` is called first in the transaction that stores the features: it raises to refuse
+    the write (the controller lost the task meanwhile)."""
     context = TaskContext.build(db, settings, task, with_scenes=False)
     setup = check_script(context.evalscript, context)
     features = plan_features(context)
@@ -248,6 +253,8 @@ def analyse_task(
     ]
     context.delivery.put(MANIFEST_FILE.format(request_id=task.id), feature_manifest_bytes(rows))
     with db.session() as session:
+        if fence is not None:
+            fence(session)
         session.execute(delete(FeatureRow).where(FeatureRow.task_id == task.id))
         session.execute(update(Task).where(Task.id == task.id).values(estimate=cost.as_json()))
         pin_items(session, task.id, context.sources)  # processing reads exactly these scenes

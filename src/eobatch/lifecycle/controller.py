@@ -1,8 +1,17 @@
 """The controller: the only code that moves tasks between statuses.
 
-One loop claims the tasks that need work (a lease per task, so another controller can take over
-after a crash), applies pending user actions, runs analyses, keeps a bounded window of feature
-jobs in flight on Dask, records their outcomes, bills PUs, and uploads execution databases.
+One loop; each round (`step`):
+1. waits for a feature job to finish (at most the poll interval),
+2. handles faults: forgets the tasks whose lease another controller took, reconnects a lost Dask
+   scheduler, and gives back the tasks it cannot process meanwhile,
+3. records the jobs that finished: feature statuses, PU holds released, features billed,
+4. claims the tasks that need work and advances each: user actions, analysis, the end of a task,
+5. fills the in-flight window with fair shares of the tasks' pending features,
+6. uploads the execution databases that are due.
+
+Leases are claimed and renewed in `leases.py`; every write to a task, its features or its
+account's PUs is fenced (`fencing.py`), so a controller that lost a task changes nothing; the
+Dask client comes back by itself (`recovery.py`); the window is shared by `fairness.py`.
 """
 
 from __future__ import annotations
@@ -13,17 +22,22 @@ import socket
 import threading
 import time
 import uuid
-from collections import defaultdict
-from datetime import UTC, datetime, timedelta
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from functools import partial
 
 import shapely
 from distributed import Client, Future
-from sqlalchemy import func, or_, select, true, update
+from sqlalchemy import func, select, true
+from sqlalchemy.orm import Session
 
 from eobatch import ledger
 from eobatch.config import Settings
-from eobatch.engine import FeatureOutcome, run_feature
+from eobatch.engine import FeatureJob, FeatureOutcome, run_feature
 from eobatch.errors import AnalysisError
+from eobatch.lifecycle import events
 from eobatch.lifecycle.analysis import analyse_task, check_script
 from eobatch.lifecycle.billing import (
     max_output_bytes,
@@ -32,6 +46,10 @@ from eobatch.lifecycle.billing import (
     to_pu,
 )
 from eobatch.lifecycle.context import TaskContext, ingest_outputs
+from eobatch.lifecycle.fairness import Demand, fair_shares
+from eobatch.lifecycle.fencing import LeaseLost, fence
+from eobatch.lifecycle.leases import Leases
+from eobatch.lifecycle.recovery import Cluster, job_was_lost, void_leases
 from eobatch.lifecycle.results import publish_results
 from eobatch.lifecycle.states import (
     Event,
@@ -42,6 +60,7 @@ from eobatch.lifecycle.states import (
     event_for_pending_action,
     next_status,
 )
+from eobatch.metrics import FEATURE_SECONDS, FEATURES, PU_CHARGED
 from eobatch.planning import Feature
 from eobatch.script import ScriptSetup
 from eobatch.sinks import ExecutionRow, execution_db_bytes
@@ -70,126 +89,215 @@ def _feature(row: FeatureRow) -> Feature:
     )
 
 
+def _move(task: Task, event: Event) -> None:
+    """The status change the state machine prescribes for `event` (which must apply)."""
+    new = next_status(Status(task.status), event)
+    assert new is not None, (task.status, event)
+    task.status = new
+
+
 class Controller:
-    def __init__(self, db: Database, settings: Settings, client: Client) -> None:
+    def __init__(self, db: Database, settings: Settings, client: Client | Cluster | None) -> None:
         self.db = db
         self.settings = settings
-        self.client = client
+        self.cluster = client if isinstance(client, Cluster) else Cluster(client)
         self.id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        self.in_flight: dict[Future, tuple[str, int]] = {}
+        self.leases = Leases(db, self.id, settings.lease_s, alive=self.alive)
+        self.in_flight: dict[Future, tuple[str, int]] = {}  # job -> (task, feature)
+        self.unrecorded: dict[str, list[FeatureOutcome]] = defaultdict(list)
         self.contexts: dict[str, tuple[TaskContext, ScriptSetup]] = {}
         self.last_snapshot: dict[str, float] = {}
+        self.final_snapshots: dict[str, TaskContext | None] = {}
+        self.last_step = time.monotonic()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     # -- running ----------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Run the loop in a background thread."""
+        """Run the loop in a background thread, and the lease keeper in another."""
+        if self.db.is_sqlite:
+            void_leases(self.db)
+        self.last_step = time.monotonic()
+        self.leases.start_keeper()
         self._thread = threading.Thread(target=self.run, name="eobatch-controller", daemon=True)
         self._thread.start()
 
     def stop(self, timeout: float = 10) -> None:
+        """End the loop and give every task back, so another controller carries on at once."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
+        self.leases.stop_keeper()
+        for task_id in {task_id for task_id, _ in self.in_flight.values()}:
+            self._drop_local(task_id)
+        self.leases.release_all()
 
     def run(self) -> None:
-        self.recover()
         while not self._stop.is_set():
             try:
                 self.step()
             except Exception:  # the loop must survive anything; the next step retries
                 log.exception("controller step failed")
                 self._stop.wait(self.settings.controller_poll_s)
-        if self.in_flight:
-            self.client.cancel(list(self.in_flight))
-
-    def recover(self) -> None:
-        """On SQLite there is one controller: leases of a previous (crashed) run are void."""
-        if self.db.is_sqlite:
-            with self.db.session() as session:
-                session.execute(update(Task).values(controller_id=None, lease_until=None))
 
     def step(self) -> None:
-        """One round: results in, tasks advanced, window refilled, snapshots out."""
+        """One round of the loop (the module's docstring lists them)."""
+        self.wait_for_results()
+        self.handle_faults()
+        self.collect()
+        for task_id in self.claim():
+            with self._working_on(task_id):
+                self.advance(task_id)
+        self.schedule()
+        self.snapshot_due()
+        self.last_step = time.monotonic()
+
+    def seconds_since_step(self) -> float:
+        return time.monotonic() - self.last_step
+
+    def alive(self) -> bool:
+        """False once the loop has not finished a round for `controller_stall_s`."""
+        return self.seconds_since_step() < self.settings.controller_stall_s
+
+    def wait_for_results(self) -> None:
+        """Wait the poll interval, or less as soon as a job finishes."""
         deadline = time.monotonic() + self.settings.controller_poll_s
-        # Wake as soon as a job finishes; polling `done()` needs no default Dask client.
+        # Polling `done()` needs no default Dask client.
         while time.monotonic() < deadline and not self._stop.is_set():
             if any(future.done() for future in self.in_flight):
                 break
             self._stop.wait(0.02)
-        self.collect()
-        for task_id in self.claim():
-            self.advance(task_id)
-        self.schedule()
-        self.snapshot_due()
 
-    # -- claiming ---------------------------------------------------------------------------
+    # -- faults and leases ------------------------------------------------------------------
+
+    def handle_faults(self) -> None:
+        """Forget the tasks another controller took over; reconnect a lost scheduler and, while
+        it stays lost for longer than a lease, give back the tasks that need it."""
+        for task_id in self.leases.take_lost():
+            log.warning("task %s: lease lost, another controller carries on", task_id)
+            self._drop_local(task_id)
+        if self.cluster.check() or self.cluster.down_for() < self.settings.lease_s:
+            return
+        held = self.leases.held()
+        if not held:
+            return
+        with self.db.session() as session:
+            idle = session.scalars(
+                select(Task.id).where(
+                    Task.id.in_(held), Task.status == Status.PROCESSING, ~Task.action_pending
+                )
+            ).all()
+        for task_id in idle:
+            log.warning("task %s given back: no Dask scheduler to process it", task_id)
+            self._drop_local(task_id)
+            self.leases.release(task_id)
 
     def claim(self) -> list[str]:
-        """Lease every task that needs work and is free (or ours, or its lease expired)."""
-        now = _now()
-        query = (
-            select(Task)
-            .where(
-                or_(Task.action_pending, Task.status.in_([Status.ANALYSING, Status.PROCESSING])),
-                or_(
-                    Task.controller_id.is_(None),
-                    Task.controller_id == self.id,
-                    Task.lease_until < now,
-                ),
-            )
-            .order_by(Task.created)
-        )
-        if not self.db.is_sqlite:
-            query = query.with_for_update(skip_locked=True)
+        """Lease the tasks that need work (processing only with a Dask cluster); the tasks held,
+        oldest first."""
+        held, taken = self.leases.claim(processing=self.cluster.connected)
+        for task_id in taken:  # what this controller remembers of them is from an older lease
+            self._drop_local(task_id)
+        return held
+
+    @contextmanager
+    def _holding(self, task_id: str) -> Iterator[Session]:
+        """A transaction on a task that commits only while this controller holds its lease."""
         with self.db.session() as session:
-            tasks = session.scalars(query).all()
-            for task in tasks:
-                task.controller_id = self.id
-                task.lease_until = now + timedelta(seconds=self.settings.lease_s)
-            return [t.id for t in tasks]
+            self._fence(task_id, session)
+            yield session
+
+    def _fence(self, task_id: str, session: Session) -> None:
+        fence(session, task_id, self.id, self.leases.epoch(task_id), self.settings.lease_s)
+
+    @contextmanager
+    def _working_on(self, task_id: str) -> Iterator[None]:
+        """One task's part of a round. If its lease turns out to be lost, the task is dropped;
+        any other error is logged and the round goes on with the other tasks."""
+        try:
+            yield
+        except LeaseLost:
+            log.warning("task %s: lease lost, another controller carries on", task_id)
+            self._drop_local(task_id)
+            self.leases.drop(task_id)
+        except Exception:
+            log.exception("task %s: this round's work failed; the next round retries", task_id)
+
+    def _drop_local(self, task_id: str) -> None:
+        """Forget what this controller holds of a task: its jobs (cancelled: whoever holds the
+        task submits its features again), results not yet recorded, its context."""
+        mine = [f for f, (tid, _) in self.in_flight.items() if tid == task_id]
+        for future in mine:
+            del self.in_flight[future]
+        if mine and self.cluster.connected:
+            try:
+                self.cluster.client.cancel(mine)  # type: ignore[union-attr]
+            except Exception:  # the scheduler is going away: the jobs go with it
+                log.debug("could not cancel the jobs of task %s", task_id, exc_info=True)
+        self.unrecorded.pop(task_id, None)
+        self.contexts.pop(task_id, None)
+        self.last_snapshot.pop(task_id, None)
+
+    def _let_go(self, task_id: str, final_snapshot: bool = True) -> None:
+        """After a fenced write gave the task up (it rests or is final): forget it here."""
+        context = self.contexts.get(task_id, (None,))[0]
+        self._drop_local(task_id)
+        self.leases.drop(task_id)
+        if final_snapshot:
+            self.final_snapshots[task_id] = context
 
     # -- status changes ---------------------------------------------------------------------
 
     def advance(self, task_id: str) -> None:
         """Apply a pending user action, then run whatever the task's status asks for."""
-        with self.db.session() as session:
+        charged = 0
+        with self._holding(task_id) as session:
             task = session.get(Task, task_id)
             assert task is not None
-            status = Status(task.status)
+            event = None
             if task.action_pending:
-                event = event_for_pending_action(status, UserAction(task.user_action))
+                event = event_for_pending_action(Status(task.status), UserAction(task.user_action))
                 if event is not None:
-                    self._apply(session, task, event)
-                    status = Status(task.status)
+                    charged = self._apply(session, task, event)
+            status, cost = Status(task.status), task.cost_micro_pu
+        PU_CHARGED.inc(to_pu(charged))
+        if event is Event.START_PICKED:
+            events.started(task_id)
+        elif event is Event.STOP_PICKED:
+            events.stopped(task_id, StoppedReason.USER_ACTION, to_pu(cost))
+            self._let_go(task_id)
         if status is Status.ANALYSING:
             self.analyse(task_id)
         elif status is Status.PROCESSING:
             self.finish_if_complete(task_id)
 
-    def _apply(self, session, task: Task, event: Event) -> None:  # type: ignore[no-untyped-def]
+    def _apply(self, session: Session, task: Task, event: Event) -> int:
+        """Move the task on `event`; the micro-PU a stop charged."""
         new = next_status(Status(task.status), event)
         if new is None:
-            return
+            return 0
+        charged = 0
         if event is Event.STOP_PICKED:
-            self._halt(session, task, StoppedReason.USER_ACTION)
+            charged = self._halt(session, task, StoppedReason.USER_ACTION)
         else:
             task.status = new
             task.stopped_status_reason = None
         task.action_pending = False
         task.last_updated = _now()
+        return charged
 
-    def _halt(self, session, task: Task, reason: StoppedReason) -> None:  # type: ignore[no-untyped-def]
+    def _halt(self, session: Session, task: Task, reason: StoppedReason) -> int:
         """Stop a task now: cancel its jobs, charging those already in flight (at their most
-        samples, no transfer: nothing is known to be delivered), and give back every hold."""
+        samples, no transfer: nothing is known to be delivered), and give back every hold and
+        the lease. The micro-PU charged."""
         mine = [f for f, (tid, _) in self.in_flight.items() if tid == task.id]
+        charged = 0
         if mine:
-            self.client.cancel(mine)
-            in_flight_ids = [self.in_flight.pop(f)[1] for f in mine]
+            in_flight_ids = [self.in_flight[f][1] for f in mine]
             rows = self._rows(session, task.id, in_flight_ids)
-            self._bill(session, task, [(row, row.max_samples, 0) for row in rows], "in progress")
+            charged = self._bill(session, task, [(r, r.max_samples, 0) for r in rows],
+                                 "in progress")  # fmt: skip
         held = session.scalars(
             select(FeatureRow).where(
                 FeatureRow.task_id == task.id, FeatureRow.reserved_micro_pu > 0
@@ -201,38 +309,56 @@ class Controller:
         task.stopped_status_reason = reason
         task.last_updated = _now()
         task.controller_id = None
-        self.contexts.pop(task.id, None)
-        self.upload_execution_db(task.id, session)
+        return charged
 
     def analyse(self, task_id: str) -> None:
+        """Analyse the task (its lease is renewed meanwhile; the features are written only if
+        it is still held), then move it on."""
         with self.db.session() as session:
             task = session.get(Task, task_id)
             assert task is not None
         try:
-            count, context, setup = analyse_task(self.db, self.settings, task)
+            count, context, setup = analyse_task(
+                self.db, self.settings, task, partial(self._fence, task_id)
+            )
             error = None
         except AnalysisError as exc:
             error = str(exc)
+        except LeaseLost:
+            raise
         except Exception as exc:  # an unexpected failure must still end the analysis clearly
             log.exception("analysis of %s failed", task_id)
             error = f"Analysis failed: {type(exc).__name__}: {exc}"
-        with self.db.session() as session:
-            task = session.get(Task, task_id, with_for_update=not self.db.is_sqlite)
+        with self._holding(task_id) as session:
+            task = session.get(Task, task_id)
             assert task is not None
             task.last_updated = _now()
             task.action_pending = False
             if error is not None:
-                task.status = Status.FAILED
+                _move(task, Event.ANALYSIS_FAILED)
                 task.error = error
-                task.controller_id = None
-                return
-            status, reason = after_analysis(UserAction(task.user_action))
-            task.status, task.stopped_status_reason = status, reason
-            if status == Status.PROCESSING:  # carry on with the analysis' scenes: same pixels
-                self.contexts[task_id] = (context, setup)
-            task.analysed = True
-            task.feature_count = count
-            task.completion_percentage = 0.0
+            else:
+                task.status, task.stopped_status_reason = after_analysis(
+                    UserAction(task.user_action)
+                )
+                task.analysed = True
+                task.feature_count = count
+                task.completion_percentage = 0.0
+            if task.status != Status.PROCESSING:
+                task.controller_id = None  # nothing more to do until the user acts
+            status, estimate = Status(task.status), task.estimate or {}
+        if error is not None:
+            events.failed(task_id, error)
+            self._let_go(task_id, final_snapshot=False)
+            return
+        events.analysed(task_id, count, estimate.get("expectedPU"))
+        if status is Status.PROCESSING:
+            self.contexts[task_id] = (context, setup)  # carry on with its scenes: same pixels
+            events.started(task_id)
+            return
+        if status is Status.STOPPED:
+            events.stopped(task_id, StoppedReason.USER_ACTION, 0.0)
+        self._let_go(task_id, final_snapshot=False)
 
     # -- processing -------------------------------------------------------------------------
 
@@ -242,75 +368,133 @@ class Controller:
             self.contexts[task.id] = (context, check_script(context.evalscript, context))
         return self.contexts[task.id]
 
+    def window(self) -> int:
+        """Jobs in flight at most: EOBATCH_MAX_IN_FLIGHT, or two per worker thread of the
+        cluster (one running, one queued behind it)."""
+        if self.settings.max_in_flight:
+            return self.settings.max_in_flight
+        return max(2, 2 * self.cluster.size()[1])
+
     def schedule(self) -> None:
-        """Fill the in-flight window with PENDING features, taking tasks in turn."""
-        room = self.settings.in_flight_window - len(self.in_flight)
+        """Fill the in-flight window with PENDING features, in fair shares of the tasks."""
+        if not self.cluster.connected:
+            return
+        room = self.window() - len(self.in_flight)
         if room <= 0:
             return
-        busy = defaultdict(set)
-        for task_id, feature_id in self.in_flight.values():
-            busy[task_id].add(feature_id)
+        for task_id, count in fair_shares(room, self._demands()).items():
+            with self._working_on(task_id):
+                self._dispatch(task_id, count)
+
+    def _busy(self, task_id: str) -> set[int]:
+        """Features of the task in flight or finished but not yet recorded."""
+        busy = {fid for tid, fid in self.in_flight.values() if tid == task_id}
+        return busy | {o.feature_id for o in self.unrecorded.get(task_id, ())}
+
+    def _demands(self) -> list[Demand]:
+        held = self.leases.held()
+        if not held:
+            return []
         with self.db.session() as session:
-            tasks = session.scalars(
-                select(Task)
-                .where(Task.status == Status.PROCESSING, Task.controller_id == self.id)
+            tasks = session.execute(
+                select(Task.id, Task.account_id)
+                .where(Task.id.in_(held), Task.status == Status.PROCESSING)
                 .order_by(Task.created)
             ).all()
-            per_task = max(1, room // max(1, len(tasks)))
-            for task in tasks:
-                if room <= 0:
-                    break
-                try:
-                    context, setup = self._context(task)
-                except AnalysisError as exc:
-                    task.status, task.error = Status.FAILED, str(exc)
-                    continue
-                rows = session.scalars(
-                    select(FeatureRow)
-                    .where(FeatureRow.task_id == task.id, FeatureRow.status == "PENDING")
-                    .where(FeatureRow.id.not_in(busy[task.id]) if busy[task.id] else true())
-                    .order_by(FeatureRow.id)
-                    .limit(min(room, per_task))
+            pending = dict(
+                session.execute(
+                    select(FeatureRow.task_id, func.count())
+                    .where(FeatureRow.task_id.in_([t.id for t in tasks]),
+                           FeatureRow.status == "PENDING")
+                    .group_by(FeatureRow.task_id)
                 ).all()
-                for row in rows:
-                    if not self._hold(session, task, row, context, setup):
-                        if not busy[task.id] and self._unaffordable(session, task, row):
-                            self._halt(session, task, StoppedReason.OUT_OF_PU)
-                        break  # wait for holds of work in flight to be given back
-                    busy[task.id].add(row.id)
-                    job = context.job(_feature(row), setup, self.settings)
-                    future = self.client.submit(
-                        run_feature, job, key=f"feature-{task.id}-{row.id}-{uuid.uuid4().hex[:6]}",
-                        pure=False,
-                    )  # fmt: skip
-                    self.in_flight[future] = (task.id, row.id)
-                    room -= 1
+            )  # fmt: skip
+        running = Counter(tid for tid, _ in self.in_flight.values())
+        return [
+            Demand(t.id, t.account_id, running[t.id], pending.get(t.id, 0) - len(self._busy(t.id)))
+            for t in tasks
+        ]
+
+    def _dispatch(self, task_id: str, count: int) -> None:
+        """Hold the cost of up to `count` PENDING features of the task, then submit them."""
+        with self.db.session() as session:
+            task = session.get(Task, task_id)
+            assert task is not None
+        try:
+            context, setup = self._context(task)  # outside the transaction: it may search
+        except AnalysisError as exc:  # e.g. its collection was deleted since the analysis
+            with self._holding(task_id) as session:
+                failing = session.get(Task, task_id)
+                assert failing is not None
+                failing.status, failing.error, failing.controller_id = Status.FAILED, str(exc), None
+            events.failed(task_id, str(exc))
+            self._let_go(task_id)
+            return
+        busy = self._busy(task_id)
+        jobs: list[tuple[int, FeatureJob]] = []
+        charged = 0
+        with self._holding(task_id) as session:
+            task = session.get(Task, task_id)
+            assert task is not None
+            if task.status != Status.PROCESSING:
+                return
+            rows = session.scalars(
+                select(FeatureRow)
+                .where(FeatureRow.task_id == task_id, FeatureRow.status == "PENDING")
+                .where(FeatureRow.id.not_in(busy) if busy else true())
+                .order_by(FeatureRow.id)
+                .limit(count)
+            ).all()
+            for row in rows:
+                if not self._hold(session, task, row, context, setup):
+                    if not busy and not jobs and self._unaffordable(session, task, row):
+                        charged = self._halt(session, task, StoppedReason.OUT_OF_PU)
+                    break  # wait for holds of work in flight to be given back
+                jobs.append((row.id, context.job(_feature(row), setup, self.settings)))
+            status, cost = Status(task.status), task.cost_micro_pu
+        if status is Status.STOPPED:
+            PU_CHARGED.inc(to_pu(charged))
+            events.stopped(task_id, StoppedReason.OUT_OF_PU, to_pu(cost))
+            self._let_go(task_id)
+            return
+        # The holds are committed: a job lost now is submitted again, under the same hold.
+        for feature_id, job in jobs:
+            try:
+                future = self.cluster.client.submit(  # type: ignore[union-attr]
+                    run_feature, job, key=f"feature-{task_id}-{feature_id}-{uuid.uuid4().hex[:6]}",
+                    pure=False,
+                )  # fmt: skip
+            except Exception:  # the client is closing: handle_faults() reconnects
+                log.warning("could not submit features of task %s", task_id, exc_info=True)
+                return
+            self.in_flight[future] = (task_id, feature_id)
 
     def collect(self) -> None:
-        """Record the outcome of every finished job."""
-        done = [f for f in self.in_flight if f.done()]
-        if not done:
-            return
-        outcomes: list[FeatureOutcome] = []
-        for future in done:
+        """Record the outcome of every finished job; a job the cluster lost is just dropped
+        (its feature is still PENDING and is submitted again, no attempt counted)."""
+        for future in [f for f in self.in_flight if f.done()]:
             task_id, feature_id = self.in_flight.pop(future)
             try:
-                outcomes.append(future.result())
-            except Exception as exc:  # a worker died or the job was cancelled: try again
-                outcomes.append(
-                    FeatureOutcome(task_id, feature_id, False, error=f"{type(exc).__name__}: {exc}")
-                )
-        by_task: dict[str, list[FeatureOutcome]] = defaultdict(list)
-        for outcome in outcomes:
-            by_task[outcome.task_id].append(outcome)
-        for task_id, results in by_task.items():
-            self._record(task_id, results)
+                outcome = future.result()
+            except Exception as exc:
+                if job_was_lost(exc):
+                    continue
+                # a worker died with the job (Dask retried it on others first): an attempt
+                outcome = FeatureOutcome(task_id, feature_id, False,
+                                         error=f"{type(exc).__name__}: {exc}")  # fmt: skip
+            self.unrecorded[task_id].append(outcome)
+        for task_id in list(self.unrecorded):
+            with self._working_on(task_id):
+                self._record(task_id, self.unrecorded[task_id])
 
     def _record(self, task_id: str, outcomes: list[FeatureOutcome]) -> None:
-        with self.db.session() as session:
-            task = session.get(Task, task_id, with_for_update=not self.db.is_sqlite)
-            if task is None or task.status != Status.PROCESSING:
-                return  # stopped meanwhile: in-flight work was charged at the stop
+        failures: list[tuple[str, int, str, bool]] = []
+        charged = 0
+        with self._holding(task_id) as session:
+            task = session.get(Task, task_id)
+            assert task is not None
+            if task.status != Status.PROCESSING:
+                outcomes = []  # stopped meanwhile: in-flight work was charged at the stop
             rows = {
                 r.id: r
                 for r in session.scalars(
@@ -323,6 +507,8 @@ class Controller:
             billable = []
             for outcome in outcomes:
                 row = rows[outcome.feature_id]
+                if row.status != "PENDING":
+                    continue  # recorded already
                 self._release(session, task, row)
                 if outcome.ok:
                     row.status = "DONE"
@@ -332,15 +518,26 @@ class Controller:
                 else:
                     row.attempts += 1
                     row.error = outcome.error
-                    if not outcome.retryable or row.attempts >= self.settings.feature_attempts:
+                    final = not outcome.retryable or row.attempts >= self.settings.feature_attempts
+                    if final:
                         row.status = "FATAL"
-            session.flush()
-            self._bill(session, task, billable, "processed")
-            self._update_progress(session, task)
+                    failures.append((row.name, row.attempts, outcome.error or "", final))
+            if outcomes:
+                session.flush()
+                charged = self._bill(session, task, billable, "processed")
+                self._update_progress(session, task)
+        self.unrecorded.pop(task_id, None)
+        PU_CHARGED.inc(to_pu(charged))
+        for outcome in outcomes:
+            FEATURE_SECONDS.observe(outcome.seconds)
+        FEATURES.labels("done").inc(sum(o.ok for o in outcomes))
+        for name, attempt, error, final in failures:
+            FEATURES.labels("failed" if final else "retried").inc()
+            events.feature_failed(task_id, name, attempt, error, final)
 
     # -- billing (lifecycle/billing.py prices, eobatch.ledger moves the PUs) ----------------
 
-    def _rows(self, session, task_id: str, ids: list[int]) -> list[FeatureRow]:  # type: ignore[no-untyped-def]
+    def _rows(self, session: Session, task_id: str, ids: list[int]) -> list[FeatureRow]:
         return list(
             session.scalars(
                 select(FeatureRow).where(FeatureRow.task_id == task_id, FeatureRow.id.in_(ids))
@@ -353,22 +550,29 @@ class Controller:
         largest = max_output_bytes(row.width, row.height, context.output_bands(setup))
         return most + surcharge_micro(largest, context.crossing(self.settings))
 
-    def _hold(self, session, task: Task, row: FeatureRow, context, setup) -> bool:  # type: ignore[no-untyped-def]
+    def _hold(
+        self,
+        session: Session,
+        task: Task,
+        row: FeatureRow,
+        context: TaskContext,
+        setup: ScriptSetup,
+    ) -> bool:
         """Hold the feature's most possible cost on the account before it is dispatched, so
         that tasks sharing an account can never together spend more than its balance."""
         if row.reserved_micro_pu:
-            return True  # held by an earlier dispatch (e.g. before a controller restart)
+            return True  # held by an earlier dispatch whose job was lost: the hold carries on
         amount = self._hold_micro(row, context, setup)
         if not ledger.reserve(session, task.account_id, amount):
             return False
         row.reserved_micro_pu = amount
         return True
 
-    def _release(self, session, task: Task, row: FeatureRow) -> None:  # type: ignore[no-untyped-def]
+    def _release(self, session: Session, task: Task, row: FeatureRow) -> None:
         ledger.release(session, task.account_id, row.reserved_micro_pu)
         row.reserved_micro_pu = 0
 
-    def _unaffordable(self, session, task: Task, row: FeatureRow) -> bool:  # type: ignore[no-untyped-def]
+    def _unaffordable(self, session: Session, task: Task, row: FeatureRow) -> bool:
         """True when the next feature costs more than the whole balance, holds or not."""
         context, setup = self._context(task)
         return self._hold_micro(row, context, setup) > ledger.balance_micro(
@@ -376,109 +580,155 @@ class Controller:
         )
 
     def _bill(
-        self, session, task: Task, charges: list[tuple[FeatureRow, int, int]], what: str
-    ) -> None:  # type: ignore[no-untyped-def]
-        """Charge features once each (samples seen, bytes delivered) to the task and account.
+        self, session: Session, task: Task, charges: list[tuple[FeatureRow, int, int]], what: str
+    ) -> int:
+        """Charge features once each (samples seen, bytes delivered) to the task and account;
+        the micro-PU charged.
 
         Committed in the same transaction as the features' new status: a crash either keeps
         both or neither, so a feature is never charged twice nor processed for free.
         """
+        charges = [c for c in charges if not c[0].billed]
+        if not charges:
+            return 0
         context, setup = self._context(task)
         pricing, where = context.pricing(setup), context.crossing(self.settings)
-        processing = transfer = count = 0
+        processing = transfer = 0
         for row, samples, nbytes in charges:
-            if row.billed:
-                continue
             row.samples, row.bytes_written = samples, nbytes
             row.cost_micro_pu = pricing.feature_micro(row.width, row.height, samples)
             row.surcharge_micro_pu = surcharge_micro(nbytes, where)
             row.billed = True
             processing += row.cost_micro_pu
             transfer += row.surcharge_micro_pu
-            count += 1
-        note = f"{count} feature(s) {what}"
+        note = f"{len(charges)} feature(s) {what}"
         if processing:
             ledger.post(session, task.account_id, -processing, ledger.PROCESSING, task.id, note)
         if transfer:
             ledger.post(session, task.account_id, -transfer, ledger.TRANSFER, task.id,
                         f"{note}: {where.value} output transfer")  # fmt: skip
         task.cost_micro_pu += processing + transfer
+        return processing + transfer
 
-    def _pending(self, session, task_id: str) -> int:  # type: ignore[no-untyped-def]
-        return session.scalar(
-            select(func.count()).where(
-                FeatureRow.task_id == task_id, FeatureRow.status == "PENDING"
+    def _pending(self, session: Session, task_id: str) -> int:
+        return (
+            session.scalar(
+                select(func.count()).where(
+                    FeatureRow.task_id == task_id, FeatureRow.status == "PENDING"
+                )
             )
+            or 0
         )
 
-    def _update_progress(self, session, task: Task) -> None:  # type: ignore[no-untyped-def]
+    def _update_progress(self, session: Session, task: Task) -> None:
         if task.feature_count:
             final = task.feature_count - self._pending(session, task.id)
             task.completion_percentage = 100.0 * final / task.feature_count
         task.last_updated = _now()
 
+    # -- the end of a task --------------------------------------------------------------------
+
     def finish_if_complete(self, task_id: str) -> None:
-        """PROCESSING → DONE once no feature is pending or in flight."""
-        if any(tid == task_id for tid, _ in self.in_flight.values()):
+        """PROCESSING → DONE once no feature is pending or in flight; → FAILED when every
+        feature failed. Failed features are counted in `error` (docs/architecture.md)."""
+        if self._busy(task_id):
             return
-        with self.db.session() as session:
+        with self.db.session() as session:  # most rounds there is work left: look first
             task = session.get(Task, task_id)
             if task is None or task.status != Status.PROCESSING or self._pending(session, task_id):
                 return
-            self._ingest(session, task)
+            total = session.scalar(select(func.count()).where(FeatureRow.task_id == task_id)) or 0
+            fatal = session.scalars(
+                select(FeatureRow)
+                .where(FeatureRow.task_id == task_id, FeatureRow.status == "FATAL")
+                .order_by(FeatureRow.id)
+            ).all()
+        all_failed = bool(total) and len(fatal) == total
+        if not all_failed:
+            self._ingest(task)  # its own transactions; registering a tile twice adds nothing
+            # Before DONE, outside the fenced transaction: a crash here leaves the task
+            # PROCESSING and the next controller writes the catalogue again (overwriting it).
             publish_results(*self._context(task), task)
-            # Never more than the account holds: the minimum must not overdraw it either.
-            balance = ledger.balance_micro(session, task.account_id)
-            top = min(task_minimum_micro(task.cost_micro_pu), max(0, balance))
-            if top:
-                ledger.post(session, task.account_id, -top, ledger.MINIMUM, task.id,
-                            "top-up to the 100 PU minimum of a batch task")  # fmt: skip
-                task.cost_micro_pu += top
-            task.status = next_status(Status.PROCESSING, Event.ALL_FEATURES_FINAL)
-            task.completion_percentage = 100.0
+        minimum = 0
+        with self._holding(task_id) as session:
+            task = session.get(Task, task_id)
+            assert task is not None
+            if task.status != Status.PROCESSING or self._pending(session, task_id):
+                return
+            if fatal:
+                first = f"first error (feature {fatal[0].name}): {fatal[0].error}"
+                task.error = (
+                    f"All {total} features failed; {first}"
+                    if all_failed
+                    else f"{len(fatal)} of {total} features failed; {first}. "
+                    f"GET /api/v2/batch/process/{task_id}/features lists them."
+                )
+            if all_failed:
+                _move(task, Event.ALL_FEATURES_FAILED)
+            else:
+                # Never more than the account holds: the minimum must not overdraw it either.
+                balance = ledger.balance_micro(session, task.account_id)
+                minimum = min(task_minimum_micro(task.cost_micro_pu), max(0, balance))
+                if minimum:
+                    ledger.post(session, task.account_id, -minimum, ledger.MINIMUM, task.id,
+                                "top-up to the 100 PU minimum of a batch task")  # fmt: skip
+                    task.cost_micro_pu += minimum
+                _move(task, Event.ALL_FEATURES_FINAL)
+                task.completion_percentage = 100.0
             task.last_updated = _now()
             task.controller_id = None
-            self.contexts.pop(task_id, None)
-            self.upload_execution_db(task_id, session)
+            cost, error = task.cost_micro_pu, task.error
+        PU_CHARGED.inc(to_pu(minimum))
+        self._let_go(task_id)
+        if all_failed:
+            events.failed(task_id, error or "")
+        else:
+            events.done(task_id, total, len(fatal), to_pu(cost))
 
-    def _ingest(self, session, task: Task) -> None:  # type: ignore[no-untyped-def]
+    def _ingest(self, task: Task) -> None:
         """BYOC ingestion of the delivered features, when the request asks for it."""
         output = task.request.get("output") or {}
         if not (output.get("createCollection") or output.get("collectionId")):
             return
         context, _ = self._context(task)
         collection_id = (output.get("collectionId") or "").lower() or new_collection_id(task.id)
-        rows = session.scalars(
-            select(FeatureRow).where(FeatureRow.task_id == task.id, FeatureRow.delivered)
-        ).all()
+        with self.db.session() as session:
+            rows = session.scalars(
+                select(FeatureRow).where(FeatureRow.task_id == task.id, FeatureRow.delivered)
+            ).all()
         ingest_outputs(context, collection_id, list(rows))
 
     # -- bookkeeping ------------------------------------------------------------------------
 
     def snapshot_due(self) -> None:
+        """Upload the execution database of each task in progress every interval, and once
+        more for each task that just ended."""
         now = time.monotonic()
-        for task_id, (context, _) in list(self.contexts.items()):
-            last = self.last_snapshot.get(task_id)
-            if last is None or now - last >= self.settings.execution_db_interval_s:
-                with self.db.session() as session:
-                    self.upload_execution_db(task_id, session, context)
+        due = {
+            task_id: context
+            for task_id, (context, _) in self.contexts.items()
+            if now - self.last_snapshot.get(task_id, -1e9) >= self.settings.execution_db_interval_s
+        }
+        finals, self.final_snapshots = self.final_snapshots, {}
+        for task_id, context in {**due, **finals}.items():
+            self.upload_execution_db(task_id, context)
 
-    def upload_execution_db(
-        self, task_id: str, session, context: TaskContext | None = None
-    ) -> None:  # type: ignore[no-untyped-def]
+    def upload_execution_db(self, task_id: str, context: TaskContext | None = None) -> None:
         """Write `execution-<requestId>.sqlite` to the delivery root."""
         self.last_snapshot[task_id] = time.monotonic()
         try:
-            if context is None:
-                task = session.get(Task, task_id)
-                context = TaskContext.build(self.db, self.settings, task, with_scenes=False)
-            rows = session.execute(
-                select(FeatureRow.id, FeatureRow.name, FeatureRow.status, FeatureRow.error,
-                       FeatureRow.delivered,
-                       FeatureRow.cost_micro_pu + FeatureRow.surcharge_micro_pu)
-                .where(FeatureRow.task_id == task_id)
-                .order_by(FeatureRow.id)
-            ).all()  # fmt: skip
+            with self.db.session() as session:
+                if context is None:
+                    task = session.get(Task, task_id)
+                    assert task is not None
+                    context = TaskContext.build(self.db, self.settings, task, with_scenes=False)
+                rows = session.execute(
+                    select(FeatureRow.id, FeatureRow.name, FeatureRow.status, FeatureRow.error,
+                           FeatureRow.delivered,
+                           FeatureRow.cost_micro_pu + FeatureRow.surcharge_micro_pu)
+                    .where(FeatureRow.task_id == task_id)
+                    .order_by(FeatureRow.id)
+                ).all()  # fmt: skip
             data = execution_db_bytes(ExecutionRow(*row[:5], to_pu(row[5])) for row in rows)
             context.delivery.put(EXECUTION_FILE.format(request_id=task_id), data)
         except Exception:  # a failed snapshot must not stop processing; the next one retries

@@ -49,6 +49,7 @@ class Event(StrEnum):
     START_PICKED = "START_PICKED"  # a pending START on an analysed task
     STOP_PICKED = "STOP_PICKED"  # a pending STOP
     ALL_FEATURES_FINAL = "ALL_FEATURES_FINAL"
+    ALL_FEATURES_FAILED = "ALL_FEATURES_FAILED"  # final, and not one of them processed
     OUT_OF_PU = "OUT_OF_PU"
     UNHEALTHY = "UNHEALTHY"
 
@@ -86,6 +87,7 @@ TRANSITIONS: dict[tuple[Status, Event], Status] = {
     (Status.STOPPED, Event.START_PICKED): Status.PROCESSING,
     (Status.PROCESSING, Event.STOP_PICKED): Status.STOPPED,
     (Status.PROCESSING, Event.ALL_FEATURES_FINAL): Status.DONE,
+    (Status.PROCESSING, Event.ALL_FEATURES_FAILED): Status.FAILED,
     (Status.PROCESSING, Event.OUT_OF_PU): Status.STOPPED,
     (Status.PROCESSING, Event.UNHEALTHY): Status.STOPPED,
     (Status.ANALYSIS_DONE, Event.OUT_OF_PU): Status.STOPPED,

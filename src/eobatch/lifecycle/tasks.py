@@ -15,6 +15,7 @@ from sqlalchemy import and_, or_, select
 
 from eobatch.config import Settings
 from eobatch.errors import Conflict, Forbidden, InvalidRequest, NotFound
+from eobatch.lifecycle import events
 from eobatch.lifecycle.billing import to_pu
 from eobatch.lifecycle.states import (
     Status,
@@ -123,10 +124,11 @@ def create_task(
                 last_updated=now,
             )
             session.add(task)
-        return task_json(task)
     except Exception:
         bookkeeping.delete(request_key)
         raise
+    events.created(task_id, account_id)
+    return task_json(task)
 
 
 def _owned_task(session: Any, account_id: str, task_id: str, lock: bool = False) -> Task:

@@ -9,10 +9,17 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
+# Any fixed 64-bit number: the PostgreSQL advisory lock that serialises migrations.
+_MIGRATION_LOCK = 0x656F6261_74636801
+# A transaction left idle this long is ended by PostgreSQL (ms): a frozen replica must not keep
+# a task row locked forever (its lease expires and another replica takes the task over).
+_IDLE_IN_TRANSACTION_MS = 120_000
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -25,21 +32,54 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def make_engine(url: str) -> Engine:
-    """An engine for `url`; SQLite gets WAL mode, foreign keys and a busy timeout."""
+    """An engine for `url`; SQLite gets WAL mode, foreign keys and a busy timeout.
+
+    PostgreSQL connections are checked before use (a restarted server or a dropped connection
+    costs one retry, not an error), give up connecting after 10 s instead of hanging, and end
+    transactions left idle for two minutes.
+    """
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    return create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_size=10,
+        max_overflow=10,
+        connect_args={
+            "connect_timeout": 10,
+            "options": f"-c idle_in_transaction_session_timeout={_IDLE_IN_TRANSACTION_MS}",
+        },
+    )
+
+
+def _alembic_config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(_MIGRATIONS))
+    return config
 
 
 def migrate(engine: Engine) -> None:
-    """Bring the schema to the newest Alembic revision."""
-    config = Config()
-    config.set_main_option("script_location", str(_MIGRATIONS))
+    """Bring the schema to the newest Alembic revision.
+
+    On PostgreSQL the migration runs under an advisory lock, in one transaction: replicas that
+    start together wait for the first one and then find the schema already up to date.
+    """
+    config = _alembic_config()
     with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
+
+
+def schema_revision(engine: Engine) -> tuple[str | None, str]:
+    """(the store's revision, the newest revision this version of eobatch knows)."""
+    head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    with engine.connect() as connection:
+        current = MigrationContext.configure(connection).get_current_revision()
+    return current, head or ""
 
 
 class Database:
@@ -62,6 +102,11 @@ class Database:
         """A session committed on success and rolled back on error."""
         with self._sessions() as session, session.begin():
             yield session
+
+    def ping(self) -> None:
+        """Raise unless the store answers a query."""
+        with self.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
 
     def dispose(self) -> None:
         self.engine.dispose()

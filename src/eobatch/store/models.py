@@ -96,9 +96,11 @@ class Task(Base):
     completion_percentage: Mapped[float] = mapped_column(Float, default=0.0)
     analysed: Mapped[bool] = mapped_column(Boolean, default=False)
     feature_count: Mapped[int] = mapped_column(Integer, default=0)
-    # Controller lease: which controller works on the task and until when.
+    # Controller lease: which controller works on the task and until when. The epoch grows each
+    # time another controller takes the task; a write under an older epoch is refused (fencing).
     controller_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    lease_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class Feature(Base):
@@ -196,4 +198,14 @@ class LedgerEntry(Base):
     amount_micro_pu: Mapped[int] = mapped_column(BigInteger)
     balance_after_micro_pu: Mapped[int] = mapped_column(BigInteger)
     note: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ServiceSecret(Base):
+    """A secret of the deployment that every replica must share (the token-signing key)."""
+
+    __tablename__ = "service_secrets"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
     created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

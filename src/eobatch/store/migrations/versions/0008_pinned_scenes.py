@@ -1,6 +1,6 @@
 """pinned scenes: the STAC items a task's sources read, kept from its analysis
 
-Revision ID: 0011_pinned_scenes
+Revision ID: 0008_pinned_scenes
 Revises: 0007_collection_storage
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0011_pinned_scenes"
+revision = "0008_pinned_scenes"
 down_revision = "0007_collection_storage"
 branch_labels = None
 depends_on = None

@@ -1,0 +1,36 @@
+"""The key that signs access tokens: one for the whole deployment, kept in the task store.
+
+Every replica of the API must accept a token any other replica issued, so the key cannot be a
+per-process or per-data-directory secret. The first replica to start generates it; the others
+read it. `EOBATCH_JWT_SECRET` overrides it (e.g. to rotate it, or to keep it outside the store).
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from sqlalchemy.exc import IntegrityError
+
+from eobatch.store import Database
+from eobatch.store.models import ServiceSecret
+
+TOKEN_KEY = "token-signing-key"
+
+
+def token_signing_key(db: Database, configured: str | None = None) -> str:
+    """`configured` if given, else the deployment's stored key (created on first use)."""
+    if configured:
+        return configured
+    with db.session() as session:
+        stored = session.get(ServiceSecret, TOKEN_KEY)
+        if stored is not None:
+            return stored.value
+    try:
+        with db.session() as session:
+            session.add(ServiceSecret(name=TOKEN_KEY, value=secrets.token_urlsafe(48)))
+    except IntegrityError:  # another replica stored one first: use that
+        pass
+    with db.session() as session:
+        stored = session.get(ServiceSecret, TOKEN_KEY)
+        assert stored is not None
+        return stored.value

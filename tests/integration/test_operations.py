@@ -1,0 +1,383 @@
+"""Operations: leases and fencing, fair shares, task outcomes, recovery, readiness and metrics.
+
+Controllers run on a real Dask cluster against the `settings`/`db` store (both backends unless a
+test says otherwise); faults are injected for real (an expired lease, a slow analysis, killed
+database connections, a killed `dask scheduler` process).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import create_engine, text, update
+from typer.testing import CliRunner
+
+from eobatch.accounts import create_account
+from eobatch.api import create_app
+from eobatch.cli import app as cli_app
+from eobatch.lifecycle import controller as controller_module
+from eobatch.lifecycle.billing import to_micro
+from eobatch.lifecycle.controller import Controller
+from eobatch.lifecycle.recovery import Cluster
+from eobatch.store import Database
+from eobatch.store.models import Task
+from tests.conftest import PG_ADMIN_URL
+from tests.dask_processes import DaskProcesses
+from tests.e2e.conftest import register_demo_collection
+from tests.geopackages import squares, write_layer
+from tests.integration.harness import NDVI, Service, run_until, service_settings
+from tests.integration.test_api import signed_in
+from tests.integration.test_billing import SLOW_NDVI, assert_books_balance
+
+
+def wait_for(condition: Callable[[], bool], what: str, limit_s: float = 240) -> None:
+    deadline = time.monotonic() + limit_s
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def geopackage_task(
+    svc: Service, http: TestClient, collection_id: str, name: str, count: int,
+    pixels: int = 25, evalscript: str = NDVI,
+) -> str:  # fmt: skip
+    """A task of `count` small features: `pixels` × `pixels` px squares of 500 m in the demo
+    area."""
+    path = svc.buckets / "data" / f"{name}.gpkg"
+    write_layer(path, "fields", 32633, squares(441_000, 5_340_000, 500, count),
+                width=[pixels] * count, height=[pixels] * count)  # fmt: skip
+    body = {
+        "processRequest": {
+            "input": {"data": [{"type": f"byoc-{collection_id}"}]},
+            "evalscript": evalscript,
+            "output": {"responses": [{"identifier": "default", "format": {"type": "image/tiff"}}]},
+        },
+        "input": {"type": "geopackage", "features": {"s3": {"url": f"s3://data/{name}.gpkg"}}},
+        "output": {"type": "raster", "delivery": {"s3": {"url": f"s3://results/{name}"}}},
+    }
+    response = http.post("/api/v2/batch/process", json=body)
+    assert response.status_code == 201, response.text
+    return response.json()["id"]
+
+
+def assert_each_feature_billed_once(svc: Service, task_id: str) -> None:
+    rows = svc.features(task_id)
+    assert {r.status for r in rows} == {"DONE"} and all(r.delivered and r.billed for r in rows)
+    assert all(r.attempts == 0 for r in rows)  # no fault was counted against a feature
+    assert sum(e.amount_micro_pu for e in svc.charges(task_id) if e.kind == "processing") == -sum(
+        r.cost_micro_pu for r in rows
+    )
+
+
+def status(svc: Service, task_id: str) -> str:
+    with svc.db.session() as session:
+        task = session.get(Task, task_id)
+        assert task is not None
+        return task.status
+
+
+def ledger_of(svc: Service, task_id: str) -> list[tuple[int, int]]:
+    return [(e.id, e.amount_micro_pu) for e in svc.charges(task_id)]
+
+
+def task_events(records: list[logging.LogRecord]) -> list[logging.LogRecord]:
+    return [r for r in records if r.name == "eobatch.tasks"]
+
+
+# -- leases and fencing --------------------------------------------------------------------------
+
+
+def test_a_lease_shorter_than_the_analysis_gives_one_analysis(  # type: ignore[no-untyped-def]
+    service_factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    svc = service_factory(5000.0, lease_s=1.0)
+    analyses: list[str] = []
+    analyse = controller_module.analyse_task
+
+    def slow_analysis(db, settings, task, fence=None):  # type: ignore[no-untyped-def]
+        analyses.append(task.id)
+        time.sleep(4 * settings.lease_s)  # the analysis outlasts its lease four times over
+        return analyse(db, settings, task, fence)
+
+    monkeypatch.setattr(controller_module, "analyse_task", slow_analysis)
+    controllers = [svc.controller(), svc.controller()]  # two replicas compete for the task
+    for controller in controllers:
+        controller.start()
+    try:
+        task_id = svc.create()
+        svc.action(task_id, "start")
+        wait_for(lambda: svc.task(task_id)["status"] in ("DONE", "FAILED", "STOPPED"), "the task")
+    finally:
+        for controller in controllers:
+            controller.stop()
+    assert svc.task(task_id)["status"] == "DONE"
+    assert analyses == [task_id]
+    assert_each_feature_billed_once(svc, task_id)
+    assert_books_balance(svc, [task_id], to_micro(5000.0))  # no hold left behind either
+
+
+def test_a_paused_controller_that_lost_its_task_changes_nothing(service_factory) -> None:  # type: ignore[no-untyped-def]
+    svc = service_factory(5000.0, max_in_flight=2)
+    paused, successor = svc.controller(), svc.controller()
+    task_id = geopackage_task(svc, svc.http, svc.collection_id, "paused", 4)
+    svc.action(task_id, "start")
+    run_until([paused], lambda: len(paused.in_flight) == 2)
+    jobs = list(paused.in_flight)
+    assert svc.balance()[1] > 0  # their costs are held
+
+    # `paused` stops (a frozen VM, a partition) long enough for its lease to run out ...
+    with svc.db.session() as session:
+        session.execute(update(Task).where(Task.id == task_id).values(lease_until=Task.created))
+    run_until([successor], lambda: svc.task(task_id)["status"] == "DONE")
+    # ... then wakes up with the results of the jobs it had dispatched: the store refuses them.
+    wait_for(lambda: all(job.done() for job in jobs), "the paused controller's jobs")
+    before = (ledger_of(svc, task_id), svc.balance())
+    for _ in range(3):
+        paused.step()
+    assert not paused.in_flight and not paused.leases.held()
+    assert (ledger_of(svc, task_id), svc.balance()) == before
+    assert_each_feature_billed_once(svc, task_id)
+    assert_books_balance(svc, [task_id], to_micro(5000.0))
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_the_controller_rides_out_lost_database_connections(service_factory, settings) -> None:  # type: ignore[no-untyped-def]
+    svc = service_factory(5000.0)
+    controller = svc.controller()
+    controller.start()
+    name = settings.resolved_database_url.rsplit("/", 1)[1]
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        task_id = geopackage_task(svc, svc.http, svc.collection_id, "connections", 12,
+                                  pixels=200, evalscript=SLOW_NDVI)  # fmt: skip
+        svc.action(task_id, "start")
+        for done in (1, 2):  # twice, while features are in flight
+            wait_for(lambda n=done: sum(r.status == "DONE" for r in svc.features(task_id)) >= n,
+                     f"{done} feature(s) done")  # fmt: skip
+            with admin.connect() as connection:
+                killed = connection.execute(
+                    text("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                         "WHERE datname = :name AND pid <> pg_backend_pid()"), {"name": name},
+                ).scalar()  # fmt: skip
+            assert killed
+        wait_for(lambda: svc.task(task_id)["status"] in ("DONE", "FAILED", "STOPPED"), "the task")
+    finally:
+        controller.stop()
+        admin.dispose()
+    assert svc.task(task_id)["status"] == "DONE"
+    assert_each_feature_billed_once(svc, task_id)
+    assert_books_balance(svc, [task_id], to_micro(5000.0))
+
+
+# -- fair shares ---------------------------------------------------------------------------------
+
+
+def test_three_tasks_of_two_accounts_all_progress_from_the_start(  # type: ignore[no-untyped-def]
+    service_factory, demo_folder
+) -> None:
+    svc = service_factory(5000.0, max_in_flight=3)
+    other = signed_in(svc.http.app, create_account(svc.db, "other", 5000.0))
+    other_collection = register_demo_collection(other, demo_folder[1])  # type: ignore[arg-type]
+    large = geopackage_task(svc, svc.http, svc.collection_id, "large", 16)
+    small = geopackage_task(svc, svc.http, svc.collection_id, "small", 4)
+    others = geopackage_task(svc, other, other_collection, "others", 4)
+    tasks = [large, small, others]
+    for http, task_id in ((svc.http, large), (svc.http, small), (other, others)):
+        assert http.post(f"/api/v2/batch/process/{task_id}/start").status_code == 204
+
+    controller = svc.controller()
+    first_round: set[str] = set()
+    finished: list[str] = []
+    deadline = time.monotonic() + 240
+    while len(finished) < 3:
+        assert time.monotonic() < deadline, f"only {finished} finished"
+        controller.step()
+        if not first_round:
+            first_round = {task_id for task_id, _ in controller.in_flight.values()}
+        for task_id in tasks:
+            if task_id not in finished and status(svc, task_id) == "DONE":
+                finished.append(task_id)
+    assert first_round == set(tasks)  # every task had a job in the very first round
+    # The large task, though oldest, never held the others back: it finished last.
+    assert finished[-1] == large
+    for task_id in tasks:
+        assert_each_feature_billed_once(svc, task_id)
+
+
+# -- task outcomes -------------------------------------------------------------------------------
+
+
+def test_a_task_whose_every_feature_failed_is_failed(service_factory, caplog) -> None:  # type: ignore[no-untyped-def]
+    svc = service_factory(5000.0)
+    broken = NDVI.replace("return [(s.B08", 'throw new Error("broken"); return [(s.B08')
+    with caplog.at_level(logging.INFO, logger="eobatch.tasks"):
+        task = svc.run(svc.basic_request(broken))
+    assert task["status"] == "FAILED"
+    assert task["error"].startswith("All 4 features failed; first error (feature ")
+    assert "broken" in task["error"]
+    assert task["costPU"] == 0
+    events = [(r.event, r.task_id) for r in task_events(caplog.records)]
+    assert events.count(("feature_failed", task["id"])) == 4
+    assert events[-1] == ("failed", task["id"])
+
+
+def test_a_task_with_some_failed_features_is_done_and_says_how_many(
+    service_factory, caplog
+) -> None:  # type: ignore[no-untyped-def]
+    svc = service_factory(5000.0, feature_attempts=2)
+    task_id = svc.run(svc.basic_request(), action="analyse")["id"]
+    blocked = svc.features(task_id)[0].name
+    root = svc.buckets / "results" / "run" / task_id
+    root.mkdir(parents=True)
+    (root / blocked).write_text("a file where the feature's folder must go")
+    svc.action(task_id, "start")
+    with caplog.at_level(logging.INFO, logger="eobatch.tasks"):
+        task = svc.wait(task_id)
+    assert task["status"] == "DONE"
+    assert task["error"].startswith(f"1 of 4 features failed; first error (feature {blocked}): ")
+    assert task["error"].endswith(f"GET /api/v2/batch/process/{task_id}/features lists them.")
+    assert task["costPU"] == 100.0  # three features billed, topped up to the task minimum
+    failures = [r for r in task_events(caplog.records) if r.event == "feature_failed"]
+    assert [(r.feature, r.attempt, r.final) for r in failures] == [(blocked, 1, False),
+                                                                   (blocked, 2, True)]  # fmt: skip
+    lines = [r.getMessage() for r in caplog.records]
+    assert f"task {task_id} started processing" in lines
+    assert any(line.startswith(f"task {task_id} done: 4 features, 1 failed, 100 PU")
+               for line in lines)  # fmt: skip
+
+
+# -- readiness and metrics -----------------------------------------------------------------------
+
+
+def metric(http: TestClient, name: str, **labels: str) -> float:
+    for family in text_string_to_metric_families(http.get("/metrics").text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return sample.value
+    return 0.0
+
+
+def test_metrics_count_tasks_features_pu_and_workers(service: Service) -> None:
+    controller = service.controller()
+    http = TestClient(create_app(service.settings, service.db, controller))
+    before = {name: metric(http, name, **labels) for name, labels in COUNTED}
+    task_id = service.create()
+    service.action(task_id, "start")
+    run_until([controller], lambda: service.task(task_id)["status"] == "DONE")
+    after = {name: metric(http, name, **labels) for name, labels in COUNTED}
+    delta = {name: after[name] - before[name] for name in after}
+    assert delta["eobatch_features_total"] == 4
+    assert delta["eobatch_feature_duration_seconds_count"] == 4
+    assert delta["eobatch_pu_charged_total"] == pytest.approx(100.0)  # the task's whole cost
+    assert delta["eobatch_task_events_total"] == 1  # done
+    assert metric(http, "eobatch_tasks", status="DONE") == 1
+    assert metric(http, "eobatch_tasks", status="PROCESSING") == 0
+    assert metric(http, "eobatch_dask_workers") == 2  # the session's LocalCluster
+    assert metric(http, "eobatch_dask_connected") == 1
+    assert metric(http, "eobatch_features_in_flight") == 0
+
+
+COUNTED = [
+    ("eobatch_features_total", {"outcome": "done"}),
+    ("eobatch_feature_duration_seconds_count", {}),
+    ("eobatch_pu_charged_total", {}),
+    ("eobatch_task_events_total", {"event": "done"}),
+]
+
+
+@pytest.fixture
+def dask_processes(tmp_path: Path) -> Iterator[DaskProcesses]:
+    cluster = DaskProcesses(tmp_path, workers=1).start()
+    yield cluster
+    cluster.stop()
+
+
+def test_readyz_follows_the_scheduler_database_and_loop(
+    tmp_path: Path, dask_processes: DaskProcesses
+) -> None:
+    settings = service_settings(tmp_path, dask_scheduler=dask_processes.address)
+    db = Database(settings.resolved_database_url)
+    db.migrate()
+    cluster = Cluster.start(settings)
+    controller = Controller(db, settings, cluster)
+    http = TestClient(create_app(settings, db, controller), raise_server_exceptions=False)
+    try:
+        assert http.get("/healthz").json() == {"status": "ok"}
+        controller.start()
+        wait_for(lambda: http.get("/readyz").status_code == 200, "ready")
+        checks = http.get("/readyz").json()["checks"]
+        assert checks["database"]["ok"] and checks["controller"]["ok"]
+        assert checks["dask"] == {"ok": True, "scheduler": dask_processes.address}
+
+        dask_processes.kill_scheduler()
+        wait_for(lambda: http.get("/readyz").status_code == 503, "not ready without a scheduler")
+        body = http.get("/readyz").json()
+        assert body["status"] == "not ready" and not body["checks"]["dask"]["ok"]
+        assert body["checks"]["database"]["ok"] and body["checks"]["controller"]["ok"]
+
+        dask_processes.start_scheduler()  # same address: the controller reconnects by itself
+        wait_for(lambda: http.get("/readyz").status_code == 200, "ready again")
+    finally:
+        controller.stop()
+        cluster.close()
+
+    # A loop that stopped making rounds, and a store that does not answer, are not ready either.
+    stalled = settings.model_copy(update={"controller_stall_s": 0.05})
+    http = TestClient(create_app(stalled, db, Controller(db, stalled, None)))
+    wait_for(lambda: not http.get("/readyz").json()["checks"]["controller"]["ok"], "stalled")
+    http.app.state.db = Database(f"sqlite:///{tmp_path}/missing/store.sqlite")  # type: ignore[attr-defined]
+    checks = http.get("/readyz").json()["checks"]
+    assert not checks["database"]["ok"] and "unable to open database" in checks["database"]["error"]
+    db.dispose()
+
+
+# -- migrations ------------------------------------------------------------------------------
+
+
+def test_migrate_command(tmp_path: Path) -> None:
+    env = {"EOBATCH_DATABASE_URL": f"sqlite:///{tmp_path}/store.sqlite", "COLUMNS": "200"}
+    first = CliRunner().invoke(cli_app, ["migrate"], env=env)
+    assert first.exit_code == 0, first.output
+    assert "schema migrated from empty to 0009_operations" in first.output
+    again = CliRunner().invoke(cli_app, ["migrate"], env=env)
+    assert again.exit_code == 0 and "schema already at 0009_operations" in again.output
+    bad = CliRunner().invoke(
+        cli_app, ["migrate"], env={"EOBATCH_DATABASE_URL": "postgresql+psycopg://x@127.0.0.1:1/x"}
+    )
+    assert bad.exit_code == 1 and "check EOBATCH_DATABASE_URL" in bad.output
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_replicas_migrating_at_once_all_succeed(database_url: str) -> None:
+    barrier = threading.Barrier(4)
+    errors: list[BaseException] = []
+
+    def replica() -> None:
+        db = Database(database_url)
+        try:
+            barrier.wait()
+            db.migrate()
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            db.dispose()
+
+    threads = [threading.Thread(target=replica) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    db = Database(database_url)
+    with db.session() as session:
+        assert session.execute(text("SELECT version_num FROM alembic_version")).all() == [
+            ("0009_operations",)
+        ]
+    db.dispose()
