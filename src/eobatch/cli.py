@@ -13,7 +13,7 @@ from rich.table import Table
 from eobatch import accounts as account_store
 from eobatch.cli_support import DataDir, Json, console, print_table
 from eobatch.cli_support import database_or_exit as _db
-from eobatch.cli_support import free_port_or_exit as _free_port
+from eobatch.cli_support import listening_socket_or_exit as _listen
 from eobatch.cli_support import one_controller as _one_controller
 from eobatch.cli_support import settings_or_exit as _settings
 from eobatch.cli_tasks import tasks_app
@@ -61,7 +61,7 @@ def serve(
     settings = _settings(data_dir)
     if json_logs:
         settings = settings.model_copy(update={"log_format": "json"})
-    _free_port(host, port)
+    sock = _listen(host, port)
     with _one_controller(settings, f"eobatch serve on {host}:{port}", needed=controller):
         _db(settings).dispose()
         console.print(
@@ -69,7 +69,7 @@ def serve(
             highlight=False,
             soft_wrap=True,
         )
-        run(settings, host, port, controller)
+        run(settings, sock, controller)
 
 
 def _shown_url(settings: Settings) -> str:

@@ -67,19 +67,21 @@ def database_or_exit(settings: Settings):  # type: ignore[no-untyped-def]
         raise typer.Exit(1) from None
 
 
-def free_port_or_exit(host: str, port: int) -> None:
-    """Exit with a clear message when `host:port` cannot be listened on, before anything
-    (migrations, the Dask cluster) is started."""
+def listening_socket_or_exit(host: str, port: int) -> socket.socket:
+    """A socket bound to `host:port` for the HTTP server, taken before anything else starts
+    (migrations, the Dask cluster: whose own ports could otherwise take this one meanwhile);
+    exit with a clear message when it cannot be had."""
     try:
         family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
-        with socket.socket(family, socket.SOCK_STREAM) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
-            probe.bind((host, port))
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        sock.bind((host, port))
     except OSError as exc:
         errors.print(f"[red]error:[/] cannot listen on {host}:{port}: {exc.strerror or exc}; "
                      "is another eobatch serve running? Choose another port with --port.",
                      highlight=False)  # fmt: skip
         raise typer.Exit(1) from None
+    return sock
 
 
 @contextmanager

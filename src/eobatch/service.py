@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -52,16 +53,17 @@ class BackgroundServer(uvicorn.Server):
         return thread
 
 
-def serve(settings: Settings, host: str, port: int, controller: bool = True) -> None:
-    """Run the API (and, unless disabled, the controller with its cluster) until interrupted."""
+def serve(settings: Settings, sock: socket.socket, controller: bool = True) -> None:
+    """Run the API on the bound socket `sock` (and, unless disabled, the controller with its
+    cluster) until interrupted."""
     configure_logging(settings.log_format, settings.log_level)
     db = open_database(settings)
 
     def run(running: Controller | None) -> None:
         app = create_app(settings, db, running)
         # log_config=None: uvicorn's records (the access log too) go through our handlers.
-        config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=True)
-        uvicorn.Server(config).run()
+        config = uvicorn.Config(app, log_config=None, access_log=True)
+        uvicorn.Server(config).run(sockets=[sock])
 
     if not controller:
         run(None)
