@@ -165,7 +165,11 @@ class Deployment:
             Bucket=OUTPUT_BUCKET, Prefix=f"{name}/{task['id']}/"
         )
         keys = {o["Key"] for o in listed.get("Contents", [])}
-        assert keys == {f"{name}/{task['id']}/{f.name}/default.tiff" for f in rows}
+        # Each feature's GeoTIFF exactly once (the results catalogue lies beside them).
+        assert {k for k in keys if k.endswith(".tiff")} == {
+            f"{name}/{task['id']}/{f.name}/default.tiff" for f in rows
+        }
+        assert f"{name}/{task['id']}/collection.json" in keys
         cost = sum(f.cost_micro_pu + f.surcharge_micro_pu for f in rows)
         with self.db.session() as session:
             charges = session.scalars(
