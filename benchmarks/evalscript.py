@@ -49,8 +49,11 @@ def ndvi_numpy(b: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 def true_colour_numpy(b: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    return {"default": np.stack([_auto(2.5 * b[x][0].astype(np.float64))
-                                 for x in ("B04", "B03", "B02")])}  # fmt: skip
+    return {
+        "default": np.stack(
+            [_auto(2.5 * b[x][0].astype(np.float64)) for x in ("B04", "B03", "B02")]
+        )
+    }
 
 
 def orbit_max_ndvi_numpy(b: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -74,32 +77,46 @@ WORKLOADS = [
         "NDVI, FLOAT32",
         HEAD.format(i='["B04", "B08"]', o='{ bands: 1, sampleType: "FLOAT32" }', m="")
         + "function evaluatePixel(s) { return [(s.B08 - s.B04) / (s.B08 + s.B04)]; }",
-        ("B04", "B08"), 1, ndvi_numpy,
+        ("B04", "B08"),
+        1,
+        ndvi_numpy,
     ),
     Workload(
         "true colour x2.5, AUTO",
         HEAD.format(i='["B02", "B03", "B04"]', o="{ bands: 3 }", m="")
         + "function evaluatePixel(s) { return [2.5 * s.B04, 2.5 * s.B03, 2.5 * s.B02]; }",
-        ("B02", "B03", "B04"), 1, true_colour_numpy,
+        ("B02", "B03", "B04"),
+        1,
+        true_colour_numpy,
     ),
     Workload(
         "ORBIT max NDVI, 12 bands x 5 dates",
-        HEAD.format(i=str([*S2_12, "dataMask"]).replace("'", '"'),
-                    o='{ bands: 1, sampleType: "FLOAT32" }', m=", mosaicking: Mosaicking.ORBIT")
+        HEAD.format(
+            i=str([*S2_12, "dataMask"]).replace("'", '"'),
+            o='{ bands: 1, sampleType: "FLOAT32" }',
+            m=", mosaicking: Mosaicking.ORBIT",
+        )
         + "function evaluatePixel(samples) { let m = -1;\n"
         "  for (let i = 0; i < samples.length; i++) { const s = samples[i];\n"
         "    if (s.dataMask === 1) { const v = (s.B08 - s.B04) / (s.B08 + s.B04);"
         " if (v > m) m = v; } }\n  return [m]; }",
-        S2_12, 5, orbit_max_ndvi_numpy,
+        S2_12,
+        5,
+        orbit_max_ndvi_numpy,
     ),
     Workload(
         "multi-output (rgb AUTO, ndvi FLOAT32, mask UINT8)",
-        HEAD.format(i='["B02", "B03", "B04", "B08", "dataMask"]',
-                    o='[{ id: "rgb", bands: 3 }, { id: "ndvi", bands: 1, sampleType: "FLOAT32" },'
-                      ' { id: "mask", bands: 1, sampleType: "UINT8" }]', m="")
+        HEAD.format(
+            i='["B02", "B03", "B04", "B08", "dataMask"]',
+            o='[{ id: "rgb", bands: 3 }, { id: "ndvi", bands: 1, sampleType: "FLOAT32" },'
+            ' { id: "mask", bands: 1, sampleType: "UINT8" }]',
+            m="",
+        )
         + "function evaluatePixel(s) { return { rgb: [2.5 * s.B04, 2.5 * s.B03, 2.5 * s.B02],"
         " ndvi: [(s.B08 - s.B04) / (s.B08 + s.B04)], mask: [s.dataMask] }; }",
-        ("B02", "B03", "B04", "B08"), 1, multi_output_numpy,
+        ("B02", "B03", "B04", "B08"),
+        1,
+        multi_output_numpy,
     ),
 ]
 
@@ -144,10 +161,17 @@ def main(size: int = 3500, repeats: int = 5) -> None:
         evaluate()  # compile once, like a worker
         t_numpy, expected = best_of(repeats, lambda w=workload, b=bands: w.numpy(b))
         t_v8, got = best_of(repeats, evaluate)
-        same = all(np.array_equal(got.rasters[k], v, equal_nan=True)  # type: ignore[union-attr]
-                   for k, v in expected.items())  # type: ignore[union-attr]  # fmt: skip
-        table.add_row(workload.name, f"{mpx / t_numpy:,.0f}", f"{mpx / t_v8:,.0f}",
-                      f"{t_numpy / t_v8:.2f} x", "yes" if same else "[red]NO[/]")  # fmt: skip
+        same = all(
+            np.array_equal(got.rasters[k], v, equal_nan=True)  # type: ignore[union-attr]
+            for k, v in expected.items()
+        )  # type: ignore[union-attr]
+        table.add_row(
+            workload.name,
+            f"{mpx / t_numpy:,.0f}",
+            f"{mpx / t_v8:,.0f}",
+            f"{t_numpy / t_v8:.2f} x",
+            "yes" if same else "[red]NO[/]",
+        )
         del bands, data
     runtime.close()
     console.print(table)

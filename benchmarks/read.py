@@ -50,10 +50,17 @@ ORIGIN = (440000.0, 5350000.0)  # UTM 33N, upper left
 def write_cogs(folder: Path, size: int) -> None:
     rng = np.random.default_rng(1)
     profile = {
-        "driver": "COG", "width": size, "height": size, "count": 1, "dtype": "uint16",
-        "crs": "EPSG:32633", "transform": Affine(10, 0, ORIGIN[0], 0, -10, ORIGIN[1]),
-        "blocksize": 512, "compress": "DEFLATE", "nodata": 0,
-    }  # fmt: skip
+        "driver": "COG",
+        "width": size,
+        "height": size,
+        "count": 1,
+        "dtype": "uint16",
+        "crs": "EPSG:32633",
+        "transform": Affine(10, 0, ORIGIN[0], 0, -10, ORIGIN[1]),
+        "blocksize": 512,
+        "compress": "DEFLATE",
+        "nodata": 0,
+    }
     for band in BANDS:
         data = rng.integers(1, 10000, (size, size), dtype=np.uint16)
         with rasterio.open(folder / f"{band}.tif", "w", **profile) as dst:
@@ -75,11 +82,20 @@ def baseline(paths: list[str], grid: PixelGrid, options: dict[str, str]) -> dict
     out = {}
     with rasterio.Env(**options):
         for band, path in zip(BANDS, paths, strict=True):
-            with rasterio.open(path) as src, WarpedVRT(
-                src, crs=CRS.from_epsg(grid.epsg), transform=grid.transform, width=grid.width,
-                height=grid.height, resampling=Resampling.nearest, src_nodata=0, nodata=0,
-                tolerance=WARP_TOLERANCE_PX,
-            ) as vrt:  # fmt: skip
+            with (
+                rasterio.open(path) as src,
+                WarpedVRT(
+                    src,
+                    crs=CRS.from_epsg(grid.epsg),
+                    transform=grid.transform,
+                    width=grid.width,
+                    height=grid.height,
+                    resampling=Resampling.nearest,
+                    src_nodata=0,
+                    nodata=0,
+                    tolerance=WARP_TOLERANCE_PX,
+                ) as vrt,
+            ):
                 out[band] = vrt.read(1)
     return out
 
@@ -110,23 +126,38 @@ def main() -> None:
     host, port = server.get_host_and_port()
     endpoint = f"http://{host}:{port}"
     try:
-        s3 = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=KEY,
-                          aws_secret_access_key=SECRET, region_name="us-east-1")  # fmt: skip
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            aws_access_key_id=KEY,
+            aws_secret_access_key=SECRET,
+            region_name="us-east-1",
+        )
         s3.create_bucket(Bucket=BUCKET)
         with tempfile.TemporaryDirectory() as tmp:
             console.print(f"[dim]writing 4 COGs of {size} x {size} px and uploading them ...[/]")
             write_cogs(Path(tmp), size)
             for band in BANDS:
                 s3.upload_file(str(Path(tmp) / f"{band}.tif"), BUCKET, f"tile/{band}.tif")
-            settings = Settings(data_dir=Path(tmp) / "data", jwt_secret="x" * 40,
-                                s3_endpoint=endpoint, s3_access_key=KEY, s3_secret_key=SECRET,
-                                region="us-east-1")  # fmt: skip
+            settings = Settings(
+                data_dir=Path(tmp) / "data",
+                jwt_secret="x" * 40,
+                s3_endpoint=endpoint,
+                s3_access_key=KEY,
+                s3_secret_key=SECRET,
+                region="us-east-1",
+            )
             location = open_location({"s3": {"url": f"s3://{BUCKET}"}}, settings, "bench")
             options = location.gdal_options()
             paths = [location.gdal_path(f"tile/{band}.tif") for band in BANDS]
-            scene = Scene("tile", datetime(2024, 6, 1, tzinfo=UTC), None,
-                          {b: BandSource(p, 1, 0) for b, p in zip(BANDS, paths, strict=True)},
-                          None, options)  # fmt: skip
+            scene = Scene(
+                "tile",
+                datetime(2024, 6, 1, tzinfo=UTC),
+                None,
+                {b: BandSource(p, 1, 0) for b, p in zip(BANDS, paths, strict=True)},
+                None,
+                options,
+            )
             grid = feature_grid(size)
             ours, mask = read_mosaic([scene], list(BANDS), grid)
             theirs = baseline(paths, grid, options)
@@ -142,14 +173,21 @@ def main() -> None:
             t_ours, t_base = statistics.median(ours_s), statistics.median(base_s)
     finally:
         server.stop()
-    table = Table(title=f"{grid.width} x {grid.height} px feature, 4 UINT16 COG bands on "
-                        f"loopback S3, medians of {repeats} alternating runs")  # fmt: skip
+    table = Table(
+        title=f"{grid.width} x {grid.height} px feature, 4 UINT16 COG bands on "
+        f"loopback S3, medians of {repeats} alternating runs"
+    )
     for column in ("reader", "seconds (median)", "Mpx/s (x4 bands)", "vs baseline", "same pixels"):
         table.add_column(column, justify="left" if column == "reader" else "right")
     mpx = grid.width * grid.height / 1e6
     table.add_row("hand-written WarpedVRT", f"{t_base:.3f}", f"{mpx / t_base:.1f}", "1.00", "")
-    table.add_row("eobatch read_mosaic", f"{t_ours:.3f}", f"{mpx / t_ours:.1f}",
-                  f"{t_ours / t_base:.2f}", "yes" if same else "[red]NO[/]")  # fmt: skip
+    table.add_row(
+        "eobatch read_mosaic",
+        f"{t_ours:.3f}",
+        f"{mpx / t_ours:.1f}",
+        f"{t_ours / t_base:.2f}",
+        "yes" if same else "[red]NO[/]",
+    )
     console.print(table)
 
 

@@ -84,17 +84,25 @@ def profiles(data: dict[str, np.ndarray], repeat: int) -> None:
             for kind, cog in (("tiff", None), ("cog", CogOptions(use_predictor=predictor))):
                 if kind == "tiff" and not predictor and profile.compress != "NONE":
                     continue  # plain GeoTIFFs always use the predictor
-                seconds = best_of(repeat, lambda p=profile, c=cog, a=array: encode_geotiff(
-                    a, EPSG, TRANSFORM, None, p, c))  # fmt: skip
+                seconds = best_of(
+                    repeat,
+                    lambda p=profile, c=cog, a=array: encode_geotiff(
+                        a, EPSG, TRANSFORM, None, p, c
+                    ),
+                )
                 size = len(encode_geotiff(array, EPSG, TRANSFORM, None, profile, cog))
-                print(f"{name:8} {label:32} {kind:6} {raw / 1e6 / seconds:7.1f} "
-                      f"{seconds:6.3f} {size / raw:8.3f}")  # fmt: skip
+                print(
+                    f"{name:8} {label:32} {kind:6} {raw / 1e6 / seconds:7.1f} "
+                    f"{seconds:6.3f} {size / raw:8.3f}"
+                )
 
 
 def cog_against_gdal(data: dict[str, np.ndarray], repeat: int) -> None:
     gdal = shutil.which("gdal_translate")
-    print("\n(2) COG encode + upload vs gdal_translate -of COG (default profile, 256 blocks, "
-          "average overviews)")  # fmt: skip
+    print(
+        "\n(2) COG encode + upload vs gdal_translate -of COG (default profile, 256 blocks, "
+        "average overviews)"
+    )
     header = f"{'type':8} {'eobatch MB/s':>12} {'gdal MB/s':>10} {'ratio':>6} {'sizes (MB)':>16}"
     print(header)
     print("-" * len(header))
@@ -114,20 +122,46 @@ def cog_against_gdal(data: dict[str, np.ndarray], repeat: int) -> None:
                 continue
             source = Path(folder) / f"{name}-raw.tif"
             side = array.shape[-1]
-            with rasterio.open(source, "w", driver="GTiff", count=1, width=side, height=side,
-                               dtype=array.dtype.name, crs=f"EPSG:{EPSG}",
-                               transform=TRANSFORM) as dst:  # fmt: skip
+            with rasterio.open(
+                source,
+                "w",
+                driver="GTiff",
+                count=1,
+                width=side,
+                height=side,
+                dtype=array.dtype.name,
+                crs=f"EPSG:{EPSG}",
+                transform=TRANSFORM,
+            ) as dst:
                 dst.write(array)
             target = Path(folder) / f"{name}-gdal.tif"
             predictor = "FLOATING_POINT" if array.dtype.kind == "f" else "STANDARD"
-            command = [gdal, "-q", "-of", "COG", "-co", "COMPRESS=ZSTD", "-co", "LEVEL=1",
-                       "-co", f"PREDICTOR={predictor}", "-co", "BLOCKSIZE=256",
-                       "-co", "OVERVIEW_RESAMPLING=AVERAGE", "-co", "NUM_THREADS=2",
-                       str(source), str(target)]  # fmt: skip
+            command = [
+                gdal,
+                "-q",
+                "-of",
+                "COG",
+                "-co",
+                "COMPRESS=ZSTD",
+                "-co",
+                "LEVEL=1",
+                "-co",
+                f"PREDICTOR={predictor}",
+                "-co",
+                "BLOCKSIZE=256",
+                "-co",
+                "OVERVIEW_RESAMPLING=AVERAGE",
+                "-co",
+                "NUM_THREADS=2",
+                str(source),
+                str(target),
+            ]
             theirs_s = best_of(repeat, lambda c=command: subprocess.run(c, check=True))
             theirs = target.stat().st_size
-            print(f"{name:8} {raw / 1e6 / seconds:12.1f} {raw / 1e6 / theirs_s:10.1f} "
-                  f"{seconds / theirs_s:6.2f} {ours / 1e6:7.2f} / {theirs / 1e6:6.2f}")  # fmt: skip
+            print(
+                f"{name:8} {raw / 1e6 / seconds:12.1f} {raw / 1e6 / theirs_s:10.1f} "
+                f"{seconds / theirs_s:6.2f} {ours / 1e6:7.2f} / {theirs / 1e6:6.2f}"
+            )
 
 
 def overviews(data: dict[str, np.ndarray], repeat: int) -> None:
@@ -147,16 +181,24 @@ def overviews(data: dict[str, np.ndarray], repeat: int) -> None:
         default = "average" if name == "FLOAT32" else "nearest"
         other = "nearest" if name == "FLOAT32" else "average"
         runs = [
-            (f"{default} (default)", lambda a=array, o=output: encode_output(
-                a, o, EPSG, TRANSFORM)),
-            (other, lambda a=array, n=nodata, r=other: encode_geotiff(
-                a, EPSG, TRANSFORM, n, descriptions=["default"], overviews=r)),
-        ]  # fmt: skip
+            (
+                f"{default} (default)",
+                lambda a=array, o=output: encode_output(a, o, EPSG, TRANSFORM),
+            ),
+            (
+                other,
+                lambda a=array, n=nodata, r=other: encode_geotiff(
+                    a, EPSG, TRANSFORM, n, descriptions=["default"], overviews=r
+                ),
+            ),
+        ]
         for label, run in runs:
             seconds = best_of(repeat, run)
             size = len(run())
-            print(f"{name:8} {label:22} {raw / 1e6 / seconds:7.1f} {raw / 1e6 / base_s:8.1f} "
-                  f"{seconds / base_s:6.2f} {size / raw:8.3f}")  # fmt: skip
+            print(
+                f"{name:8} {label:22} {raw / 1e6 / seconds:7.1f} {raw / 1e6 / base_s:8.1f} "
+                f"{seconds / base_s:6.2f} {size / raw:8.3f}"
+            )
 
 
 def main() -> None:

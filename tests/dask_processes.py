@@ -51,9 +51,12 @@ class DaskProcesses:
     def _spawn(self, name: str, args: list[str]) -> subprocess.Popen:
         log = open(self.logs / f"{name}-{time.time_ns()}.log", "w")  # noqa: SIM115
         return subprocess.Popen(
-            [DASK, *args], env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            [DASK, *args],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
-        )  # fmt: skip
+        )
 
     def start_scheduler(self) -> None:
         self.scheduler = self._spawn(
@@ -72,10 +75,22 @@ class DaskProcesses:
         self.starts[n] += 1
         self.workers[n] = self._spawn(
             f"worker{n}",
-            ["worker", self.address, "--name", f"worker-{n}", "--nthreads", "1", "--nworkers",
-             "1", "--no-dashboard", "--memory-limit", "0", "--local-directory",
-             str(self.logs / f"worker{n}")],
-        )  # fmt: skip
+            [
+                "worker",
+                self.address,
+                "--name",
+                f"worker-{n}",
+                "--nthreads",
+                "1",
+                "--nworkers",
+                "1",
+                "--no-dashboard",
+                "--memory-limit",
+                "0",
+                "--local-directory",
+                str(self.logs / f"worker{n}"),
+            ],
+        )
 
     def start(self) -> DaskProcesses:
         self.start_scheduler()

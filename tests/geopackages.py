@@ -56,8 +56,14 @@ def squares(x0: float, y0: float, size: float, count: int) -> list[shapely.Geome
 
 def valid_geopackage(path: Path) -> Path:
     """Two tables in two CRSs: 3 squares of 1 km in UTM 33N (width/height), 2 in WGS84 (res)."""
-    write_layer(path, "fields_utm", 32633, squares(500000, 5350000, 1000, 3),
-                width=[100, 100, 50], height=[100, 100, 50])  # fmt: skip
+    write_layer(
+        path,
+        "fields_utm",
+        32633,
+        squares(500000, 5350000, 1000, 3),
+        width=[100, 100, 50],
+        height=[100, 100, 50],
+    )
     write_layer(path, "fields_wgs", 4326, squares(14.30, 48.28, 0.01, 2), resolution=[1e-4, 5e-4])
     return path
 

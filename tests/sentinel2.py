@@ -17,8 +17,13 @@ from pyproj import Transformer
 from rasterio.io import MemoryFile
 
 # band -> (Earth Search asset key, native resolution in metres)
-BANDS = {"B04": ("red", 10), "B08": ("nir", 10), "B05": ("rededge1", 20), "B01": ("coastal", 60),
-         "SCL": ("scl", 20)}  # fmt: skip
+BANDS = {
+    "B04": ("red", 10),
+    "B08": ("nir", 10),
+    "B05": ("rededge1", 20),
+    "B01": ("coastal", 60),
+    "SCL": ("scl", 20),
+}
 
 
 @dataclass
@@ -67,10 +72,18 @@ def cog_bytes(values: np.ndarray, epsg: int, transform: Affine) -> bytes:
     height, width = values.shape
     with MemoryFile() as memory:
         with memory.open(
-            driver="COG", width=width, height=height, count=1, dtype=values.dtype,
-            crs=f"EPSG:{epsg}", transform=transform, nodata=0, blocksize=256,
-            compress="DEFLATE", overview_resampling="AVERAGE",
-        ) as dst:  # fmt: skip
+            driver="COG",
+            width=width,
+            height=height,
+            count=1,
+            dtype=values.dtype,
+            crs=f"EPSG:{epsg}",
+            transform=transform,
+            nodata=0,
+            blocksize=256,
+            compress="DEFLATE",
+            overview_resampling="AVERAGE",
+        ) as dst:
             dst.write(values, 1)
         return memory.read()
 

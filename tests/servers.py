@@ -38,11 +38,24 @@ def start_gcs_server() -> tuple[str, Callable[[], None]]:
     port = _find_free_port()
     url = f"http://127.0.0.1:{port}"
     process = subprocess.Popen(
-        [str(_get_binary_path()), "-scheme", "http", "-backend", "memory", "-host", "127.0.0.1",
-         "-port", str(port), "-external-url", url, "-public-host", f"127.0.0.1:{port}"],
+        [
+            str(_get_binary_path()),
+            "-scheme",
+            "http",
+            "-backend",
+            "memory",
+            "-host",
+            "127.0.0.1",
+            "-port",
+            str(port),
+            "-external-url",
+            url,
+            "-public-host",
+            f"127.0.0.1:{port}",
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    )
     deadline = time.monotonic() + 30
     while True:
         try:
@@ -79,8 +92,11 @@ def upload_to_gcs(endpoint: str, bucket: str, key: str, data: bytes) -> None:
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import storage
 
-    client = storage.Client(project="test", credentials=AnonymousCredentials(),
-                            client_options={"api_endpoint": endpoint})  # fmt: skip
+    client = storage.Client(
+        project="test",
+        credentials=AnonymousCredentials(),
+        client_options={"api_endpoint": endpoint},
+    )
     client.bucket(bucket).blob(key).upload_from_string(data)
 
 
@@ -125,8 +141,9 @@ def start_stac_api(items_json: str) -> tuple[str, Callable[[], None]]:
     rustac = Path(sys.executable).with_name("rustac")
     server = subprocess.Popen(
         [str(rustac), "serve", items_json, "--use-duckdb", "false", "--addr", f"127.0.0.1:{port}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 30
     while True:
         try:
@@ -179,9 +196,11 @@ class FlakyProxy:
                     self.end_headers()
                     return
                 answer = httpx.request(
-                    self.command, proxy.upstream + self.path, content=body,
+                    self.command,
+                    proxy.upstream + self.path,
+                    content=body,
                     headers={"Content-Type": self.headers.get("Content-Type", "application/json")},
-                )  # fmt: skip
+                )
                 data = answer.content.replace(proxy.upstream.encode(), proxy.url.encode())
                 self.send_response(answer.status_code)
                 self.send_header(

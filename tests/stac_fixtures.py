@@ -58,10 +58,18 @@ class Asset:
         height, width = self.values.shape
         with MemoryFile() as memory:
             with memory.open(
-                driver="COG", width=width, height=height, count=1, dtype=self.values.dtype,
-                crs=CRS.from_user_input(self.crs), transform=self.transform, nodata=self.nodata,
-                blocksize=256, compress="DEFLATE", overviews="NONE",
-            ) as dst:  # fmt: skip
+                driver="COG",
+                width=width,
+                height=height,
+                count=1,
+                dtype=self.values.dtype,
+                crs=CRS.from_user_input(self.crs),
+                transform=self.transform,
+                nodata=self.nodata,
+                blocksize=256,
+                compress="DEFLATE",
+                overviews="NONE",
+            ) as dst:
                 dst.write(self.values, 1)
             return memory.read()
 

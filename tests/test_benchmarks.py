@@ -15,12 +15,20 @@ BENCHMARKS = sorted((Path(__file__).parent.parent / "benchmarks").glob("*.py"))
 @pytest.mark.slow
 @pytest.mark.parametrize("script", BENCHMARKS, ids=[p.stem for p in BENCHMARKS])
 def test_benchmark_runs_at_its_smoke_size(script: Path, tmp_path: Path) -> None:
-    env = {**os.environ, "AWS_EC2_METADATA_DISABLED": "true", "COLUMNS": "160",
-           "TMPDIR": str(tmp_path)}  # fmt: skip
+    env = {
+        **os.environ,
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "COLUMNS": "160",
+        "TMPDIR": str(tmp_path),
+    }
     result = subprocess.run(
         [sys.executable, str(script), "--smoke"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1200,
-    )  # fmt: skip
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
     assert result.returncode == 0, (
         f"{script.name} --smoke failed:\n{result.stdout}\n{result.stderr}"
     )

@@ -39,9 +39,10 @@ def _version(show: bool) -> None:
 
 @app.callback()
 def main(
-    _: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
-                           help="Print the version and exit."),
-) -> None:  # fmt: skip
+    _: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
     """eobatch: a self-hostable Sentinel Hub Batch Processing V2 service."""
 
 
@@ -128,11 +129,12 @@ def accounts_create(
     pu: float = typer.Option(10_000.0, "--pu", min=0, help="Initial balance in processing units."),
     data_dir: Path | None = DataDir,
     export: bool = typer.Option(
-        False, "--export",
+        False,
+        "--export",
         help="Print shell exports of SH_CLIENT_ID and SH_CLIENT_SECRET (what sentinelhub-py "
-        "reads), for eval \"$(eobatch accounts create ... --export)\".",
+        'reads), for eval "$(eobatch accounts create ... --export)".',
     ),
-) -> None:  # fmt: skip
+) -> None:
     """Create an account and print its OAuth client id and secret (shown only once)."""
     creds = account_store.create_account(_db(_settings(data_dir)), name, pu)
     if export:
@@ -165,14 +167,31 @@ def accounts_list(data_dir: Path | None = DataDir, as_json: bool = Json) -> None
     """List accounts, balances and client ids (in full: other commands take them)."""
     accounts = account_store.list_accounts(_db(_settings(data_dir)))
     if as_json:
-        print(json.dumps([{"id": a.id, "name": a.name, "balancePU": to_pu(a.balance_micro_pu),
-                           "heldPU": to_pu(a.reserved_micro_pu), "clientIds": clients}
-                          for a, clients in accounts], indent=2))  # fmt: skip
+        print(
+            json.dumps(
+                [
+                    {
+                        "id": a.id,
+                        "name": a.name,
+                        "balancePU": to_pu(a.balance_micro_pu),
+                        "heldPU": to_pu(a.reserved_micro_pu),
+                        "clientIds": clients,
+                    }
+                    for a, clients in accounts
+                ],
+                indent=2,
+            )
+        )
         return
     table = Table("account id", "name", "balance (PU)", "held for work in flight", "client ids")
     for account, clients in accounts:
-        table.add_row(account.id, account.name, f"{to_pu(account.balance_micro_pu):,.6f}",
-                      f"{to_pu(account.reserved_micro_pu):,.6f}", "\n".join(clients))  # fmt: skip
+        table.add_row(
+            account.id,
+            account.name,
+            f"{to_pu(account.balance_micro_pu):,.6f}",
+            f"{to_pu(account.reserved_micro_pu):,.6f}",
+            "\n".join(clients),
+        )
     print_table(table)
 
 
@@ -210,9 +229,15 @@ def accounts_ledger(
         raise typer.Exit(1) from exc
     table = Table("#", "time (UTC)", "kind", "task", "amount (PU)", "balance after (PU)", "note")
     for e in rows:
-        table.add_row(str(e.id), e.created.strftime("%Y-%m-%d %H:%M:%S"), e.kind,
-                      e.task_id or "", f"{to_pu(e.amount_micro):+,.6f}",
-                      f"{to_pu(e.balance_after_micro):,.6f}", e.note or "")  # fmt: skip
+        table.add_row(
+            str(e.id),
+            e.created.strftime("%Y-%m-%d %H:%M:%S"),
+            e.kind,
+            e.task_id or "",
+            f"{to_pu(e.amount_micro):+,.6f}",
+            f"{to_pu(e.balance_after_micro):,.6f}",
+            e.note or "",
+        )
     console.print(table)
 
 
@@ -223,8 +248,13 @@ def grids() -> None:
 
     table = Table("id", "name", "tile size", "resolutions", "unit")
     for grid in GRIDS.values():
-        table.add_row(str(grid.id), grid.name, f"{grid.tile_width:g}",
-                      ", ".join(f"{r:g}" for r in grid.resolutions), grid.unit)  # fmt: skip
+        table.add_row(
+            str(grid.id),
+            grid.name,
+            f"{grid.tile_width:g}",
+            ", ".join(f"{r:g}" for r in grid.resolutions),
+            grid.unit,
+        )
     console.print(table)
 
 

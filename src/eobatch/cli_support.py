@@ -77,9 +77,11 @@ def listening_socket_or_exit(host: str, port: int) -> socket.socket:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
         sock.bind((host, port))
     except OSError as exc:
-        errors.print(f"[red]error:[/] cannot listen on {host}:{port}: {exc.strerror or exc}; "
-                     "is another eobatch serve running? Choose another port with --port.",
-                     highlight=False)  # fmt: skip
+        errors.print(
+            f"[red]error:[/] cannot listen on {host}:{port}: {exc.strerror or exc}; "
+            "is another eobatch serve running? Choose another port with --port.",
+            highlight=False,
+        )
         raise typer.Exit(1) from None
     return sock
 

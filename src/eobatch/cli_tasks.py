@@ -33,8 +33,9 @@ from eobatch.store import Database
 from eobatch.store.models import Account, Task
 from eobatch.store.models import Feature as FeatureRow
 
-tasks_app = typer.Typer(help="Batch tasks of every account: list, inspect, watch.",
-                        no_args_is_help=True)  # fmt: skip
+tasks_app = typer.Typer(
+    help="Batch tasks of every account: list, inspect, watch.", no_args_is_help=True
+)
 
 FINAL = ("DONE", "FAILED", "STOPPED")
 FEATURE_STATUSES = ("PENDING", "DONE", "FATAL")
@@ -60,13 +61,28 @@ def tasks_list(
         if as_json:
             _print_json([task_json(task) for task, _ in rows])
             return
-        table = Table("task id", "account", "status", "done", "features", "cost (PU)",
-                      "created (UTC)", "description")  # fmt: skip
+        table = Table(
+            "task id",
+            "account",
+            "status",
+            "done",
+            "features",
+            "cost (PU)",
+            "created (UTC)",
+            "description",
+        )
         for task, name in rows:
             created = task.created.strftime("%Y-%m-%d %H:%M")
-            table.add_row(task.id, name, _status(task), f"{task.completion_percentage:.0f} %",
-                          str(task.feature_count or ""), f"{to_pu(task.cost_micro_pu):,.3f}",
-                          created, task.description or "")  # fmt: skip
+            table.add_row(
+                task.id,
+                name,
+                _status(task),
+                f"{task.completion_percentage:.0f} %",
+                str(task.feature_count or ""),
+                f"{to_pu(task.cost_micro_pu):,.3f}",
+                created,
+                task.description or "",
+            )
     print_table(table) if rows else console.print("no tasks")
 
 
@@ -108,9 +124,15 @@ def tasks_features(
         table = Table("id", "name", "status", "attempts", "samples", "cost (PU)", "error")
         for f in rows:
             status_text = "DONE (no data)" if f.status == "DONE" and not f.delivered else f.status
-            table.add_row(str(f.id), f.name, status_text, str(f.attempts), str(f.samples or ""),
-                          f"{to_pu(f.cost_micro_pu + f.surcharge_micro_pu):,.3f}",
-                          f.error or "")  # fmt: skip
+            table.add_row(
+                str(f.id),
+                f.name,
+                status_text,
+                str(f.attempts),
+                str(f.samples or ""),
+                f"{to_pu(f.cost_micro_pu + f.surcharge_micro_pu):,.3f}",
+                f.error or "",
+            )
     print_table(table) if rows else console.print("no features")
 
 
@@ -201,8 +223,11 @@ def _status(task: Task) -> str:
 
 
 def _features_text(counts: Counter[str]) -> str:
-    parts = [f"{counts[s]} {s.lower().replace('_', ' ')}" for s in
-             ("DONE", "NO_DATA", "FATAL", "PENDING") if counts[s]]  # fmt: skip
+    parts = [
+        f"{counts[s]} {s.lower().replace('_', ' ')}"
+        for s in ("DONE", "NO_DATA", "FATAL", "PENDING")
+        if counts[s]
+    ]
     return ", ".join(parts) or "not planned yet"
 
 
@@ -237,8 +262,10 @@ def _results(task: Task, settings: Settings) -> list[tuple[str, str]]:
     if output.get("type") == "zarr":
         root = url.removesuffix("/").removesuffix("/<requestId>")
     else:
-        ids = [r.get("identifier", "default") for r in
-               task.request["processRequest"]["output"]["responses"]]  # fmt: skip
+        ids = [
+            r.get("identifier", "default")
+            for r in task.request["processRequest"]["output"]["responses"]
+        ]
         root = DeliveryTemplate.parse(url, ids, "output->delivery").root
     folder = f"{root}/{task.id}"
     if kind == "s3" and settings.s3_endpoint is None:  # embedded: the bucket is a folder
@@ -257,9 +284,13 @@ def _watch_json(db: Database, task_id: str, interval: float) -> Task:
     last = None
     while True:
         task, counts, _ = _task_state(db, task_id)
-        state = {"id": task.id, "status": task.status,
-                 "completionPercentage": round(task.completion_percentage, 2),
-                 "features": dict(counts), "costPU": to_pu(task.cost_micro_pu)}  # fmt: skip
+        state = {
+            "id": task.id,
+            "status": task.status,
+            "completionPercentage": round(task.completion_percentage, 2),
+            "features": dict(counts),
+            "costPU": to_pu(task.cost_micro_pu),
+        }
         if state != last:
             print(json.dumps(state), flush=True)
             last = state
@@ -269,16 +300,27 @@ def _watch_json(db: Database, task_id: str, interval: float) -> Task:
 
 
 def _watch_live(db: Database, task_id: str, interval: float) -> Task:
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
-                        TimeElapsedColumn(), console=console)  # fmt: skip
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    )
     bar = progress.add_task("", total=100)
     with Live(progress, console=console, refresh_per_second=4) as live:
         while True:
             task, counts, _ = _task_state(db, task_id)
-            progress.update(bar, completed=task.completion_percentage,
-                            description=f"{_status(task):<14}")  # fmt: skip
-            live.update(Group(progress, f"features: {_features_text(counts)}   "
-                                        f"cost: {to_pu(task.cost_micro_pu):,.3f} PU"))  # fmt: skip
+            progress.update(
+                bar, completed=task.completion_percentage, description=f"{_status(task):<14}"
+            )
+            live.update(
+                Group(
+                    progress,
+                    f"features: {_features_text(counts)}   "
+                    f"cost: {to_pu(task.cost_micro_pu):,.3f} PU",
+                )
+            )
             if _settled(task):
                 return task
             time.sleep(interval)

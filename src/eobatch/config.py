@@ -201,7 +201,16 @@ def allowed_values(name: str) -> str:
     return " ".join([" or ".join(words), " and ".join(bounds)]).strip()
 
 
-_KINDS: dict[Any, str] = {int: "an integer", float: "a number", str: "text", Path: "a path",
-                          bool: "true or false"}  # fmt: skip
-_BOUNDS = ((annotated_types.Ge, "ge", ">="), (annotated_types.Gt, "gt", ">"),
-           (annotated_types.Le, "le", "<="), (annotated_types.Lt, "lt", "<"))  # fmt: skip
+_KINDS: dict[Any, str] = {
+    int: "an integer",
+    float: "a number",
+    str: "text",
+    Path: "a path",
+    bool: "true or false",
+}
+_BOUNDS = (
+    (annotated_types.Ge, "ge", ">="),
+    (annotated_types.Gt, "gt", ">"),
+    (annotated_types.Le, "le", "<="),
+    (annotated_types.Lt, "lt", "<"),
+)

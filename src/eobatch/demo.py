@@ -140,8 +140,9 @@ def demo_account(db, credentials_file: Path) -> accounts.Credentials:  # type: i
         except Unauthorized:
             pass  # the account or client is gone: make a new one
         else:
-            balance = next(a.balance_pu for a, _ in accounts.list_accounts(db)
-                           if a.id == creds.account_id)  # fmt: skip
+            balance = next(
+                a.balance_pu for a, _ in accounts.list_accounts(db) if a.id == creds.account_id
+            )
             if balance < DEMO_PU:
                 accounts.top_up(db, creds.account_id, DEMO_PU - balance)
             return creds
@@ -161,10 +162,12 @@ def _demo_collection(http: httpx.Client, scenes, console: Console) -> str:  # ty
     body = {"name": COLLECTION_NAME, "s3Bucket": DATA_BUCKET}
     collection = _ok(http.post("/api/v1/byoc/collections", json=body))["data"]
     for scene in scenes:
-        tile = _ok(http.post(
-            f"/api/v1/byoc/collections/{collection['id']}/tiles",
-            json={"path": scene.path_template, "sensingTime": scene.sensing_time.isoformat()},
-        ))["data"]  # fmt: skip
+        tile = _ok(
+            http.post(
+                f"/api/v1/byoc/collections/{collection['id']}/tiles",
+                json={"path": scene.path_template, "sensingTime": scene.sensing_time.isoformat()},
+            )
+        )["data"]
         if tile["status"] != "INGESTED":
             raise RuntimeError(f"demo tile failed: {tile['additionalData']}")
     console.print(f"registered BYOC collection [cyan]{collection['id']}[/], {len(scenes)} tiles")
@@ -173,11 +176,18 @@ def _demo_collection(http: httpx.Client, scenes, console: Console) -> str:  # ty
 
 def _drive(base: str, creds, scenes, settings: Settings, console: Console) -> str:  # type: ignore[no-untyped-def]
     with httpx.Client(base_url=base, timeout=60) as http:
-        token = http.post(
-            "/oauth/token",
-            data={"grant_type": "client_credentials", "client_id": creds.client_id,
-                  "client_secret": creds.client_secret},
-        ).raise_for_status().json()["access_token"]  # fmt: skip
+        token = (
+            http.post(
+                "/oauth/token",
+                data={
+                    "grant_type": "client_credentials",
+                    "client_id": creds.client_id,
+                    "client_secret": creds.client_secret,
+                },
+            )
+            .raise_for_status()
+            .json()["access_token"]
+        )
         http.headers["Authorization"] = f"Bearer {token}"
         collection = {"id": _demo_collection(http, scenes, console)}
 
@@ -186,14 +196,19 @@ def _drive(base: str, creds, scenes, settings: Settings, console: Console) -> st
         _ok(http.post(f"/api/v2/batch/process/{task_id}/start"), empty=True)
         console.print(f"batch task [cyan]{task_id}[/] started")
 
-        columns = (TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
-                   TimeElapsedColumn())  # fmt: skip
+        columns = (
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TaskProgressColumn(),
+            TimeElapsedColumn(),
+        )
         with Progress(*columns, console=console) as progress:
             bar = progress.add_task("CREATED", total=100)
             while True:
                 task = _ok(http.get(f"/api/v2/batch/process/{task_id}"))
-                progress.update(bar, completed=task.get("completionPercentage", 0),
-                                description=task["status"])  # fmt: skip
+                progress.update(
+                    bar, completed=task.get("completionPercentage", 0), description=task["status"]
+                )
                 if task["status"] in ("DONE", "FAILED", "STOPPED"):
                     break
                 time.sleep(0.3)

@@ -67,11 +67,20 @@ def _scenes() -> list[DemoScene]:
     return [
         DemoScene("2023-08-01", 3, datetime(2023, 8, 1, 10, 5, tzinfo=UTC), DEMO_DEFAULT_BOUNDS),
         DemoScene("2024-05-10", 0, datetime(2024, 5, 10, 10, 5, tzinfo=UTC), DEMO_DEFAULT_BOUNDS),
-        DemoScene("2024-07-15", 1, datetime(2024, 7, 15, 10, 5, tzinfo=UTC),
-                  (cx - 2000, miny, maxx, maxy - 4000)),
-        DemoScene("2024-09-20", 2, datetime(2024, 9, 20, 10, 5, tzinfo=UTC),
-                  (minx + 2000, miny + 4000, maxx - 3000, maxy), cloud=(cx, cy, 1500.0)),
-    ]  # fmt: skip
+        DemoScene(
+            "2024-07-15",
+            1,
+            datetime(2024, 7, 15, 10, 5, tzinfo=UTC),
+            (cx - 2000, miny, maxx, maxy - 4000),
+        ),
+        DemoScene(
+            "2024-09-20",
+            2,
+            datetime(2024, 9, 20, 10, 5, tzinfo=UTC),
+            (minx + 2000, miny + 4000, maxx - 3000, maxy),
+            cloud=(cx, cy, 1500.0),
+        ),
+    ]
 
 
 DEMO_SCENES = _scenes()
@@ -102,14 +111,21 @@ def write_demo_collection(folder: Path) -> list[DemoScene]:
 
 def _write_cog(path: Path, data: np.ndarray, transform: Affine) -> None:
     profile = {
-        "driver": "GTiff", "width": data.shape[1], "height": data.shape[0], "count": 1,
-        "dtype": "uint16", "crs": f"EPSG:{DEMO_EPSG}", "transform": transform, "nodata": NODATA,
-    }  # fmt: skip
+        "driver": "GTiff",
+        "width": data.shape[1],
+        "height": data.shape[0],
+        "count": 1,
+        "dtype": "uint16",
+        "crs": f"EPSG:{DEMO_EPSG}",
+        "transform": transform,
+        "nodata": NODATA,
+    }
     with MemoryFile() as memory:
         with memory.open(**profile) as dst:
             dst.write(data, 1)
         with memory.open() as src:
             # No overviews: the demo's tasks read at 20 m, and the tests' reference model samples
             # the full-resolution values (overview reads are tested in test_sentinel2.py).
-            gdal_copy(src, str(path), driver="COG", compress="DEFLATE", blocksize=512,
-                      overviews="NONE")  # fmt: skip
+            gdal_copy(
+                src, str(path), driver="COG", compress="DEFLATE", blocksize=512, overviews="NONE"
+            )

@@ -108,8 +108,9 @@ def _attempt(job: FeatureJob) -> FeatureOutcome:
     except EvalscriptError as exc:
         return FeatureOutcome(job.task_id, feature.id, False, error=str(exc), retryable=False)
     except FeatureError as exc:
-        return FeatureOutcome(job.task_id, feature.id, False, error=str(exc),
-                              retryable=exc.retryable)  # fmt: skip
+        return FeatureOutcome(
+            job.task_id, feature.id, False, error=str(exc), retryable=exc.retryable
+        )
     except Exception as exc:  # I/O and GDAL errors: worth another attempt
         log.exception("feature %s of task %s failed", feature.id, job.task_id)
         return FeatureOutcome(job.task_id, feature.id, False, error=f"{type(exc).__name__}: {exc}")
@@ -132,8 +133,9 @@ def _run(job: FeatureJob) -> FeatureOutcome:
     samples = max(1 if modes[sid] == "SIMPLE" else d.scene_count for sid, d in data.items())
     # dataMask is always read (the runtime passes on only the bands the script asks for).
     if samples == 0 or not any(d.bands["dataMask"].any() for d in data.values()):
-        return FeatureOutcome(job.task_id, feature.id, True, no_data=True, error="No data",
-                              samples=samples)  # fmt: skip
+        return FeatureOutcome(
+            job.task_id, feature.id, True, no_data=True, error="No data", samples=samples
+        )
     # copy=False: the rasters are encoded below, before this runtime evaluates anything else.
     result = runtime.evaluate_sources(job.evalscript, setup, data, copy=False)
     for target in job.targets:  # before anything is written
@@ -152,10 +154,14 @@ def _run(job: FeatureJob) -> FeatureOutcome:
             output = setup.output(target.output_id)
             files = {
                 target.key: encode_output(
-                    result.rasters[target.output_id], output, feature.epsg, feature.transform,
-                    job.compression, job.cog,
+                    result.rasters[target.output_id],
+                    output,
+                    feature.epsg,
+                    feature.transform,
+                    job.compression,
+                    job.cog,
                 )
-            }  # fmt: skip
+            }
         for key, payload in files.items():
             job.delivery.put(key, payload)
             written += len(payload)
@@ -168,8 +174,9 @@ def _check_bands(job: FeatureJob, output_id: str, raster: np.ndarray) -> None:
     if bands == 0:
         raise FeatureError(
             f"Output '{output_id}' has no bands for this feature (updateOutput() set 0), so "
-            "there is nothing to write", retryable=False,
-        )  # fmt: skip
+            "there is nothing to write",
+            retryable=False,
+        )
     if job.fixed_bands and bands != declared:
         raise FeatureError(
             f"updateOutput() gave output '{output_id}' {bands} band(s) for this feature, but "
@@ -196,11 +203,15 @@ def _read_simple(
     wanted = [b for b in _bands(setup, source, fused) if b != "dataMask"]
     staged = stage.stage_inputs(setup, 1, grid.height, grid.width) if stage else {}
     bands_read, mask = read_mosaic(
-        source.scenes, wanted, grid, upsampling=source.upsampling,
+        source.scenes,
+        wanted,
+        grid,
+        upsampling=source.upsampling,
         downsampling=source.downsampling,
-        out={name: staged[name][0] for name in wanted} if staged else None, scales=source.scales,
+        out={name: staged[name][0] for name in wanted} if staged else None,
+        scales=source.scales,
         fill=source.fill,
-    )  # fmt: skip
+    )
     stacks = {name: bands_read[name][None] for name in wanted}
     # dataMask is always returned (the no-data check needs it); in place when the script reads it.
     stacks["dataMask"] = staged.get("dataMask", np.empty((1, *mask.shape), dtype=np.uint8))
@@ -210,9 +221,12 @@ def _read_simple(
 
 
 def _read_per_scene(
-    job: FeatureJob, grid: PixelGrid, runtime: EvalscriptRuntime, fused: bool,
+    job: FeatureJob,
+    grid: PixelGrid,
+    runtime: EvalscriptRuntime,
+    fused: bool,
     modes: dict[str, str],
-) -> dict[str, SourceData]:  # fmt: skip
+) -> dict[str, SourceData]:
     """ORBIT/TILE sources: the samples `preProcessScenes` keeps (all without it), each read
     apart. SIMPLE sources are left out."""
     sources = [s for s in job.sources if modes[s.id] != "SIMPLE"]

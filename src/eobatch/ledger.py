@@ -109,7 +109,8 @@ def entries(db: Database, account_id: str, limit: int | None = None) -> list[Ent
             query = query.limit(limit)
         rows = session.scalars(query).all()
     return [
-        Entry(r.id, r.created, r.kind, r.task_id, r.amount_micro_pu, r.balance_after_micro_pu,
-              r.note)
+        Entry(
+            r.id, r.created, r.kind, r.task_id, r.amount_micro_pu, r.balance_after_micro_pu, r.note
+        )
         for r in reversed(rows)
-    ]  # fmt: skip
+    ]

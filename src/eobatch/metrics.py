@@ -59,8 +59,9 @@ class StoreCollector(Collector):
         self.db = db
 
     def collect(self) -> Iterator[Metric]:
-        family = GaugeMetricFamily("eobatch_tasks", "Tasks by status (whole deployment).",
-                                   labels=["status"])  # fmt: skip
+        family = GaugeMetricFamily(
+            "eobatch_tasks", "Tasks by status (whole deployment).", labels=["status"]
+        )
         with self.db.session() as session:
             query = select(Task.status, func.count()).group_by(Task.status)
             counts = dict(session.execute(query).all())
@@ -79,25 +80,45 @@ class ControllerCollector(Collector):
         c = self.controller
         workers, threads = c.cluster.size()
         for name, doc, value in (
-            ("eobatch_features_in_flight", "Feature jobs this controller has on Dask.",
-             len(c.in_flight)),
-            ("eobatch_controller_tasks", "Tasks this controller holds a lease on.",
-             len(c.leases.held())),
-            ("eobatch_dask_connected", "1 while the controller's Dask client is connected.",
-             int(c.cluster.connected)),
+            (
+                "eobatch_features_in_flight",
+                "Feature jobs this controller has on Dask.",
+                len(c.in_flight),
+            ),
+            (
+                "eobatch_controller_tasks",
+                "Tasks this controller holds a lease on.",
+                len(c.leases.held()),
+            ),
+            (
+                "eobatch_dask_connected",
+                "1 while the controller's Dask client is connected.",
+                int(c.cluster.connected),
+            ),
             ("eobatch_dask_workers", "Dask workers the scheduler knows.", workers),
             ("eobatch_dask_threads", "Worker threads in the Dask cluster.", threads),
-            ("eobatch_controller_last_step_seconds", "Seconds since the controller loop last "
-             "finished a round.", c.seconds_since_step()),
-        ):  # fmt: skip
+            (
+                "eobatch_controller_last_step_seconds",
+                "Seconds since the controller loop last finished a round.",
+                c.seconds_since_step(),
+            ),
+        ):
             yield GaugeMetricFamily(name, doc, value=value)
 
 
 def registry(db: Database, controller: Controller | None) -> CollectorRegistry:
     """Everything `/metrics` shows for one app: process metrics, the store, the controller."""
     reg = CollectorRegistry()
-    for collector in (FEATURES, PU_CHARGED, TASK_EVENTS, FEATURE_SECONDS, PROCESS_COLLECTOR,
-                      PLATFORM_COLLECTOR, GC_COLLECTOR, StoreCollector(db)):  # fmt: skip
+    for collector in (
+        FEATURES,
+        PU_CHARGED,
+        TASK_EVENTS,
+        FEATURE_SECONDS,
+        PROCESS_COLLECTOR,
+        PLATFORM_COLLECTOR,
+        GC_COLLECTOR,
+        StoreCollector(db),
+    ):
         reg.register(collector)
     if controller is not None:
         reg.register(ControllerCollector(controller))

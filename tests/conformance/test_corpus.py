@@ -35,9 +35,10 @@ def test_the_corpus_is_large_and_cross_checked() -> None:
     if any(e.text() is None for e in ENTRIES):
         pytest.skip("the corpus scripts are not here (tests/conformance/corpus/README.md)")
     multi_temporal = [
-        name for name in REFERENCES
+        name
+        for name in REFERENCES
         if run(next(e for e in ENTRIES if e.id == name)).setup.mosaicking in MULTI_TEMPORAL
-    ]  # fmt: skip
+    ]
     assert len(multi_temporal) >= 8, multi_temporal
 
 

@@ -53,9 +53,12 @@ def world(
 def http_client(base_url: str, creds: Credentials) -> httpx.Client:
     token = httpx.post(
         f"{base_url}/oauth/token",
-        data={"grant_type": "client_credentials", "client_id": creds.client_id,
-              "client_secret": creds.client_secret},
-    ).json()["access_token"]  # fmt: skip
+        data={
+            "grant_type": "client_credentials",
+            "client_id": creds.client_id,
+            "client_secret": creds.client_secret,
+        },
+    ).json()["access_token"]
     return httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {token}"}, timeout=60)
 
 

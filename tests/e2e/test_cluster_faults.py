@@ -47,8 +47,9 @@ def s3_endpoint(tmp_path: Path) -> Iterator[str]:
     log = open(tmp_path / "moto.log", "w")  # noqa: SIM115
     process = subprocess.Popen(
         [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-        stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     endpoint = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while True:
@@ -64,15 +65,24 @@ def s3_endpoint(tmp_path: Path) -> Iterator[str]:
 
 
 def s3_client(endpoint: str):  # type: ignore[no-untyped-def]
-    return boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=MOTO_KEY,
-                        aws_secret_access_key=MOTO_SECRET, region_name=MOTO_REGION)  # fmt: skip
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id=MOTO_KEY,
+        aws_secret_access_key=MOTO_SECRET,
+        region_name=MOTO_REGION,
+    )
 
 
 def fields_geopackage(path: Path) -> bytes:
     """36 squares of 1 km (100 × 100 px at 10 m) in a 6 × 6 block of the demo area."""
-    boxes = [shapely.box(441_000 + 1000 * i, 5_337_000 + 1000 * j,
-                         442_000 + 1000 * i, 5_338_000 + 1000 * j)
-             for j in range(6) for i in range(6)]  # fmt: skip
+    boxes = [
+        shapely.box(
+            441_000 + 1000 * i, 5_337_000 + 1000 * j, 442_000 + 1000 * i, 5_338_000 + 1000 * j
+        )
+        for j in range(6)
+        for i in range(6)
+    ]
     write_layer(path, "fields", 32633, boxes, width=[100] * FEATURES, height=[100] * FEATURES)
     return path.read_bytes()
 
@@ -95,21 +105,30 @@ class Deployment:
         self.replicas = [world.service(**env), world.service(**env)]
 
     def locator(self, url: str) -> dict:
-        return {"s3": {"url": url, "accessKey": MOTO_KEY, "secretAccessKey": MOTO_SECRET,
-                       "region": MOTO_REGION}}  # fmt: skip
+        return {
+            "s3": {
+                "url": url,
+                "accessKey": MOTO_KEY,
+                "secretAccessKey": MOTO_SECRET,
+                "region": MOTO_REGION,
+            }
+        }
 
     def create_task(self, http: httpx.Client, collection_id: str, name: str) -> str:
         body = {
             "processRequest": {
                 "input": {"data": [{"type": f"byoc-{collection_id}"}]},
                 "evalscript": SLOW_EVALSCRIPT,
-                "output": {"responses": [{"identifier": "default",
-                                          "format": {"type": "image/tiff"}}]},
+                "output": {
+                    "responses": [{"identifier": "default", "format": {"type": "image/tiff"}}]
+                },
             },
-            "input": {"type": "geopackage",
-                      "features": self.locator(f"s3://{FEATURES_BUCKET}/fields.gpkg")},
+            "input": {
+                "type": "geopackage",
+                "features": self.locator(f"s3://{FEATURES_BUCKET}/fields.gpkg"),
+            },
             "output": {"type": "raster", "delivery": self.locator(f"s3://{OUTPUT_BUCKET}/{name}")},
-        }  # fmt: skip
+        }
         created = http.post("/api/v2/batch/process", json=body)
         assert created.status_code == 201, created.text
         task_id = created.json()["id"]
@@ -201,8 +220,9 @@ def deployment(world: World, s3_endpoint: str, demo_files, tmp_path: Path) -> It
     folder, _ = demo_files
     for path in folder.rglob("*.tif"):
         s3.upload_file(str(path), DATA_BUCKET, path.relative_to(folder).as_posix())
-    s3.put_object(Bucket=FEATURES_BUCKET, Key="fields.gpkg",
-                  Body=fields_geopackage(tmp_path / "fields.gpkg"))  # fmt: skip
+    s3.put_object(
+        Bucket=FEATURES_BUCKET, Key="fields.gpkg", Body=fields_geopackage(tmp_path / "fields.gpkg")
+    )
     (tmp_path / "dask").mkdir()
     dask = DaskProcesses(tmp_path / "dask", workers=2).start()
     dask.supervise()
@@ -223,8 +243,10 @@ def test_each_single_fault_is_survived(deployment: Deployment, world: World) -> 
     first, second = deployment.replicas
     with http_client(first.base_url, world.creds) as http:
         # A token from one replica is good on the other: they share the store's signing key.
-        api = {r.port: httpx.Client(base_url=r.base_url, headers=http.headers, timeout=60)
-               for r in deployment.replicas}  # fmt: skip
+        api = {
+            r.port: httpx.Client(base_url=r.base_url, headers=http.headers, timeout=60)
+            for r in deployment.replicas
+        }
         collection_id = register_demo_collection(api[second.port], world.scenes)
         done: list[str] = []
 

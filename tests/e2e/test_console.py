@@ -108,9 +108,14 @@ def console(
             mine = http.post("/api/v2/batch/process", json=body)
             assert mine.status_code == 201, mine.text
         yield Console(
-            service, data_dir, alice, bob, demo.json()["id"], stopped.json()["id"],
+            service,
+            data_dir,
+            alice,
+            bob,
+            demo.json()["id"],
+            stopped.json()["id"],
             mine.json()["id"],
-        )  # fmt: skip
+        )
     finally:
         service.stop()
 

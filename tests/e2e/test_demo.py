@@ -26,8 +26,11 @@ def _demo(data_dir: Path) -> str:
     env |= {"AWS_EC2_METADATA_DISABLED": "true", "COLUMNS": "200"}
     result = subprocess.run(
         [sys.executable, "-m", "eobatch.cli", "demo", "--data-dir", str(data_dir)],
-        capture_output=True, text=True, env=env, timeout=600,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout
 

@@ -48,9 +48,12 @@ def driver(blocks: list[tuple[str, str, bool]]) -> str:
     for language, code, background in blocks:
         if background:
             assert language == "bash"
-            lines += [f"( {code.strip()} ) > serve.log 2>&1 &", "SERVE=$!",
-                      "trap 'kill $SERVE 2>/dev/null; wait $SERVE 2>/dev/null || true' EXIT",
-                      WAIT_FOR_SERVICE]  # fmt: skip
+            lines += [
+                f"( {code.strip()} ) > serve.log 2>&1 &",
+                "SERVE=$!",
+                "trap 'kill $SERVE 2>/dev/null; wait $SERVE 2>/dev/null || true' EXIT",
+                WAIT_FOR_SERVICE,
+            ]
     for language, code, background in blocks:
         if background:
             continue
@@ -110,9 +113,13 @@ def test_the_readme_walkthrough_runs_as_written(tmp_path: Path) -> None:
     if prefix:
         env["PRIVATE_NETWORK"] = "1"
     result = subprocess.run(
-        [*(prefix or []), "bash", "walkthrough.sh"], cwd=tmp_path, env=env, capture_output=True,
-        text=True, timeout=900,
-    )  # fmt: skip
+        [*(prefix or []), "bash", "walkthrough.sh"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     out = result.stdout
     serve_log = (tmp_path / "serve.log").read_text() if (tmp_path / "serve.log").exists() else ""
     assert result.returncode == 0, out + result.stderr + serve_log

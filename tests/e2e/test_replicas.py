@@ -44,8 +44,9 @@ def test_two_replicas_started_at_once_on_an_empty_database(
         for issuer, other in (replicas, replicas[::-1]):
             with http_client(issuer.base_url, creds) as http:
                 assert http.get("/api/v2/batch/process").status_code == 200
-                answer = httpx.get(f"{other.base_url}/api/v2/batch/process",
-                                   headers=http.headers, timeout=30)  # fmt: skip
+                answer = httpx.get(
+                    f"{other.base_url}/api/v2/batch/process", headers=http.headers, timeout=30
+                )
                 assert answer.status_code == 200, answer.text
             assert httpx.get(f"{issuer.base_url}/readyz", timeout=30).status_code == 200
     finally:

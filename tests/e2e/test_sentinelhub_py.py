@@ -92,10 +92,14 @@ def test_sentinelhub_py_runs_a_task_to_done(world: World, sh_client) -> None:  #
         description="e2e",
     )
     others = [
-        client.create(process_request(collection_id), input=client.tiling_grid_input(7, 20.0),
-                      output=client.raster_output(delivery), description=f"other {i}")
+        client.create(
+            process_request(collection_id),
+            input=client.tiling_grid_input(7, 20.0),
+            output=client.raster_output(delivery),
+            description=f"other {i}",
+        )
         for i in range(2)
-    ]  # fmt: skip
+    ]
     assert request.status is BatchRequestStatus.CREATED
 
     listed = [r.request_id for r in client.iter_requests(count=1)]  # one task per page
@@ -120,8 +124,9 @@ def test_sentinelhub_py_runs_a_task_to_done(world: World, sh_client) -> None:  #
     assert analysed.status is BatchRequestStatus.ANALYSIS_DONE
 
     client.start_job(request)
-    done = batch_utils.monitor_batch_process_job(request, client, sleep_time=1,
-                                                 analysis_sleep_time=1)  # fmt: skip
+    done = batch_utils.monitor_batch_process_job(
+        request, client, sleep_time=1, analysis_sleep_time=1
+    )
     assert done.status is BatchRequestStatus.DONE
     assert done.completion_percentage == 100
     assert done.cost_PU > 0

@@ -20,11 +20,22 @@ def _serve(data_dir: Path, port: int, *args: str, **env: str) -> subprocess.Comp
     """A second `eobatch serve` run to its end (it must refuse quickly)."""
     environ = {k: v for k, v in os.environ.items() if not k.startswith("EOBATCH_")}
     return subprocess.run(
-        [sys.executable, "-m", "eobatch.cli", "serve", "--port", str(port), "--data-dir",
-         str(data_dir), *args],
-        capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "eobatch.cli",
+            "serve",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(data_dir),
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
         env={**environ, "AWS_EC2_METADATA_DISABLED": "true", **env},
-    )  # fmt: skip
+    )
 
 
 def test_a_busy_port_is_refused_before_anything_starts(tmp_path: Path) -> None:
@@ -48,8 +59,10 @@ def test_a_second_controller_on_one_sqlite_store_is_refused(tmp_path: Path) -> N
     try:
         second = _serve(data_dir, free_port(), EOBATCH_DATABASE_URL=store)
         assert second.returncode == 1
-        assert (f"another eobatch controller uses this store: eobatch serve on "
-                f"127.0.0.1:{first.port} (pid {first.process.pid}") in second.stderr  # fmt: skip
+        assert (
+            f"another eobatch controller uses this store: eobatch serve on "
+            f"127.0.0.1:{first.port} (pid {first.process.pid}"
+        ) in second.stderr
         assert "--no-controller" in second.stderr and "Traceback" not in second.stderr
         assert (data_dir / "eobatch.sqlite.controller.lock").is_file()  # in the data dir
         # an API-only process beside the controller is fine

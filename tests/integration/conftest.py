@@ -80,9 +80,12 @@ def gcs_bucket(gcs_endpoint: str) -> str:
 @pytest.fixture(scope="session")
 def dask_client() -> Iterator[Client]:
     cluster = LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=None,
         host="127.0.0.1",
-    )  # fmt: skip
+    )
     client = Client(cluster, set_as_default=False)
     yield client
     client.close()

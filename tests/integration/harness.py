@@ -67,8 +67,14 @@ class Service:
 
     # -- request bodies ---------------------------------------------------------------------
 
-    def request(self, evalscript: str, responses: list[str], output: dict,
-                grid: dict | None = None, fmt: str = "image/tiff") -> dict:  # fmt: skip
+    def request(
+        self,
+        evalscript: str,
+        responses: list[str],
+        output: dict,
+        grid: dict | None = None,
+        fmt: str = "image/tiff",
+    ) -> dict:
         """A request over the demo AOI (lon/lat) in 2024, one response per identifier."""
         return {
             "processRequest": {
@@ -77,19 +83,26 @@ class Service:
                         "bbox": demo_aoi(),
                         "properties": {"crs": "http://www.opengis.net/def/crs/EPSG/0/4326"},
                     },
-                    "data": [{
-                        "type": f"byoc-{self.collection_id}",
-                        "dataFilter": {"timeRange": {"from": "2024-01-01T00:00:00Z",
-                                                     "to": "2024-12-31T23:59:59Z"}},
-                    }],
+                    "data": [
+                        {
+                            "type": f"byoc-{self.collection_id}",
+                            "dataFilter": {
+                                "timeRange": {
+                                    "from": "2024-01-01T00:00:00Z",
+                                    "to": "2024-12-31T23:59:59Z",
+                                }
+                            },
+                        }
+                    ],
                 },
-                "output": {"responses": [{"identifier": r, "format": {"type": fmt}}
-                                         for r in responses]},
+                "output": {
+                    "responses": [{"identifier": r, "format": {"type": fmt}} for r in responses]
+                },
                 "evalscript": evalscript,
             },
             "input": grid or {"type": "tiling-grid", "id": 7, "resolution": 20.0},
             "output": output,
-        }  # fmt: skip
+        }
 
     def basic_request(self, evalscript: str = NDVI, run: str = "run") -> dict:
         """One GeoTIFF per feature over the demo's default bounds (all dates), to s3://results/run."""
@@ -103,12 +116,13 @@ class Service:
                     "data": [{"type": f"byoc-{self.collection_id}"}],
                 },
                 "evalscript": evalscript,
-                "output": {"responses": [{"identifier": "default",
-                                          "format": {"type": "image/tiff"}}]},
+                "output": {
+                    "responses": [{"identifier": "default", "format": {"type": "image/tiff"}}]
+                },
             },
             "input": {"type": "tiling-grid", "id": 7, "resolution": 20.0},
             "output": {"type": "raster", "delivery": {"s3": {"url": f"s3://results/{run}"}}},
-        }  # fmt: skip
+        }
 
     # -- driving tasks ----------------------------------------------------------------------
 

@@ -33,9 +33,12 @@ def signed_in(app, creds: Credentials) -> TestClient:  # type: ignore[no-untyped
     http = TestClient(app, raise_server_exceptions=False)
     token = http.post(
         "/oauth/token",
-        data={"grant_type": "client_credentials", "client_id": creds.client_id,
-              "client_secret": creds.client_secret},
-    ).json()["access_token"]  # fmt: skip
+        data={
+            "grant_type": "client_credentials",
+            "client_id": creds.client_id,
+            "client_secret": creds.client_secret,
+        },
+    ).json()["access_token"]
     http.headers["Authorization"] = f"Bearer {token}"
     return http
 
@@ -75,19 +78,31 @@ def valid_request(collection_id: str, url: str = "s3://results/run") -> dict:
                     "properties": {"crs": "http://www.opengis.net/def/crs/EPSG/0/4326"},
                     "bbox": [14.2, 48.2, 14.4, 48.35],
                 },
-                "data": [{"type": f"byoc-{collection_id}",
-                          "dataFilter": {"timeRange": {"from": "2024-01-01T00:00:00Z",
-                                                       "to": "2024-12-31T00:00:00Z"}}}],
+                "data": [
+                    {
+                        "type": f"byoc-{collection_id}",
+                        "dataFilter": {
+                            "timeRange": {
+                                "from": "2024-01-01T00:00:00Z",
+                                "to": "2024-12-31T00:00:00Z",
+                            }
+                        },
+                    }
+                ],
             },
             "evalscript": EVALSCRIPT,
             "output": {"responses": [{"identifier": "default", "format": {"type": "image/tiff"}}]},
         },
         "input": {"type": "tiling-grid", "id": 7, "resolution": 20.0},
-        "output": {"type": "raster", "delivery": {"s3": {"url": url, "accessKey": "AKIAEXAMPLE",
-                                                          "secretAccessKey": "very-secret"}}},
+        "output": {
+            "type": "raster",
+            "delivery": {
+                "s3": {"url": url, "accessKey": "AKIAEXAMPLE", "secretAccessKey": "very-secret"}
+            },
+        },
         "instanceType": "normal",
         "description": "test task",
-    }  # fmt: skip
+    }
 
 
 def files_under(root: Path) -> list[Path]:
@@ -137,9 +152,11 @@ def test_multipart_create_takes_the_evalscript_part(alice: User) -> None:
     del body["processRequest"]["evalscript"]
     response = alice.http.post(
         "/api/v2/batch/process",
-        files={"request": (None, json.dumps(body), "application/json"),
-               "evalscript": (None, EVALSCRIPT, "text/plain")},
-    )  # fmt: skip
+        files={
+            "request": (None, json.dumps(body), "application/json"),
+            "evalscript": (None, EVALSCRIPT, "text/plain"),
+        },
+    )
     assert response.status_code == 201, response.text
     assert response.json()["request"]["processRequest"]["evalscript"] == EVALSCRIPT
 
@@ -195,8 +212,9 @@ def test_update_description_and_actions(alice: User, db) -> None:  # type: ignor
         alice.http.get(f"/api/v2/batch/process/{task_id}").json()["request"]["description"]
         == "renamed"
     )
-    response = alice.http.post(f"/api/v2/batch/process/{task_id}/analyse",
-                               headers={"Content-Type": "application/json"})  # fmt: skip
+    response = alice.http.post(
+        f"/api/v2/batch/process/{task_id}/analyse", headers={"Content-Type": "application/json"}
+    )
     assert response.status_code == 204 and response.content == b""
     task = alice.http.get(f"/api/v2/batch/process/{task_id}").json()
     assert task["userAction"] == "ANALYSE" and task["status"] == "CREATED"
@@ -252,75 +270,125 @@ BAD_BODIES = {
     "negative resolution": (_mutate("input.resolution", -20), "input->resolution"),
     "negative buffer": (_mutate("input.bufferX", -3), "input->bufferX"),
     "huge buffer": (_mutate("input.bufferY", 40000), "input->bufferY"),
-    "bbox with 3 numbers": (_mutate("processRequest.input.bounds.bbox", [14.2, 48.2, 14.4]),
-                            "processRequest->input->bounds->bbox"),
-    "inverted bbox": (_mutate("processRequest.input.bounds.bbox", [14.4, 48.35, 14.2, 48.2]),
-                      "processRequest->input->bounds->bbox"),
-    "bbox of strings": (_mutate("processRequest.input.bounds.bbox", ["a", "b", "c", "d"]),
-                        "processRequest->input->bounds->bbox"),
+    "bbox with 3 numbers": (
+        _mutate("processRequest.input.bounds.bbox", [14.2, 48.2, 14.4]),
+        "processRequest->input->bounds->bbox",
+    ),
+    "inverted bbox": (
+        _mutate("processRequest.input.bounds.bbox", [14.4, 48.35, 14.2, 48.2]),
+        "processRequest->input->bounds->bbox",
+    ),
+    "bbox of strings": (
+        _mutate("processRequest.input.bounds.bbox", ["a", "b", "c", "d"]),
+        "processRequest->input->bounds->bbox",
+    ),
     "geometry not a polygon": (
-        _mutate("processRequest.input.bounds",
-                {"geometry": {"type": "Point", "coordinates": [14, 48]}}),
-        "processRequest->input->bounds->geometry"),
-    "unknown CRS": (_mutate("processRequest.input.bounds.properties.crs",
-                            "http://www.opengis.net/def/crs/EPSG/0/999999"),
-                    "processRequest->input->bounds->properties->crs"),
-    "garbage CRS": (_mutate("processRequest.input.bounds.properties.crs", "not a crs"),
-                    "processRequest->input->bounds->properties->crs"),
-    "missing bounds for a grid": (_mutate("processRequest.input.bounds", ...),
-                                  "processRequest->input->bounds"),
+        _mutate(
+            "processRequest.input.bounds", {"geometry": {"type": "Point", "coordinates": [14, 48]}}
+        ),
+        "processRequest->input->bounds->geometry",
+    ),
+    "unknown CRS": (
+        _mutate(
+            "processRequest.input.bounds.properties.crs",
+            "http://www.opengis.net/def/crs/EPSG/0/999999",
+        ),
+        "processRequest->input->bounds->properties->crs",
+    ),
+    "garbage CRS": (
+        _mutate("processRequest.input.bounds.properties.crs", "not a crs"),
+        "processRequest->input->bounds->properties->crs",
+    ),
+    "missing bounds for a grid": (
+        _mutate("processRequest.input.bounds", ...),
+        "processRequest->input->bounds",
+    ),
     "missing delivery": (_mutate("output.delivery", ...), "output->delivery"),
-    "two storage kinds": (_mutate("output.delivery.gs", {"url": "gs://b/x", "credentials": "e30="}),
-                          "output->delivery"),
-    "delivery not s3": (_mutate("output.delivery.s3.url", "http://example.com/x"),
-                        "output->delivery->s3->url"),
+    "two storage kinds": (
+        _mutate("output.delivery.gs", {"url": "gs://b/x", "credentials": "e30="}),
+        "output->delivery",
+    ),
+    "delivery not s3": (
+        _mutate("output.delivery.s3.url", "http://example.com/x"),
+        "output->delivery->s3->url",
+    ),
     "half a key pair": (_mutate("output.delivery.s3.secretAccessKey", ...), "output->delivery"),
-    "template without tile": (_mutate("output.delivery.s3.url", "s3://results/<requestId>/x.tiff"),
-                              "output->delivery->s3->url"),
+    "template without tile": (
+        _mutate("output.delivery.s3.url", "s3://results/<requestId>/x.tiff"),
+        "output->delivery->s3->url",
+    ),
     "unknown template placeholder": (
         _mutate("output.delivery.s3.url", "s3://results/<featureId>/<tileName>.tiff"),
-        "output->delivery->s3->url"),
+        "output->delivery->s3->url",
+    ),
     "missing evalscript": (_mutate("processRequest.evalscript", ...), "processRequest->evalscript"),
     "empty evalscript": (_mutate("processRequest.evalscript", "   "), "processRequest->evalscript"),
-    "unknown data type": (_mutate("processRequest.input.data.0.type", "sentinel-7"),
-                          "processRequest->input->data->0->type"),
-    "unserved collection": (_mutate("processRequest.input.data.0.type", "sentinel-3-olci"),
-                            "processRequest->input->data->0->type"),
+    "unknown data type": (
+        _mutate("processRequest.input.data.0.type", "sentinel-7"),
+        "processRequest->input->data->0->type",
+    ),
+    "unserved collection": (
+        _mutate("processRequest.input.data.0.type", "sentinel-3-olci"),
+        "processRequest->input->data->0->type",
+    ),
     "unknown byoc collection": (
         _mutate("processRequest.input.data.0.type", "byoc-00000000-0000-0000-0000-000000000000"),
-        "processRequest->input->data->0->type"),
+        "processRequest->input->data->0->type",
+    ),
     "no data sources": (_mutate("processRequest.input.data", []), "processRequest->input->data"),
     "unknown output format": (
         _mutate("processRequest.output.responses.0.format.type", "image/png"),
-        "processRequest->output->responses->0->format->type"),
+        "processRequest->output->responses->0->format->type",
+    ),
     "json output not userdata": (
         _mutate("processRequest.output.responses.0.format.type", "application/json"),
-        "processRequest->output->responses->0->format->type"),
+        "processRequest->output->responses->0->format->type",
+    ),
     "duplicate output identifier": (
-        _mutate("processRequest.output.responses.1",
-                {"identifier": "default", "format": {"type": "image/tiff"}}),
-        "processRequest->output->responses->1->identifier"),
-    "createCollection without COG": (_mutate("output.createCollection", True),
-                                     "output->createCollection"),
+        _mutate(
+            "processRequest.output.responses.1",
+            {"identifier": "default", "format": {"type": "image/tiff"}},
+        ),
+        "processRequest->output->responses->1->identifier",
+    ),
+    "createCollection without COG": (
+        _mutate("output.createCollection", True),
+        "output->createCollection",
+    ),
     "unknown output type": (_mutate("output.type", "netcdf"), "output"),
     "geopackage in a missing bucket": (
         _mutate("input", {"type": "geopackage", "features": {"s3": {"url": "s3://b/f.gpkg"}}}),
-        "input->features"),
+        "input->features",
+    ),
     "zarr output without arrayParameters": (
-        _mutate("output", {"type": "zarr", "delivery": {"s3": {"url": "s3://b/<requestId>"}},
-                           "group": {"zarr_format": 2}}), "output->arrayParameters"),
+        _mutate(
+            "output",
+            {
+                "type": "zarr",
+                "delivery": {"s3": {"url": "s3://b/<requestId>"}},
+                "group": {"zarr_format": 2},
+            },
+        ),
+        "output->arrayParameters",
+    ),
     "unknown instance type": (_mutate("instanceType", "huge"), "instanceType"),
     "time range backwards": (
-        _mutate("processRequest.input.data.0.dataFilter.timeRange",
-                {"from": "2024-12-01T00:00:00Z", "to": "2024-01-01T00:00:00Z"}),
-        "processRequest->input->data->0->dataFilter->timeRange"),
+        _mutate(
+            "processRequest.input.data.0.dataFilter.timeRange",
+            {"from": "2024-12-01T00:00:00Z", "to": "2024-01-01T00:00:00Z"},
+        ),
+        "processRequest->input->data->0->dataFilter->timeRange",
+    ),
     "bad mosaicking order": (
         _mutate("processRequest.input.data.0.dataFilter.mosaickingOrder", "random"),
-                             "processRequest->input->data->0->dataFilter->mosaickingOrder"),
-    "bad upsampling": (_mutate("processRequest.input.data.0.processing", {"upsampling": "LANCZOS"}),
-                       "processRequest->input->data->0->processing->upsampling"),
+        "processRequest->input->data->0->dataFilter->mosaickingOrder",
+    ),
+    "bad upsampling": (
+        _mutate("processRequest.input.data.0.processing", {"upsampling": "LANCZOS"}),
+        "processRequest->input->data->0->processing->upsampling",
+    ),
     "missing processRequest": (_mutate("processRequest", ...), "processRequest"),
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize("case", list(BAD_BODIES))
@@ -342,9 +410,14 @@ def test_bad_request_bodies(case: str, alice: User, db, settings) -> None:  # ty
 
 @pytest.mark.parametrize(
     ("raw", "content_type"),
-    [(b"", "application/json"), (b"{not json", "application/json"), (b"[1, 2]", "application/json"),
-     (b'"text"', "application/json"), (b"\xff\xfe", "application/json")],
-)  # fmt: skip
+    [
+        (b"", "application/json"),
+        (b"{not json", "application/json"),
+        (b"[1, 2]", "application/json"),
+        (b'"text"', "application/json"),
+        (b"\xff\xfe", "application/json"),
+    ],
+)
 def test_malformed_bodies(raw: bytes, content_type: str, alice: User, db) -> None:  # type: ignore[no-untyped-def]
     response = alice.http.post(
         "/api/v2/batch/process", content=raw, headers={"Content-Type": content_type}
@@ -370,10 +443,15 @@ def test_low_balance_is_forbidden(app, db, settings) -> None:  # type: ignore[no
 
 @pytest.mark.parametrize(
     ("params", "parameter"),
-    [({"count": 0}, "count"), ({"count": 1000}, "count"), ({"count": "x"}, "count"),
-     ({"viewtoken": "abc"}, "viewtoken"), ({"viewtoken": "-4"}, "viewtoken"),
-     ({"sort": "name"}, "sort")],
-)  # fmt: skip
+    [
+        ({"count": 0}, "count"),
+        ({"count": 1000}, "count"),
+        ({"count": "x"}, "count"),
+        ({"viewtoken": "abc"}, "viewtoken"),
+        ({"viewtoken": "-4"}, "viewtoken"),
+        ({"sort": "name"}, "sort"),
+    ],
+)
 def test_bad_list_parameters(params: dict, parameter: str, alice: User) -> None:
     error = assert_error(alice.http.get("/api/v2/batch/process", params=params), 400)
     assert parameter in error["message"] or parameter in json.dumps(error.get("errors"))
@@ -403,8 +481,10 @@ def test_illegal_actions(alice: User, db) -> None:  # type: ignore[no-untyped-de
 
 
 def test_unknown_ids(alice: User) -> None:
-    for path in ("/api/v2/batch/process/3f1c5ab0-0000-4000-8000-000000000000",
-                 "/api/v2/batch/process/not-a-uuid"):  # fmt: skip
+    for path in (
+        "/api/v2/batch/process/3f1c5ab0-0000-4000-8000-000000000000",
+        "/api/v2/batch/process/not-a-uuid",
+    ):
         assert_error(alice.http.get(path), 404, "COMMON_NOT_FOUND")
         assert_error(alice.http.post(f"{path}/start"), 404, "COMMON_NOT_FOUND")
     assert_error(alice.http.get("/api/v2/batch/nothing-here"), 404, "COMMON_NOT_FOUND")
@@ -418,9 +498,14 @@ def test_tokens(app, db, settings) -> None:  # type: ignore[no-untyped-def]
     creds = create_account(db, "carol", 2000)
     http = TestClient(app, raise_server_exceptions=False)
     for path in ("/oauth/token", "/auth/realms/main/protocol/openid-connect/token"):
-        response = http.post(path, data={"grant_type": "client_credentials",
-                                          "client_id": creds.client_id,
-                                          "client_secret": creds.client_secret})  # fmt: skip
+        response = http.post(
+            path,
+            data={
+                "grant_type": "client_credentials",
+                "client_id": creds.client_id,
+                "client_secret": creds.client_secret,
+            },
+        )
         assert response.status_code == 200
         token = response.json()
         assert token["token_type"] == "Bearer" and token["expires_in"] == settings.token_lifetime_s
@@ -433,8 +518,14 @@ def test_tokens(app, db, settings) -> None:  # type: ignore[no-untyped-def]
         },
     )
     assert bad.status_code == 401 and bad.json()["error"] == "invalid_client"
-    grant = http.post("/oauth/token", data={"grant_type": "password", "client_id": creds.client_id,
-                                            "client_secret": creds.client_secret})  # fmt: skip
+    grant = http.post(
+        "/oauth/token",
+        data={
+            "grant_type": "password",
+            "client_id": creds.client_id,
+            "client_secret": creds.client_secret,
+        },
+    )
     assert grant.status_code == 400 and grant.json()["error"] == "unsupported_grant_type"
 
     secret = settings.jwt_secret
@@ -442,12 +533,20 @@ def test_tokens(app, db, settings) -> None:  # type: ignore[no-untyped-def]
         secret, Principal(creds.account_id, creds.client_id), timedelta(seconds=-5)
     )
     forged = issue_token("x" * 40, Principal(creds.account_id, creds.client_id), timedelta(hours=1))
-    for headers in ({}, {"Authorization": "Bearer"}, {"Authorization": "Basic abc"},
-                    {"Authorization": f"Bearer {expired}"}, {"Authorization": f"Bearer {forged}"},
-                    {"Authorization": "Bearer a.b.c"}):  # fmt: skip
-        for method, path in (("GET", "/api/v2/batch/process"), ("POST", "/api/v2/batch/process"),
-                             ("GET", "/api/v2/batch/tilinggrids"),
-                             ("GET", "/api/v1/byoc/collections")):  # fmt: skip
+    for headers in (
+        {},
+        {"Authorization": "Bearer"},
+        {"Authorization": "Basic abc"},
+        {"Authorization": f"Bearer {expired}"},
+        {"Authorization": f"Bearer {forged}"},
+        {"Authorization": "Bearer a.b.c"},
+    ):
+        for method, path in (
+            ("GET", "/api/v2/batch/process"),
+            ("POST", "/api/v2/batch/process"),
+            ("GET", "/api/v2/batch/tilinggrids"),
+            ("GET", "/api/v1/byoc/collections"),
+        ):
             response = http.request(method, path, headers=headers, json={})
             assert_error(response, 401, "COMMON_UNAUTHORIZED")
     assert task_count(db) == 0

@@ -102,8 +102,10 @@ def test_a_feature_the_whole_balance_cannot_pay_is_never_started(service_factory
     run_until([controller], status_is(svc, task_id, "STOPPED", "DONE", "FAILED"))
     task = svc.task(task_id)
     assert (task["status"], task["stoppedStatusReason"], task["costPU"]) == (
-        "STOPPED", "OUT_OF_PU", 0.0,
-    )  # fmt: skip
+        "STOPPED",
+        "OUT_OF_PU",
+        0.0,
+    )
     assert {r.status for r in svc.features(task_id)} == {"PENDING"}
     assert svc.balance() == (to_micro(1.0), 0)
 
@@ -145,9 +147,9 @@ def test_two_tasks_on_one_account_never_overspend_it(service_factory, backend: s
     # controller, both running at once in their own threads; SQLite has one controller.
     svc = service_factory(6.0, min_balance_pu=0.0)
     first, second = svc.create(run="a"), svc.create(run="b")
-    controllers = [svc.controller(), svc.controller()] if backend == "postgresql" else [
-        svc.controller()
-    ]
+    controllers = (
+        [svc.controller(), svc.controller()] if backend == "postgresql" else [svc.controller()]
+    )
     svc.action(first, "start")
     svc.action(second, "start")
     if len(controllers) == 2:
@@ -201,11 +203,13 @@ def test_estimate_features_listing_and_execution_database(service_factory, setti
     listed = page.json()["data"]
     assert len(listed) == 3 and "nextToken" in page.json()["links"]
     assert {f["costPU"] for f in listed} == {to_pu(FEATURE_MICRO)}
-    assert all(f["status"] == "DONE" and f["samples"] == 1 and f["bytesWritten"] > 0
-               for f in listed)  # fmt: skip
-    assert svc.http.get(
-        f"/api/v2/batch/process/{task_id}/features", params={"count": 0}
-    ).status_code == 400
+    assert all(
+        f["status"] == "DONE" and f["samples"] == 1 and f["bytesWritten"] > 0 for f in listed
+    )
+    assert (
+        svc.http.get(f"/api/v2/batch/process/{task_id}/features", params={"count": 0}).status_code
+        == 400
+    )
 
     path = svc.settings.buckets_dir / "results" / "run" / f"execution-{task_id}.sqlite"
     with sqlite3.connect(path) as connection:
@@ -213,11 +217,14 @@ def test_estimate_features_listing_and_execution_database(service_factory, setti
     assert costs == [(to_pu(FEATURE_MICRO),)] * 4
 
     result = CliRunner().invoke(
-        cli_app, ["accounts", "ledger", svc.account_id],
-        env={"EOBATCH_DATA_DIR": str(svc.settings.data_dir),
-             "EOBATCH_DATABASE_URL": svc.settings.resolved_database_url,
-             "COLUMNS": "250"},
-    )  # fmt: skip
+        cli_app,
+        ["accounts", "ledger", svc.account_id],
+        env={
+            "EOBATCH_DATA_DIR": str(svc.settings.data_dir),
+            "EOBATCH_DATABASE_URL": svc.settings.resolved_database_url,
+            "COLUMNS": "250",
+        },
+    )
     assert result.exit_code == 0, result.output
     assert "opening balance" in result.output and "minimum" in result.output
     assert "processing" in result.output
@@ -265,13 +272,24 @@ def test_outputs_to_another_region_pay_the_transfer_surcharge(  # type: ignore[n
     from tests.servers import MOTO_KEY, MOTO_SECRET
 
     settings = Settings(
-        data_dir=tmp_path / "data", database_url=f"sqlite:///{tmp_path / 'store.sqlite'}",
-        jwt_secret="test-signing-key-that-is-long-enough-for-hs256", workers=1,
-        s3_endpoint=moto_endpoint, s3_access_key=MOTO_KEY, s3_secret_key=MOTO_SECRET,
-        cloud="aws", region="eu-central-1", execution_db_interval_s=3600,
-    )  # fmt: skip
-    s3 = boto3.client("s3", endpoint_url=moto_endpoint, aws_access_key_id=MOTO_KEY,
-                      aws_secret_access_key=MOTO_SECRET, region_name="us-east-1")  # fmt: skip
+        data_dir=tmp_path / "data",
+        database_url=f"sqlite:///{tmp_path / 'store.sqlite'}",
+        jwt_secret="test-signing-key-that-is-long-enough-for-hs256",
+        workers=1,
+        s3_endpoint=moto_endpoint,
+        s3_access_key=MOTO_KEY,
+        s3_secret_key=MOTO_SECRET,
+        cloud="aws",
+        region="eu-central-1",
+        execution_db_interval_s=3600,
+    )
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=moto_endpoint,
+        aws_access_key_id=MOTO_KEY,
+        aws_secret_access_key=MOTO_SECRET,
+        region_name="us-east-1",
+    )
     suffix = bucket_region.replace("-", "")
     data_bucket, out_bucket = f"demo-{suffix}", f"out-{suffix}"
     for name in (data_bucket, out_bucket):
@@ -297,9 +315,11 @@ def test_outputs_to_another_region_pay_the_transfer_surcharge(  # type: ignore[n
         svc = Service(settings, db, user.http, dask_client, user.account_id, collection)
         body = svc.basic_request()
         body["output"]["delivery"]["s3"] = {
-            "url": f"s3://{out_bucket}/run", "region": bucket_region,
-            "accessKey": MOTO_KEY, "secretAccessKey": MOTO_SECRET,
-        }  # fmt: skip
+            "url": f"s3://{out_bucket}/run",
+            "region": bucket_region,
+            "accessKey": MOTO_KEY,
+            "secretAccessKey": MOTO_SECRET,
+        }
         created = user.http.post("/api/v2/batch/process", json=body)
         assert created.status_code == 201, created.text
         task_id = created.json()["id"]

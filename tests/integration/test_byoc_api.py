@@ -31,18 +31,32 @@ def backend() -> str:
     return "sqlite"
 
 
-def write_tif(path: Path, dtype: str = "uint16", epsg: int = 32633, size: int = 600,
-              origin: tuple[float, float] = (X0, Y0), res: float = 10.0,
-              **profile: object) -> None:  # fmt: skip
+def write_tif(
+    path: Path,
+    dtype: str = "uint16",
+    epsg: int = 32633,
+    size: int = 600,
+    origin: tuple[float, float] = (X0, Y0),
+    res: float = 10.0,
+    **profile: object,
+) -> None:
     """A GeoTIFF, tiled 256 px and DEFLATE unless `profile` says otherwise."""
     path.parent.mkdir(parents=True, exist_ok=True)
     options = {"tiled": True, "blockxsize": 256, "blockysize": 256, "compress": "deflate"}
     options.update(profile)
     data = (np.arange(size * size).reshape(size, size) % 250 + 1).astype(dtype)
     with rasterio.open(
-        path, "w", driver="GTiff", width=size, height=size, count=1, dtype=dtype,
-        crs=f"EPSG:{epsg}", transform=Affine(res, 0, origin[0], 0, -res, origin[1]), **options,
-    ) as dst:  # fmt: skip
+        path,
+        "w",
+        driver="GTiff",
+        width=size,
+        height=size,
+        count=1,
+        dtype=dtype,
+        crs=f"EPSG:{epsg}",
+        transform=Affine(res, 0, origin[0], 0, -res, origin[1]),
+        **options,
+    ) as dst:
         dst.write(data, 1)
 
 
@@ -113,8 +127,12 @@ def test_missing_band_file_and_first_tile_configures_the_collection(
     tile = add_tile(user, "t2/(BAND).tif")
     assert tile["status"] == "FAILED"
     assert "t2/B03.tif' does not exist" in tile["additionalData"]["failedIngestionCause"]
-    assert_error(user.http.post(f"/api/v1/byoc/collections/{user.collection_id}/tiles",
-                                json={"path": "t1/(BAND).tif"}), 409)  # fmt: skip
+    assert_error(
+        user.http.post(
+            f"/api/v1/byoc/collections/{user.collection_id}/tiles", json={"path": "t1/(BAND).tif"}
+        ),
+        409,
+    )
 
 
 def test_collection_summary_extent_and_sensing_times(user: User, settings: Settings) -> None:
@@ -171,8 +189,13 @@ def test_collection_in_a_bucket_with_its_own_credentials(
     and the keys never come back in the API."""
     # no deployment keys: only the collection's own
     settings = service_settings(tmp_path, s3_endpoint=moto_endpoint)
-    s3 = boto3.client("s3", endpoint_url=moto_endpoint, aws_access_key_id=MOTO_KEY,
-                      aws_secret_access_key=MOTO_SECRET, region_name=MOTO_REGION)  # fmt: skip
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=moto_endpoint,
+        aws_access_key_id=MOTO_KEY,
+        aws_secret_access_key=MOTO_SECRET,
+        region_name=MOTO_REGION,
+    )
     bucket = f"own-{uuid.uuid4().hex[:10]}"
     s3.create_bucket(Bucket=bucket)
     write_tif(tmp_path / "B04.tif")
@@ -181,16 +204,23 @@ def test_collection_in_a_bucket_with_its_own_credentials(
     db.migrate()
     try:
         http = signed_in(create_app(settings, db), create_account(db, "own", 5000.0))
-        storage = {"s3": {"url": f"s3://{bucket}/archive", "accessKey": MOTO_KEY,
-                          "secretAccessKey": MOTO_SECRET, "region": MOTO_REGION}}  # fmt: skip
+        storage = {
+            "s3": {
+                "url": f"s3://{bucket}/archive",
+                "accessKey": MOTO_KEY,
+                "secretAccessKey": MOTO_SECRET,
+                "region": MOTO_REGION,
+            }
+        }
         created = http.post("/api/v1/byoc/collections", json={"name": "own", "storage": storage})
         assert created.status_code == 201, created.text
         body = created.json()["data"]
         assert body["s3Bucket"] == bucket
         assert body["storage"]["s3"]["secretAccessKey"] == "***"
         assert MOTO_SECRET not in created.text
-        tile = http.post(f"/api/v1/byoc/collections/{body['id']}/tiles",
-                         json={"path": "2024/t1/(BAND).tif"}).json()["data"]  # fmt: skip
+        tile = http.post(
+            f"/api/v1/byoc/collections/{body['id']}/tiles", json={"path": "2024/t1/(BAND).tif"}
+        ).json()["data"]
         assert tile["status"] == "INGESTED", tile
         # what a client GETs, it can PUT back (sentinelhub-py does): the secrets stay
         url = f"/api/v1/byoc/collections/{body['id']}"
@@ -207,11 +237,13 @@ def test_collection_in_a_bucket_with_its_own_credentials(
 
         missing = {"s3": {**storage["s3"], "url": "s3://no-such-bucket-here"}}
         role = {"s3": {"url": f"s3://{bucket}", "iamRoleARN": "arn:aws:iam::123456789012:role/r"}}
-        for wrong in ({"name": "x", "storage": missing},
-                      {"name": "x", "storage": storage, "s3Bucket": "another-bucket"},
-                      {"name": "x", "storage": role},
-                      {"name": "x", "storage": {"s3": {**storage["s3"], "accessKey": "***"}}},
-                      {"name": "x"}):  # fmt: skip
+        for wrong in (
+            {"name": "x", "storage": missing},
+            {"name": "x", "storage": storage, "s3Bucket": "another-bucket"},
+            {"name": "x", "storage": role},
+            {"name": "x", "storage": {"s3": {**storage["s3"], "accessKey": "***"}}},
+            {"name": "x"},
+        ):
             assert_error(http.post("/api/v1/byoc/collections", json=wrong), 400)
     finally:
         db.dispose()
@@ -228,13 +260,15 @@ def test_collection_in_a_gcs_bucket_with_a_service_account(
     try:
         http = signed_in(create_app(settings, db), create_account(db, "gcs", 5000.0))
         storage_locator = {"gs": {"url": f"gs://{gcs_bucket}/cogs", "credentials": gcs_credentials}}
-        created = http.post("/api/v1/byoc/collections",
-                            json={"name": "gcs", "storage": storage_locator})  # fmt: skip
+        created = http.post(
+            "/api/v1/byoc/collections", json={"name": "gcs", "storage": storage_locator}
+        )
         assert created.status_code == 201, created.text
         body = created.json()["data"]
         assert body["storage"]["gs"]["credentials"] == "***"
-        tile = http.post(f"/api/v1/byoc/collections/{body['id']}/tiles",
-                         json={"path": "t1"}).json()["data"]  # fmt: skip
+        tile = http.post(
+            f"/api/v1/byoc/collections/{body['id']}/tiles", json={"path": "t1"}
+        ).json()["data"]
         assert tile["status"] == "INGESTED" and tile["path"] == "t1/(BAND).tif", tile
         scenes, bands = collection_scenes(db, settings, body["accountId"], body["id"])
         assert list(bands) == ["B08"]

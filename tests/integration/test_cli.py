@@ -74,8 +74,13 @@ def test_grids_lists_all_six() -> None:
 def _cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     """`eobatch` as a user runs it, with `env` over a clean EOBATCH_ environment."""
     base = {k: v for k, v in os.environ.items() if not k.startswith("EOBATCH_")}
-    return subprocess.run([sys.executable, "-m", "eobatch.cli", *args], capture_output=True,
-                          text=True, env={**base, "COLUMNS": "80", **env}, timeout=120)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "eobatch.cli", *args],
+        capture_output=True,
+        text=True,
+        env={**base, "COLUMNS": "80", **env},
+        timeout=120,
+    )
 
 
 def test_version() -> None:
@@ -84,8 +89,14 @@ def test_version() -> None:
 
 
 def test_bad_settings_give_one_line_each_naming_the_variable(tmp_path: Path) -> None:
-    result = _cli("accounts", "list", "--data-dir", str(tmp_path),
-                  EOBATCH_WORKERS="abc", EOBATCH_OUTPUT_COMPRESSION="GZIP")  # fmt: skip
+    result = _cli(
+        "accounts",
+        "list",
+        "--data-dir",
+        str(tmp_path),
+        EOBATCH_WORKERS="abc",
+        EOBATCH_OUTPUT_COMPRESSION="GZIP",
+    )
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 2 and "Traceback" not in result.stderr
@@ -99,13 +110,20 @@ def test_bad_settings_give_one_line_each_naming_the_variable(tmp_path: Path) -> 
 @pytest.mark.parametrize(
     ("url", "code", "says"),
     [
-        ("mysql://me@127.0.0.1/db", 2, "EOBATCH_DATABASE_URL='mysql://me@127.0.0.1/db': the mysql "
-         "database is not supported; allowed: sqlite:///<file> or postgresql+psycopg://"),
+        (
+            "mysql://me@127.0.0.1/db",
+            2,
+            "EOBATCH_DATABASE_URL='mysql://me@127.0.0.1/db': the mysql "
+            "database is not supported; allowed: sqlite:///<file> or postgresql+psycopg://",
+        ),
         ("no url at all", 2, "EOBATCH_DATABASE_URL='no url at all': not a database URL"),
-        ("postgresql+psycopg://me:secret@127.0.0.1:1/db", 1,
-         "cannot open the store postgresql+psycopg://me:***@127.0.0.1:1/db: "),
+        (
+            "postgresql+psycopg://me:secret@127.0.0.1:1/db",
+            1,
+            "cannot open the store postgresql+psycopg://me:***@127.0.0.1:1/db: ",
+        ),
     ],
-)  # fmt: skip
+)
 def test_bad_database_urls_give_one_line(tmp_path: Path, url: str, code: int, says: str) -> None:
     result = _cli("accounts", "list", "--data-dir", str(tmp_path), EOBATCH_DATABASE_URL=url)
     assert result.returncode == code
@@ -114,11 +132,19 @@ def test_bad_database_urls_give_one_line(tmp_path: Path, url: str, code: int, sa
 
 
 def test_unknown_eobatch_variables_are_warned_about(tmp_path: Path) -> None:
-    result = _cli("accounts", "list", "--data-dir", str(tmp_path), EOBATCH_WROKERS="4",
-                  EOBATCH_NOT_A_THING="1")  # fmt: skip
+    result = _cli(
+        "accounts",
+        "list",
+        "--data-dir",
+        str(tmp_path),
+        EOBATCH_WROKERS="4",
+        EOBATCH_NOT_A_THING="1",
+    )
     assert result.returncode == 0
-    assert ("warning: EOBATCH_WROKERS is not an eobatch setting and is ignored; did you mean "
-            "EOBATCH_WORKERS?") in result.stderr  # fmt: skip
+    assert (
+        "warning: EOBATCH_WROKERS is not an eobatch setting and is ignored; did you mean "
+        "EOBATCH_WORKERS?"
+    ) in result.stderr
     assert "EOBATCH_NOT_A_THING is not an eobatch setting" in result.stderr
 
 
@@ -136,8 +162,15 @@ def test_accounts_list_shows_whole_ids_on_a_narrow_terminal_and_json(tmp_path: P
     listed = runner.invoke(app, ["accounts", "list", *data], env={"COLUMNS": "50"})
     assert account_id in listed.output and variables["SH_CLIENT_ID"] in listed.output
     as_json = json.loads(runner.invoke(app, ["accounts", "list", "--json", *data]).output)
-    assert as_json == [{"id": account_id, "name": "carol", "balancePU": 1500.0, "heldPU": 0.0,
-                        "clientIds": [variables["SH_CLIENT_ID"]]}]  # fmt: skip
+    assert as_json == [
+        {
+            "id": account_id,
+            "name": "carol",
+            "balancePU": 1500.0,
+            "heldPU": 0.0,
+            "clientIds": [variables["SH_CLIENT_ID"]],
+        }
+    ]
 
 
 # -- eobatch tasks ----------------------------------------------------------------------------
@@ -173,11 +206,13 @@ def test_tasks_list_show_features(service: Service) -> None:
     shown = runner.invoke(app, ["tasks", "show", failed["id"], *data], env=env)
     assert "4 fatal" in shown.output and "feature error  4 × " in shown.output
     assert "no pixel for you" in shown.output
-    assert json.loads(runner.invoke(app, ["tasks", "show", done["id"], "--json", *data],
-                                    env=env).output) == service.task(done["id"])  # fmt: skip
+    assert json.loads(
+        runner.invoke(app, ["tasks", "show", done["id"], "--json", *data], env=env).output
+    ) == service.task(done["id"])
 
-    fatal = runner.invoke(app, ["tasks", "features", failed["id"], "--status", "fatal", *data],
-                          env=env)  # fmt: skip
+    fatal = runner.invoke(
+        app, ["tasks", "features", failed["id"], "--status", "fatal", *data], env=env
+    )
     assert fatal.output.count("no pixel for you") == 4 and fatal.output.count("FATAL") == 4
     api = service.http.get(f"/api/v2/batch/process/{done['id']}/features").json()["data"]
     cli = runner.invoke(app, ["tasks", "features", done["id"], "--json", *data], env=env)
@@ -194,10 +229,23 @@ def test_tasks_watch_follows_a_task_to_the_end(service: Service) -> None:
     service.action(task_id, "start")
     env = {**os.environ, **_store_env(service)}
     watcher = subprocess.Popen(
-        [sys.executable, "-m", "eobatch.cli", "tasks", "watch", "--json", "--interval", "0.1",
-         "--data-dir", str(service.settings.data_dir)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "eobatch.cli",
+            "tasks",
+            "watch",
+            "--json",
+            "--interval",
+            "0.1",
+            "--data-dir",
+            str(service.settings.data_dir),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     try:
         assert watcher.stdout is not None
         first = watcher.stdout.readline()  # the watcher is looking: only now does work start

@@ -51,8 +51,15 @@ RTC = {"backCoeff": "GAMMA0_TERRAIN", "orthorectify": True}  # what sentinel-1-r
 # -- the catalogue -------------------------------------------------------------------------------
 
 
-def landsat_l2_item(rng: np.random.Generator, id: str, platform: str, when: str, tier: str,
-                    cloud: float, hole: bool = False) -> Item:  # fmt: skip
+def landsat_l2_item(
+    rng: np.random.Generator,
+    id: str,
+    platform: str,
+    when: str,
+    tier: str,
+    cloud: float,
+    hole: bool = False,
+) -> Item:
     """Earth Search / stactools `landsat-c2-l2` (asset keys, properties, raster:bands)."""
     sr = {"scale": 2.75e-05, "offset": -0.2}
     st = {"scale": 0.00341802, "offset": 149.0, "unit": "kelvin"}
@@ -96,8 +103,9 @@ def landsat_l2_item(rng: np.random.Generator, id: str, platform: str, when: str,
     return Item(id, "landsat-c2-l2", when, properties, assets)
 
 
-def landsat_l1_item(rng: np.random.Generator, id: str, platform: str, when: str, tier: str,
-                    elevation: float) -> Item:  # fmt: skip
+def landsat_l1_item(
+    rng: np.random.Generator, id: str, platform: str, when: str, tier: str, elevation: float
+) -> Item:
     """USGS LandsatLook `landsat-c2l1`: https hrefs, the S3 copies as `alternate.s3`."""
     assets = {k: utm_asset(rng, "uint16", 30, 6000, 30000, 0) for k in ("red", "nir08")}
     assets["pan"] = utm_asset(rng, "uint16", 15, 6000, 30000, 0)
@@ -117,8 +125,14 @@ def landsat_l1_item(rng: np.random.Generator, id: str, platform: str, when: str,
     return Item(id, "landsat-c2l1", when, properties, assets, alternate_s3=True)
 
 
-def s1_item(rng: np.random.Generator, day: str, platform: str, orbit: str,
-            polarizations: list[str], hole: bool = False) -> Item:  # fmt: skip
+def s1_item(
+    rng: np.random.Generator,
+    day: str,
+    platform: str,
+    orbit: str,
+    polarizations: list[str],
+    hole: bool = False,
+) -> Item:
     """Planetary Computer `sentinel-1-rtc`: float32 gamma0 at 10 m, no-data -32768."""
     assets = {p.lower(): utm_asset(rng, "float32", 10, 0.001, 0.5, -32768) for p in polarizations}
     if hole:
@@ -143,8 +157,15 @@ def s1_item(rng: np.random.Generator, day: str, platform: str, orbit: str,
     return Item(id, "sentinel-1-rtc", f"{day}T05:03:39Z", properties, assets)
 
 
-def dem_item(rng: np.random.Generator, collection: str, west: float, south: float, east: float,
-             north: float, res: float) -> Item:  # fmt: skip
+def dem_item(
+    rng: np.random.Generator,
+    collection: str,
+    west: float,
+    south: float,
+    east: float,
+    north: float,
+    res: float,
+) -> Item:
     """Earth Search `cop-dem-glo-30`/`-90`: float32 heights in EPSG:4326 (smaller than the
     real 1-degree tiles), no no-data value, asset `data`."""
     width, height = round((east - west) / res), round((north - south) / res)
@@ -156,8 +177,9 @@ def dem_item(rng: np.random.Generator, collection: str, west: float, south: floa
     return Item(id, collection, "2021-04-22T00:00:00Z", properties, {"data": asset})
 
 
-def hls_item(rng: np.random.Generator, sensor: str, when: str, cloud: float,
-             hole: bool = False) -> Item:  # fmt: skip
+def hls_item(
+    rng: np.random.Generator, sensor: str, when: str, cloud: float, hole: bool = False
+) -> Item:
     """Planetary Computer `hls2-l30`/`hls2-s30`: int16 reflectance (-9999), Fmask, angles."""
     keys = ["B04", "B05", "B10"] if sensor == "L30" else ["B04", "B05", "B8A"]
     assets = {k: utm_asset(rng, "int16", 30, 100, 6000, -9999) for k in keys}
@@ -171,8 +193,13 @@ def hls_item(rng: np.random.Generator, sensor: str, when: str, cloud: float,
     collection = f"hls2-{sensor.lower()}"
     platform = "Landsat 9" if sensor == "L30" else "Sentinel-2B"
     stamp = when[:10].replace("-", "")
-    properties = {"platform": platform, "eo:cloud_cover": cloud, "proj:epsg": EPSG,
-                  "view:sun_azimuth": 140.2, "view:sun_elevation": 60.4}  # fmt: skip
+    properties = {
+        "platform": platform,
+        "eo:cloud_cover": cloud,
+        "proj:epsg": EPSG,
+        "view:sun_azimuth": 140.2,
+        "view:sun_elevation": 60.4,
+    }
     return Item(f"HLS.{sensor}.T33TWL.{stamp}T095031.v2.0", collection, when, properties, assets)
 
 
@@ -192,23 +219,40 @@ def modis_item(rng: np.random.Generator, day: str, hole: bool = False) -> Item:
         values = rng.integers(100, 5000, (m, n)).astype("int16")
         if hole:
             values[: m // 2, : n // 2] = 32767
-        assets[f"Nadir_Reflectance_Band{band}"] = Asset(values, res, x0, y0, 32767,
-                                                        SINUSOIDAL, {"scale": 0.0001})  # fmt: skip
+        assets[f"Nadir_Reflectance_Band{band}"] = Asset(
+            values, res, x0, y0, 32767, SINUSOIDAL, {"scale": 0.0001}
+        )
     doy = f"{np.datetime64(day).astype('datetime64[D]').item().timetuple().tm_yday:03d}"
-    properties = {"start_datetime": f"{day}T00:00:00Z", "end_datetime": f"{day}T23:59:59Z",
-                  "platform": "terra", "instruments": ["modis"], "modis:tile-id": "51019004",
-                  "modis:horizontal-tile": 19, "modis:vertical-tile": 4}  # fmt: skip
-    return Item(f"MCD43A4.A2024{doy}.h19v04.061.2024170034521", "modis-43A4-061",
-                f"{day}T00:00:00Z", properties, assets)  # fmt: skip
+    properties = {
+        "start_datetime": f"{day}T00:00:00Z",
+        "end_datetime": f"{day}T23:59:59Z",
+        "platform": "terra",
+        "instruments": ["modis"],
+        "modis:tile-id": "51019004",
+        "modis:horizontal-tile": 19,
+        "modis:vertical-tile": 4,
+    }
+    return Item(
+        f"MCD43A4.A2024{doy}.h19v04.061.2024170034521",
+        "modis-43A4-061",
+        f"{day}T00:00:00Z",
+        properties,
+        assets,
+    )
 
 
 def s2_item(rng: np.random.Generator) -> Item:
     """Earth Search `sentinel-2-l2a` (baseline 02.14: no offset), 10 m red and nir."""
     assets = {k: utm_asset(rng, "uint16", 10, 1, 12000, 0) for k in ("red", "nir")}
-    properties = {"eo:cloud_cover": 3.0, "s2:processing_baseline": "02.14",
-                  "proj:code": f"EPSG:{EPSG}", "platform": "sentinel-2a"}  # fmt: skip
-    return Item("S2A_33TWL_20240612_0_L2A", "sentinel-2-l2a", "2024-06-12T10:00:00Z",
-                properties, assets)  # fmt: skip
+    properties = {
+        "eo:cloud_cover": 3.0,
+        "s2:processing_baseline": "02.14",
+        "proj:code": f"EPSG:{EPSG}",
+        "platform": "sentinel-2a",
+    }
+    return Item(
+        "S2A_33TWL_20240612_0_L2A", "sentinel-2-l2a", "2024-06-12T10:00:00Z", properties, assets
+    )
 
 
 @dataclass
@@ -222,24 +266,45 @@ class Catalogue:
 def build_catalogue() -> Catalogue:
     rng = np.random.default_rng(21)
     items = {
-        "l9": landsat_l2_item(rng, "LC09_L2SP_190029_20240614_02_T2", "landsat-9",
-                              "2024-06-14T09:51:10Z", "T2", 40.0, hole=True),
-        "l8": landsat_l2_item(rng, "LC08_L2SP_190029_20240606_02_T1", "landsat-8",
-                              "2024-06-06T09:51:02Z", "T1", 10.0),
-        "l7": landsat_l2_item(rng, "LE07_L2SP_190029_20220610_02_T1", "landsat-7",
-                              "2022-06-10T09:20:00Z", "T1", 5.0),
-        "l5": landsat_l2_item(rng, "LT05_L2SP_190029_20110612_02_T1", "landsat-5",
-                              "2011-06-12T09:10:00Z", "T1", 7.0),
-        "l1_8": landsat_l1_item(rng, "LC08_L1TP_190029_20240606_20240613_02_RT", "LANDSAT_8",
-                                "2024-06-06T09:51:02Z", "RT", 62.0),
-        "l1_9": landsat_l1_item(rng, "LC09_L1TP_190029_20240614_20240615_02_T1", "LANDSAT_9",
-                                "2024-06-14T09:51:10Z", "T1", 48.5),
+        "l9": landsat_l2_item(
+            rng,
+            "LC09_L2SP_190029_20240614_02_T2",
+            "landsat-9",
+            "2024-06-14T09:51:10Z",
+            "T2",
+            40.0,
+            hole=True,
+        ),
+        "l8": landsat_l2_item(
+            rng, "LC08_L2SP_190029_20240606_02_T1", "landsat-8", "2024-06-06T09:51:02Z", "T1", 10.0
+        ),
+        "l7": landsat_l2_item(
+            rng, "LE07_L2SP_190029_20220610_02_T1", "landsat-7", "2022-06-10T09:20:00Z", "T1", 5.0
+        ),
+        "l5": landsat_l2_item(
+            rng, "LT05_L2SP_190029_20110612_02_T1", "landsat-5", "2011-06-12T09:10:00Z", "T1", 7.0
+        ),
+        "l1_8": landsat_l1_item(
+            rng,
+            "LC08_L1TP_190029_20240606_20240613_02_RT",
+            "LANDSAT_8",
+            "2024-06-06T09:51:02Z",
+            "RT",
+            62.0,
+        ),
+        "l1_9": landsat_l1_item(
+            rng,
+            "LC09_L1TP_190029_20240614_20240615_02_T1",
+            "LANDSAT_9",
+            "2024-06-14T09:51:10Z",
+            "T1",
+            48.5,
+        ),
         "s1_0411": s1_item(rng, "2018-04-11", "SENTINEL-1A", "descending", ["VV", "VH"]),
         "s1_0505": s1_item(rng, "2018-05-05", "SENTINEL-1B", "ascending", ["VV", "VH"]),
         "s1_0610": s1_item(rng, "2018-06-10", "SENTINEL-1B", "descending", ["VV", "VH"]),
         "s1_0701": s1_item(rng, "2018-07-01", "SENTINEL-1A", "descending", ["VV"]),
-        "s1_0821": s1_item(rng, "2018-08-21", "SENTINEL-1A", "descending", ["VV", "VH"],
-                           hole=True),
+        "s1_0821": s1_item(rng, "2018-08-21", "SENTINEL-1A", "descending", ["VV", "VH"], hole=True),
         "s1_190311": s1_item(rng, "2019-03-11", "SENTINEL-1A", "descending", ["VV", "VH"]),
         "s1_190323": s1_item(rng, "2019-03-23", "SENTINEL-1A", "descending", ["VV", "VH"]),
         "dem30": dem_item(rng, "cop-dem-glo-30", 14.97, 45.12, 15.005, 45.19, 0.0005),
@@ -249,7 +314,7 @@ def build_catalogue() -> Catalogue:
         "modis_9": modis_item(rng, "2024-06-09"),
         "modis_10": modis_item(rng, "2024-06-10", hole=True),
         "s2": s2_item(rng),
-    }  # fmt: skip
+    }
     return Catalogue(items)
 
 
@@ -299,9 +364,11 @@ class World:
                 "output": {"responses": responses},
             },
             "input": {"type": "geopackage", "features": {"s3": {"url": self.features_url}}},
-            "output": {"type": "raster",
-                       "delivery": {"s3": {"url": f"s3://{self.out_bucket}/run"}}},
-        }  # fmt: skip
+            "output": {
+                "type": "raster",
+                "delivery": {"s3": {"url": f"s3://{self.out_bucket}/run"}},
+            },
+        }
 
     def refused(self, body: dict) -> dict[str, str]:
         """The violations of a request refused at creation (400), by parameter."""
@@ -318,25 +385,39 @@ def overlay(source: str) -> dict[str, dict[str, str]]:
     return {data_type: {"source": source} for data_type in OWN_SOURCE}
 
 
-def world_settings(tmp: Any, moto_endpoint: str, parquet: str, database_url: str | None = None,
-                   **overrides: object) -> Settings:  # fmt: skip
+def world_settings(
+    tmp: Any, moto_endpoint: str, parquet: str, database_url: str | None = None, **overrides: object
+) -> Settings:
     mapping = tmp / "mapping.json"
     mapping.write_text(json.dumps(overlay(parquet)))
     return Settings(
-        data_dir=tmp / "data", database_url=database_url or f"sqlite:///{tmp / 'store.sqlite'}",
-        jwt_secret="test-signing-key-that-is-long-enough-for-hs256", workers=1,
-        s3_endpoint=moto_endpoint, s3_access_key=MOTO_KEY, s3_secret_key=MOTO_SECRET,
-        stac_source=parquet, stac_mapping=mapping, execution_db_interval_s=3600,
-        stac_backoff_s=0.05, **overrides,  # type: ignore[arg-type]
-    )  # fmt: skip
+        data_dir=tmp / "data",
+        database_url=database_url or f"sqlite:///{tmp / 'store.sqlite'}",
+        jwt_secret="test-signing-key-that-is-long-enough-for-hs256",
+        workers=1,
+        s3_endpoint=moto_endpoint,
+        s3_access_key=MOTO_KEY,
+        s3_secret_key=MOTO_SECRET,
+        stac_source=parquet,
+        stac_mapping=mapping,
+        execution_db_interval_s=3600,
+        stac_backoff_s=0.05,
+        **overrides,  # type: ignore[arg-type]
+    )
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory, moto_endpoint: str, dask_client: Any
-          ) -> Iterator[World]:  # fmt: skip
+def world(
+    tmp_path_factory: pytest.TempPathFactory, moto_endpoint: str, dask_client: Any
+) -> Iterator[World]:
     tmp = tmp_path_factory.mktemp("collections")
-    s3 = boto3.client("s3", endpoint_url=moto_endpoint, aws_access_key_id=MOTO_KEY,
-                      aws_secret_access_key=MOTO_SECRET, region_name=MOTO_REGION)  # fmt: skip
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=moto_endpoint,
+        aws_access_key_id=MOTO_KEY,
+        aws_secret_access_key=MOTO_SECRET,
+        region_name=MOTO_REGION,
+    )
     suffix = uuid.uuid4().hex[:8]
     cogs, out = f"stac-cogs-{suffix}", f"stac-out-{suffix}"
     for name in (cogs, out):
@@ -354,8 +435,9 @@ def world(tmp_path_factory: pytest.TempPathFactory, moto_endpoint: str, dask_cli
     creds = create_account(db, "collections-user", 1_000_000.0)
     http = signed_in(create_app(settings, db), creds)
     service = Service(settings, db, http, dask_client, creds.account_id, collection_id="")
-    yield World(service, s3, cogs, out, f"s3://{out}/input/feature.gpkg", catalogue, geojson,
-                parquet)  # fmt: skip
+    yield World(
+        service, s3, cogs, out, f"s3://{out}/input/feature.gpkg", catalogue, geojson, parquet
+    )
     db.dispose()
 
 
@@ -533,12 +615,14 @@ def test_landsat_ot_l1_toa_reflectance_and_brightness_temperature(
     data_filter: dict[str, Any] = {"timeRange": JUNE_2024}
     if tiers:
         data_filter["tiers"] = tiers
-    task_id, _ = world.run(world.request(L1_SCRIPT, [{"type": "landsat-ot-l1",
-                                                      "dataFilter": data_filter}]))  # fmt: skip
+    task_id, _ = world.run(
+        world.request(L1_SCRIPT, [{"type": "landsat-ot-l1", "dataFilter": data_filter}])
+    )
     got = world.output(task_id)
-    scenes = [("l1_9", 48.5, (0.00038, 799.0284, 1329.2405), (0.000349, 475.6581, 1198.3494)),
-              ("l1_8", 62.0, (0.0003342, 774.8853, 1321.0789),
-               (0.0003342, 480.8883, 1201.1442))]  # fmt: skip
+    scenes = [
+        ("l1_9", 48.5, (0.00038, 799.0284, 1329.2405), (0.000349, 475.6581, 1198.3494)),
+        ("l1_8", 62.0, (0.0003342, 774.8853, 1321.0789), (0.0003342, 480.8883, 1201.1442)),
+    ]
     if tiers == "TIER_1":  # Landsat 8's scene is real-time (RT)
         scenes = scenes[:1]
     assert (got[0] == len(scenes)).all()
@@ -577,9 +661,18 @@ def test_sentinel1_terrain_flattened_gamma0_with_its_filters(world: World) -> No
         "resolution": "HIGH",
         "timeliness": "Fast24h",
     }
-    data = [{"type": "S1GRD", "dataFilter": data_filter,
-             "processing": {**RTC, "upsampling": "NEAREST", "downsampling": "BILINEAR",
-                            "speckleFilter": {"type": "NONE"}}}]  # fmt: skip
+    data = [
+        {
+            "type": "S1GRD",
+            "dataFilter": data_filter,
+            "processing": {
+                **RTC,
+                "upsampling": "NEAREST",
+                "downsampling": "BILINEAR",
+                "speckleFilter": {"type": "NONE"},
+            },
+        }
+    ]
     task_id, _ = world.run(world.request(S1_LINEAR, data))
     got = world.output(task_id)
     newest, older = (stored(world.catalogue[n], "vv", "vh") for n in ("s1_0821", "s1_0610"))
@@ -611,8 +704,7 @@ function evaluatePixel(samples) {
 
 
 def test_sentinel1_orbit_composite_of_chosen_dates(world: World) -> None:
-    data = [{"type": "sentinel-1-grd", "dataFilter": {"timeRange": YEAR_2018},
-             "processing": RTC}]  # fmt: skip
+    data = [{"type": "sentinel-1-grd", "dataFilter": {"timeRange": YEAR_2018}, "processing": RTC}]
     task_id, _ = world.run(world.request(COMPOSITE, data))
     got = world.output(task_id)
     vv = [world.catalogue[n].assets["vv"].on_feature() for n in ("s1_0821", "s1_0610", "s1_0411")]
@@ -628,11 +720,19 @@ def test_sentinel1_orbit_composite_of_chosen_dates(world: World) -> None:
         ({}, {}, "processing->backCoeff", "defaults to GAMMA0_ELLIPSOID"),
         ({}, {}, "processing->orthorectify", "defaults to false"),
         ({}, {**RTC, "backCoeff": "BETA0"}, "processing->backCoeff", "served: GAMMA0_TERRAIN"),
-        ({}, {**RTC, "speckleFilter": {"type": "LEE", "windowSizeX": 3, "windowSizeY": 3}},
-         "processing->speckleFilter", "LEE is not served"),
+        (
+            {},
+            {**RTC, "speckleFilter": {"type": "LEE", "windowSizeX": 3, "windowSizeY": 3}},
+            "processing->speckleFilter",
+            "LEE is not served",
+        ),
         ({}, {**RTC, "demInstance": "COPERNICUS_30"}, "processing->demInstance", "omit it"),
-        ({}, {**RTC, "radiometricTerrainOversampling": 3},
-         "processing->radiometricTerrainOversampling", "omit it"),
+        (
+            {},
+            {**RTC, "radiometricTerrainOversampling": 3},
+            "processing->radiometricTerrainOversampling",
+            "omit it",
+        ),
         ({"acquisitionMode": "EW"}, RTC, "dataFilter->acquisitionMode", "served: IW"),
         ({"resolution": "MEDIUM"}, RTC, "dataFilter->resolution", "served: HIGH"),
         ({"tiers": "TIER_1"}, RTC, "dataFilter->tiers", "not an option of sentinel-1-grd"),
@@ -640,7 +740,7 @@ def test_sentinel1_orbit_composite_of_chosen_dates(world: World) -> None:
         ({"mosaickingOrder": "leastCC"}, RTC, "dataFilter->mosaickingOrder", "leastCC needs"),
         ({"polarization": "XX"}, RTC, "dataFilter->polarization", ""),
     ],
-)  # fmt: skip
+)
 def test_sentinel1_options_it_cannot_honour_are_refused_at_creation(
     world: World, data_filter: dict, processing: dict, parameter: str, text: str
 ) -> None:
@@ -738,15 +838,19 @@ def test_dem_script_with_a_colour_ramp_and_two_outputs(world: World) -> None:
 @pytest.mark.parametrize(
     ("data_filter", "processing", "parameter", "text"),
     [
-        ({"demInstance": "MAPZEN"}, {}, "dataFilter->demInstance",
-         "served: COPERNICUS_30, COPERNICUS_90"),
+        (
+            {"demInstance": "MAPZEN"},
+            {},
+            "dataFilter->demInstance",
+            "served: COPERNICUS_30, COPERNICUS_90",
+        ),
         ({}, {"egm": True}, "processing->egm", "true is not served"),
         ({}, {"clampNegative": True}, "processing->clampNegative", "true is not served"),
         ({"maxCloudCoverage": 10}, {}, "dataFilter->maxCloudCoverage", "no cloud cover"),
         ({}, {"harmonizeValues": True}, "processing->harmonizeValues", "Sentinel-2"),
         ({"constellation": "LANDSAT"}, {}, "dataFilter->constellation", "not an option of dem"),
     ],
-)  # fmt: skip
+)
 def test_dem_options_it_cannot_honour_are_refused_at_creation(
     world: World, data_filter: dict, processing: dict, parameter: str, text: str
 ) -> None:
@@ -784,11 +888,17 @@ def test_hls_bands_of_both_constellations(world: World) -> None:
     data = [
         {"type": "hls", "id": "all", "dataFilter": {"timeRange": JUNE_2024}},
         {"type": "hls", "id": "re", "dataFilter": {"timeRange": JUNE_2024}},
-        {"type": "HLS", "id": "ls", "dataFilter": {"timeRange": JUNE_2024,
-                                                   "constellation": "LANDSAT"}},
-        {"type": "hls", "id": "dn", "dataFilter": {"timeRange": JUNE_2024,
-                                                   "mosaickingOrder": "leastRecent"}},
-    ]  # fmt: skip
+        {
+            "type": "HLS",
+            "id": "ls",
+            "dataFilter": {"timeRange": JUNE_2024, "constellation": "LANDSAT"},
+        },
+        {
+            "type": "hls",
+            "id": "dn",
+            "dataFilter": {"timeRange": JUNE_2024, "mosaickingOrder": "leastRecent"},
+        },
+    ]
     task_id, _ = world.run(world.request(HLS_SCRIPT, data))
     got = world.output(task_id)
     sentinel, landsat = world.catalogue["hls_s"], world.catalogue["hls_l"]
@@ -951,8 +1061,13 @@ def test_scenes_found_at_analysis_are_read_after_a_restart_whatever_the_catalogu
     parquet = tmp_path / "items.parquet"
     write_geoparquet(parquet, world.geojson)
     # A short lease: the restarted controller takes the task over from the first one at once.
-    settings = world_settings(tmp_path, world.service.settings.s3_endpoint or "", str(parquet),
-                              database_url=database_url, lease_s=1.0)  # fmt: skip
+    settings = world_settings(
+        tmp_path,
+        world.service.settings.s3_endpoint or "",
+        str(parquet),
+        database_url=database_url,
+        lease_s=1.0,
+    )
     db = Database(settings.resolved_database_url)
     db.migrate()
     try:
@@ -973,8 +1088,14 @@ def test_scenes_found_at_analysis_are_read_after_a_restart_whatever_the_catalogu
         assert [(p.source, sorted(i["id"] for i in p.items)) for p in pins] == [
             (0, sorted([l9.id, l8.id]))
         ]
-        newer = landsat_l2_item(np.random.default_rng(5), "LC08_L2SP_190029_20240622_02_T1",
-                                "landsat-8", "2024-06-22T09:51:02Z", "T1", 1.0)  # fmt: skip
+        newer = landsat_l2_item(
+            np.random.default_rng(5),
+            "LC08_L2SP_190029_20240622_02_T1",
+            "landsat-8",
+            "2024-06-22T09:51:02Z",
+            "T1",
+            1.0,
+        )
         arrived = publish(world.s3, world.cog_bucket, [newer])
         write_geoparquet(parquet, [g for g in world.geojson if g["id"] != l8.id] + arrived)
 
@@ -987,8 +1108,9 @@ def test_scenes_found_at_analysis_are_read_after_a_restart_whatever_the_catalogu
         later = restarted.create(body)
         restarted.action(later, "start")
         assert restarted.wait(later)["status"] == "DONE"
-        assert np.array_equal(world.output(later)[0],
-                              linear(stored(newer, "red")["red"], 2.75e-05, -0.2))  # fmt: skip
+        assert np.array_equal(
+            world.output(later)[0], linear(stored(newer, "red")["red"], 2.75e-05, -0.2)
+        )
     finally:
         db.dispose()
 
@@ -1001,10 +1123,14 @@ def flaky_api(world: World, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     """The catalogue's items and 600 more (a collection of its own, to page through) behind
     `rustac serve`, reached through a proxy that fails as each test plans."""
     extra = [
-        {**world.geojson[0], "id": f"filler-{n:04d}", "collection": "filler",
-         "properties": {"datetime": "2024-06-01T00:00:00Z", "platform": f"p{n % 3}"}}
+        {
+            **world.geojson[0],
+            "id": f"filler-{n:04d}",
+            "collection": "filler",
+            "properties": {"datetime": "2024-06-01T00:00:00Z", "platform": f"p{n % 3}"},
+        }
         for n in range(600)
-    ]  # fmt: skip
+    ]
     path = tmp_path_factory.mktemp("api") / "items.json"
     path.write_text(json.dumps({"type": "FeatureCollection", "features": world.geojson + extra}))
     url, stop = start_stac_api(str(path))
@@ -1021,13 +1147,19 @@ def test_a_large_search_is_paged_and_each_failing_page_retried(flaky_api: FlakyP
     flaky_api.log.clear()
     bbox = shapely.box(X0, Y0 - SIZE, X0 + SIZE, Y0)
     to_wgs = Transformer.from_crs(EPSG, 4326, always_xy=True)
-    query = StacQuery(("filler",), to_wgs.transform_bounds(*bbox.bounds),
-                      filter={"platform": ("p0", "p2")})  # fmt: skip
+    query = StacQuery(
+        ("filler",), to_wgs.transform_bounds(*bbox.bounds), filter={"platform": ("p0", "p2")}
+    )
     items = search_items(flaky_api.url, query, Retry(attempts=3, backoff_s=0.01))
     assert len(items) == 400 and len({i.id for i in items}) == 400
     assert [what for _, _, what in flaky_api.log] == [
-        "503", "drop", "forwarded", "502", "forwarded", "forwarded"
-    ]  # fmt: skip
+        "503",
+        "drop",
+        "forwarded",
+        "502",
+        "forwarded",
+        "forwarded",
+    ]
 
 
 @pytest.mark.parametrize(("faults", "attempts", "requests"), [([503] * 3, 3, 3), ([400], 5, 1)])
@@ -1047,8 +1179,9 @@ def test_one_type_from_a_stac_api_and_the_others_from_a_geoparquet_file(
     """A deployment's mapping file points sentinel-1-grd at a STAC API (which fails twice
     before answering); the DEM, fused in, still comes from the stac-geoparquet file."""
     mapping = tmp_path / "mapping.json"
-    mapping.write_text(json.dumps({**overlay(world.parquet),
-                                   "sentinel-1-grd": {"source": flaky_api.url}}))  # fmt: skip
+    mapping.write_text(
+        json.dumps({**overlay(world.parquet), "sentinel-1-grd": {"source": flaky_api.url}})
+    )
     flaky_api.faults, flaky_api.log[:] = [503, "drop"], []
     script = """//VERSION=3
 function one(x) { return Array.isArray(x) ? x[0] : x; }
@@ -1059,10 +1192,14 @@ function setup() {
 function evaluatePixel(s) { return [one(s.s1).VV, one(s.dem).DEM]; }
 """
     data = [
-        {"type": "sentinel-1-grd", "id": "s1", "processing": RTC,
-         "dataFilter": {"timeRange": YEAR_2018, "orbitDirection": "ASCENDING"}},
+        {
+            "type": "sentinel-1-grd",
+            "id": "s1",
+            "processing": RTC,
+            "dataFilter": {"timeRange": YEAR_2018, "orbitDirection": "ASCENDING"},
+        },
         {"type": "dem", "id": "dem"},
-    ]  # fmt: skip
+    ]
     task_id, _ = world.using(stac_mapping=mapping).run(world.request(script, data))
     got = world.output(task_id)
     assert np.array_equal(got[0], world.catalogue["s1_0505"].assets["vv"].on_feature().astype(F32))
@@ -1080,10 +1217,13 @@ PUBLIC_SCRIPTS = {
     "landsat-8/false-color/script.js": ("landsat-ot-l2", {}, ["processList"]),
     "landsat-8/bqa/script.js": ("landsat-ot-l2", {}, ["decodeL8C2Qa"]),
     "sentinel-1/sar_multi-temporal_backscatter_coefficient_composite/script.js": (
-        "sentinel-1-grd", {"processing": RTC}, []),
+        "sentinel-1-grd",
+        {"processing": RTC},
+        [],
+    ),
     "sentinel-1/flood_mapping/script.js": ("sentinel-1-grd", {"processing": RTC}, []),
     "dem/dem-topographic/cop-dem.js": ("dem", {}, []),
-}  # fmt: skip
+}
 
 
 def auto(values: np.ndarray) -> np.ndarray:
@@ -1149,10 +1289,20 @@ def test_public_custom_scripts_run_unchanged(world: World, path: str) -> None:
 
 # -- what sentinelhub-py sends -------------------------------------------------------------------
 
-SENTINELHUB_PY = ["LANDSAT_OT_L1", "LANDSAT_OT_L2", "LANDSAT_ETM_L2", "LANDSAT_TM_L2",
-                  "SENTINEL1_IW", "SENTINEL1_IW_ASC", "SENTINEL1_IW_DES", "DEM",
-                  "DEM_COPERNICUS_30", "DEM_COPERNICUS_90", "HARMONIZED_LANDSAT_SENTINEL",
-                  "MODIS"]  # fmt: skip
+SENTINELHUB_PY = [
+    "LANDSAT_OT_L1",
+    "LANDSAT_OT_L2",
+    "LANDSAT_ETM_L2",
+    "LANDSAT_TM_L2",
+    "SENTINEL1_IW",
+    "SENTINEL1_IW_ASC",
+    "SENTINEL1_IW_DES",
+    "DEM",
+    "DEM_COPERNICUS_30",
+    "DEM_COPERNICUS_90",
+    "HARMONIZED_LANDSAT_SENTINEL",
+    "MODIS",
+]
 
 
 @pytest.mark.parametrize("name", SENTINELHUB_PY)
@@ -1167,9 +1317,11 @@ def test_the_input_sentinelhub_py_builds_for_each_collection_is_accepted(
     other = {"processing": RTC} if collection.api_id == "sentinel-1-grd" else None
     cloud = 0.5 if collection.has_cloud_coverage else None
     data = SentinelHubRequest.input_data(
-        data_collection=collection, time_interval=("2024-06-01", "2024-06-30"), maxcc=cloud,
+        data_collection=collection,
+        time_interval=("2024-06-01", "2024-06-30"),
+        maxcc=cloud,
         other_args=other,
-    )  # fmt: skip
+    )
     response = world.http.post("/api/v2/batch/process", json=world.request(B04, [dict(data)]))
     assert response.status_code == 201, response.text
 
@@ -1179,8 +1331,9 @@ def test_sentinelhub_py_s_extra_wide_swath_collection_is_refused_with_what_is_se
 ) -> None:
     from sentinelhub import DataCollection, SentinelHubRequest
 
-    data = SentinelHubRequest.input_data(data_collection=DataCollection.SENTINEL1_EW,
-                                         other_args={"processing": RTC})  # fmt: skip
+    data = SentinelHubRequest.input_data(
+        data_collection=DataCollection.SENTINEL1_EW, other_args={"processing": RTC}
+    )
     found = world.refused(world.request(B04, [dict(data)]))
     where = "processRequest->input->data->0->dataFilter->"
     assert "served: IW" in found[where + "acquisitionMode"]

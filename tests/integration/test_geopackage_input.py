@@ -247,8 +247,12 @@ def test_geopackage_from_gcs_with_service_account_credentials(  # type: ignore[n
     settings = service_settings(tmp_path, gcs_endpoint=gcs_endpoint)
     for bucket in ("data", "results"):
         (settings.buckets_dir / bucket).mkdir(parents=True)
-    upload_to_gcs(gcs_endpoint, gcs_bucket, "aoi/features.gpkg",
-                  valid_geopackage(tmp_path / "f.gpkg").read_bytes())  # fmt: skip
+    upload_to_gcs(
+        gcs_endpoint,
+        gcs_bucket,
+        "aoi/features.gpkg",
+        valid_geopackage(tmp_path / "f.gpkg").read_bytes(),
+    )
     db = Database(settings.resolved_database_url)
     db.migrate()
     try:

@@ -45,14 +45,25 @@ def wait_for(condition: Callable[[], bool], what: str, limit_s: float = 240) -> 
 
 
 def geopackage_task(
-    svc: Service, http: TestClient, collection_id: str, name: str, count: int,
-    pixels: int = 25, evalscript: str = NDVI,
-) -> str:  # fmt: skip
+    svc: Service,
+    http: TestClient,
+    collection_id: str,
+    name: str,
+    count: int,
+    pixels: int = 25,
+    evalscript: str = NDVI,
+) -> str:
     """A task of `count` small features: `pixels` × `pixels` px squares of 500 m in the demo
     area."""
     path = svc.buckets / "data" / f"{name}.gpkg"
-    write_layer(path, "fields", 32633, squares(441_000, 5_340_000, 500, count),
-                width=[pixels] * count, height=[pixels] * count)  # fmt: skip
+    write_layer(
+        path,
+        "fields",
+        32633,
+        squares(441_000, 5_340_000, 500, count),
+        width=[pixels] * count,
+        height=[pixels] * count,
+    )
     body = {
         "processRequest": {
             "input": {"data": [{"type": f"byoc-{collection_id}"}]},
@@ -155,17 +166,23 @@ def test_the_controller_rides_out_lost_database_connections(service_factory, set
     name = settings.resolved_database_url.rsplit("/", 1)[1]
     admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
     try:
-        task_id = geopackage_task(svc, svc.http, svc.collection_id, "connections", 12,
-                                  pixels=200, evalscript=SLOW_NDVI)  # fmt: skip
+        task_id = geopackage_task(
+            svc, svc.http, svc.collection_id, "connections", 12, pixels=200, evalscript=SLOW_NDVI
+        )
         svc.action(task_id, "start")
         for done in (1, 2):  # twice, while features are in flight
-            wait_for(lambda n=done: sum(r.status == "DONE" for r in svc.features(task_id)) >= n,
-                     f"{done} feature(s) done")  # fmt: skip
+            wait_for(
+                lambda n=done: sum(r.status == "DONE" for r in svc.features(task_id)) >= n,
+                f"{done} feature(s) done",
+            )
             with admin.connect() as connection:
                 killed = connection.execute(
-                    text("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                         "WHERE datname = :name AND pid <> pg_backend_pid()"), {"name": name},
-                ).scalar()  # fmt: skip
+                    text(
+                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                        "WHERE datname = :name AND pid <> pg_backend_pid()"
+                    ),
+                    {"name": name},
+                ).scalar()
             assert killed
         wait_for(lambda: svc.task(task_id)["status"] in ("DONE", "FAILED", "STOPPED"), "the task")
     finally:
@@ -245,12 +262,15 @@ def test_a_task_with_some_failed_features_is_done_and_says_how_many(
     assert task["error"].endswith(f"GET /api/v2/batch/process/{task_id}/features lists them.")
     assert task["costPU"] == 100.0  # three features billed, topped up to the task minimum
     failures = [r for r in task_events(caplog.records) if r.event == "feature_failed"]
-    assert [(r.feature, r.attempt, r.final) for r in failures] == [(blocked, 1, False),
-                                                                   (blocked, 2, True)]  # fmt: skip
+    assert [(r.feature, r.attempt, r.final) for r in failures] == [
+        (blocked, 1, False),
+        (blocked, 2, True),
+    ]
     lines = [r.getMessage() for r in caplog.records]
     assert f"task {task_id} started processing" in lines
-    assert any(line.startswith(f"task {task_id} done: 4 features, 1 failed, 100 PU")
-               for line in lines)  # fmt: skip
+    assert any(
+        line.startswith(f"task {task_id} done: 4 features, 1 failed, 100 PU") for line in lines
+    )
 
 
 # -- readiness and metrics -----------------------------------------------------------------------

@@ -85,23 +85,34 @@ def test_new_collection_is_readable_by_the_next_task(service: Service) -> None:
 
 
 def test_existing_collection_must_match(service: Service) -> None:
-    created = service.http.post("/api/v1/byoc/collections", json={
-        "name": "target", "s3Bucket": "results",
-        "additionalData": {"bands": {"result": {"bitDepth": 8}, "result2": {"bitDepth": 16},
-                                     "result3": {"bitDepth": 16}}},
-    })  # fmt: skip
+    created = service.http.post(
+        "/api/v1/byoc/collections",
+        json={
+            "name": "target",
+            "s3Bucket": "results",
+            "additionalData": {
+                "bands": {
+                    "result": {"bitDepth": 8},
+                    "result2": {"bitDepth": 16},
+                    "result3": {"bitDepth": 16},
+                }
+            },
+        },
+    )
     assert created.status_code == 201, created.text
     collection_id = created.json()["data"]["id"]
-    task = service.run(service.request(RESULT3, ["result"], raster("s3://results/e",
-                                                                   collectionId=collection_id)),
-                       action="analyse")  # fmt: skip
+    task = service.run(
+        service.request(RESULT3, ["result"], raster("s3://results/e", collectionId=collection_id)),
+        action="analyse",
+    )
     assert task["status"] == "FAILED"
     assert "Band 'result'" in task["error"] and "8-bit UINT" in task["error"]
 
 
 def test_generated_band_names_must_not_clash(service: Service) -> None:
-    body = service.request(CLASH, ["result", "result2"], raster("s3://results/c",
-                                                                createCollection=True))  # fmt: skip
+    body = service.request(
+        CLASH, ["result", "result2"], raster("s3://results/c", createCollection=True)
+    )
     task = service.run(body, action="analyse")
     assert task["status"] == "FAILED"
     assert "'result2'" in task["error"] and "clashes" in task["error"]
@@ -109,11 +120,14 @@ def test_generated_band_names_must_not_clash(service: Service) -> None:
 
 @pytest.mark.parametrize(
     ("extra", "parameter"),
-    [({"createCollection": True, "cogOutput": False}, "output->createCollection"),
-     ({"collectionId": "017aa0ae-33a6-45d3-8548-0f7d1041b40c"}, "output->collectionId")],
-)  # fmt: skip
-def test_ingestion_requests_checked_at_create(service: Service, extra: dict,
-                                              parameter: str) -> None:  # fmt: skip
+    [
+        ({"createCollection": True, "cogOutput": False}, "output->createCollection"),
+        ({"collectionId": "017aa0ae-33a6-45d3-8548-0f7d1041b40c"}, "output->collectionId"),
+    ],
+)
+def test_ingestion_requests_checked_at_create(
+    service: Service, extra: dict, parameter: str
+) -> None:
     body = service.request(RESULT3, ["result"], raster("s3://results/x", **extra))
     response = service.http.post("/api/v2/batch/process", json=body)
     assert response.status_code == 400, response.text
@@ -122,11 +136,13 @@ def test_ingestion_requests_checked_at_create(service: Service, extra: dict,
 
 @pytest.mark.parametrize(
     ("location", "refused"),
-    [(Location("s3://b/p", endpoint="http://127.0.0.1:9", region="eu-central-1"), None),
-     (Location("s3://b/p", endpoint="http://127.0.0.1:9", region="us-west-2"), "us-west-2"),
-     (Location("gs://b/p", gcs_endpoint="http://127.0.0.1:9", region="eu-central-1"), "gcp"),
-     (Location("s3://b/p", local_root="/tmp/b", region="us-west-2"), None)],
-)  # fmt: skip
+    [
+        (Location("s3://b/p", endpoint="http://127.0.0.1:9", region="eu-central-1"), None),
+        (Location("s3://b/p", endpoint="http://127.0.0.1:9", region="us-west-2"), "us-west-2"),
+        (Location("gs://b/p", gcs_endpoint="http://127.0.0.1:9", region="eu-central-1"), "gcp"),
+        (Location("s3://b/p", local_root="/tmp/b", region="us-west-2"), None),
+    ],
+)
 def test_ingestion_needs_the_deployments_cloud_and_region(
     location: Location, refused: str | None
 ) -> None:

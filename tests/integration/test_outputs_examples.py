@@ -31,8 +31,8 @@ function evaluatePixel(s) {
 """
 # E1's own script (batch-v2-api.md §8): max NDVI over the orbits, ORBIT mosaicking, AUTO output.
 E1_SCRIPT = (
-    "//VERSION=3\nfunction setup(){return {input:[{bands:[\"B04\",\"B08\"]}],output:[{id:"
-    "\"default\",bands:3}],mosaicking:\"ORBIT\"};}\nfunction evaluatePixel(s){let m=0;for(const x "
+    '//VERSION=3\nfunction setup(){return {input:[{bands:["B04","B08"]}],output:[{id:'
+    '"default",bands:3}],mosaicking:"ORBIT"};}\nfunction evaluatePixel(s){let m=0;for(const x '
     "of s){const d=x.B04+x.B08;const n=d?(x.B08-x.B04)/d:0;if(n>m)m=n;}return [m,m,m];}"
 )
 E3_SCRIPT = """//VERSION=3
@@ -59,15 +59,19 @@ def _with_source(service: Service, body: dict) -> dict:
     body = copy.deepcopy(body)
     source = body["processRequest"]["input"]["data"][0]
     source["type"] = f"byoc-{service.collection_id}"
-    source["dataFilter"] = {"timeRange": {"from": "2024-01-01T00:00:00Z",
-                                          "to": "2024-12-31T23:59:59Z"}}  # fmt: skip
+    source["dataFilter"] = {
+        "timeRange": {"from": "2024-01-01T00:00:00Z", "to": "2024-12-31T23:59:59Z"}
+    }
     return body
 
 
 def test_e1_tiling_grid_geotiff_with_iam_role(service: Service) -> None:
-    body = service.request(E1_SCRIPT, ["default"], {
-        "type": "raster", "delivery": {"s3": {"url": "s3://results", "iamRoleARN": ROLE}}},
-        grid={"type": "tiling-grid", "id": 0, "resolution": 60.0})  # fmt: skip
+    body = service.request(
+        E1_SCRIPT,
+        ["default"],
+        {"type": "raster", "delivery": {"s3": {"url": "s3://results", "iamRoleARN": ROLE}}},
+        grid={"type": "tiling-grid", "id": 0, "resolution": 60.0},
+    )
     body["description"] = "Max NDVI over Corsica"
     task = service.run(_with_source(service, body))
     assert task["status"] == "DONE", task
@@ -93,19 +97,39 @@ def test_e2_geopackage_cog_template_overwrite_skip_existing(service: Service) ->
     template = "s3://results/out/<requestId>/<tileName>/<outputId>.<format>"
     body = {
         "processRequest": service.request(NDVI3, ["default"], {})["processRequest"],
-        "input": {"type": "geopackage",
-                  "features": {"s3": {"url": "s3://results/aoi/features.gpkg",
-                                      "accessKey": "AK", "secretAccessKey": "SK"}},
-                  "defaults": {"resolution": 10.0}},
-        "output": {"type": "raster",
-                   "delivery": {"s3": {"url": template, "accessKey": "AK", "secretAccessKey": "SK",
-                                       "region": "eu-central-1"}},
-                   "cogOutput": True,
-                   "cogParameters": {"resamplingAlgorithm": "gauss", "overviewLevels": [2, 4, 8],
-                                     "blockxsize": 512, "blockysize": 512},
-                   "overwrite": True, "skipExisting": True},
+        "input": {
+            "type": "geopackage",
+            "features": {
+                "s3": {
+                    "url": "s3://results/aoi/features.gpkg",
+                    "accessKey": "AK",
+                    "secretAccessKey": "SK",
+                }
+            },
+            "defaults": {"resolution": 10.0},
+        },
+        "output": {
+            "type": "raster",
+            "delivery": {
+                "s3": {
+                    "url": template,
+                    "accessKey": "AK",
+                    "secretAccessKey": "SK",
+                    "region": "eu-central-1",
+                }
+            },
+            "cogOutput": True,
+            "cogParameters": {
+                "resamplingAlgorithm": "gauss",
+                "overviewLevels": [2, 4, 8],
+                "blockxsize": 512,
+                "blockysize": 512,
+            },
+            "overwrite": True,
+            "skipExisting": True,
+        },
         "description": "GeoPackage + COG",
-    }  # fmt: skip
+    }
     del body["processRequest"]["input"]["bounds"]  # the docs' variant without bounds
     task = service.run(_with_source(service, body))
     assert task["status"] == "DONE", task
@@ -120,15 +144,30 @@ def test_e2_geopackage_cog_template_overwrite_skip_existing(service: Service) ->
 
 
 def test_e3_zarr_laea_100km(service: Service) -> None:
-    body = service.request(E3_SCRIPT, ["band08", "band04", "maxNDVI"], {
-        "type": "zarr",
-        "delivery": {"s3": {"url": "s3://results/<requestId>", "accessKey": "AK",
-                            "secretAccessKey": "SK"}},
-        "group": {"zarr_format": 2},
-        "arrayParameters": {"dtype": "<u2", "order": "C", "chunks": [1, 1000, 1000],
-                            "fill_value": 0},
-        "arrayOverrides": {"maxNDVI": {"dtype": "<f4", "fill_value": "NaN"}},
-    }, grid={"type": "tiling-grid", "id": 6, "resolution": 100.0}, fmt="zarr/array")  # fmt: skip
+    body = service.request(
+        E3_SCRIPT,
+        ["band08", "band04", "maxNDVI"],
+        {
+            "type": "zarr",
+            "delivery": {
+                "s3": {
+                    "url": "s3://results/<requestId>",
+                    "accessKey": "AK",
+                    "secretAccessKey": "SK",
+                }
+            },
+            "group": {"zarr_format": 2},
+            "arrayParameters": {
+                "dtype": "<u2",
+                "order": "C",
+                "chunks": [1, 1000, 1000],
+                "fill_value": 0,
+            },
+            "arrayOverrides": {"maxNDVI": {"dtype": "<f4", "fill_value": "NaN"}},
+        },
+        grid={"type": "tiling-grid", "id": 6, "resolution": 100.0},
+        fmt="zarr/array",
+    )
     task = service.run(body)
     assert task["status"] == "DONE", task
     ds = xr.open_zarr(service.buckets / "results" / task["id"])
@@ -146,11 +185,17 @@ def test_e3_zarr_laea_100km(service: Service) -> None:
 
 
 def test_e4_byoc_new_collection(service: Service) -> None:
-    body = service.request(E4_SCRIPT, ["result"], {
-        "type": "raster", "delivery": {"s3": {"url": "s3://results/byoc", "iamRoleARN": ROLE}},
-        "cogOutput": True, "createCollection": True},
-        grid={"type": "tiling-grid", "id": 1, "resolution": 10.0, "bufferX": 50,
-              "bufferY": 50})  # fmt: skip
+    body = service.request(
+        E4_SCRIPT,
+        ["result"],
+        {
+            "type": "raster",
+            "delivery": {"s3": {"url": "s3://results/byoc", "iamRoleARN": ROLE}},
+            "cogOutput": True,
+            "createCollection": True,
+        },
+        grid={"type": "tiling-grid", "id": 1, "resolution": 10.0, "bufferX": 50, "bufferY": 50},
+    )
     task = service.run(body)
     assert task["status"] == "DONE", task
     files = sorted((service.buckets / "results" / "byoc" / task["id"]).glob("*/result.tiff"))

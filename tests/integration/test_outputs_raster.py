@@ -32,8 +32,11 @@ INT8_SCRIPT = """//VERSION=3
 function setup() { return { input: ["B04"], output: { bands: 1, sampleType: "INT8" } }; }
 function evaluatePixel(s) { return [1]; }
 """
-PRIORITY = [s for s in sorted(DEMO_SCENES, key=lambda s: s.sensing_time, reverse=True)
-            if s.sensing_time.year == 2024]  # fmt: skip
+PRIORITY = [
+    s
+    for s in sorted(DEMO_SCENES, key=lambda s: s.sensing_time, reverse=True)
+    if s.sensing_time.year == 2024
+]
 
 
 def delivery(url: str, **extra) -> dict:  # type: ignore[no-untyped-def]
@@ -49,8 +52,9 @@ def check_pixels(path: Path, output: str) -> None:
     transform = Affine(t.a, 0, t.c, 0, t.e, t.f)
 
     def expected(shift):  # type: ignore[no-untyped-def]
-        values, mask = nearest_mosaic(PRIORITY, ["B04", "B08"], 3035, transform, width, height,
-                                      shift)  # fmt: skip
+        values, mask = nearest_mosaic(
+            PRIORITY, ["B04", "B08"], 3035, transform, width, height, shift
+        )
         if output == "ndvi":
             return ndvi(values["B04"], values["B08"])[None].astype(np.float64)
         return np.stack([np.where(mask, values[b], 0) for b in ("B04", "B08")])
@@ -60,13 +64,22 @@ def check_pixels(path: Path, output: str) -> None:
 
 
 def test_cog_with_every_parameter_and_a_path_template(service: Service) -> None:
-    params = {"overviewLevels": [2, 4, 8], "resamplingAlgorithm": "nearest",
-              "blockxsize": 512, "blockysize": 256, "usePredictor": False}  # fmt: skip
+    params = {
+        "overviewLevels": [2, 4, 8],
+        "resamplingAlgorithm": "nearest",
+        "blockxsize": 512,
+        "blockysize": 256,
+        "usePredictor": False,
+    }
     body = service.request(
-        TWO_OUTPUTS, ["bands", "ndvi"],
-        delivery("s3://results/cogs/<tileName>/<outputId>-<requestId>.<format>",
-                 cogOutput=True, cogParameters=params),
-    )  # fmt: skip
+        TWO_OUTPUTS,
+        ["bands", "ndvi"],
+        delivery(
+            "s3://results/cogs/<tileName>/<outputId>-<requestId>.<format>",
+            cogOutput=True,
+            cogParameters=params,
+        ),
+    )
     task = service.run(body)
     assert task["status"] == "DONE", task
     root = service.buckets / "results" / "cogs"
@@ -97,8 +110,9 @@ def test_cog_with_every_parameter_and_a_path_template(service: Service) -> None:
 
 
 def test_cog_defaults(service: Service) -> None:
-    body = service.request(TWO_OUTPUTS, ["bands", "ndvi"], delivery("s3://results/d",
-                                                                     cogOutput=True))  # fmt: skip
+    body = service.request(
+        TWO_OUTPUTS, ["bands", "ndvi"], delivery("s3://results/d", cogOutput=True)
+    )
     task = service.run(body)
     assert task["status"] == "DONE", task
     outputs = sorted((service.buckets / "results" / "d" / task["id"]).glob("*/*.tiff"))
@@ -122,13 +136,16 @@ def test_cog_refuses_int8_at_analysis(service: Service) -> None:
 
 @pytest.mark.parametrize(
     ("change", "parameter"),
-    [({"cogParameters": {"blockxsize": 100}}, "output->cogParameters->blockxsize"),
-     ({"cogParameters": {"resamplingAlgorithm": "bilinear"}}, "resamplingAlgorithm"),
-     ({"cogParameters": {"overviewLevels": [1]}}, "overviewLevels")],
-)  # fmt: skip
+    [
+        ({"cogParameters": {"blockxsize": 100}}, "output->cogParameters->blockxsize"),
+        ({"cogParameters": {"resamplingAlgorithm": "bilinear"}}, "resamplingAlgorithm"),
+        ({"cogParameters": {"overviewLevels": [1]}}, "overviewLevels"),
+    ],
+)
 def test_bad_cog_parameters_are_refused(service: Service, change: dict, parameter: str) -> None:
-    body = service.request(TWO_OUTPUTS, ["bands"], delivery("s3://results/x", cogOutput=True,
-                                                             **change))  # fmt: skip
+    body = service.request(
+        TWO_OUTPUTS, ["bands"], delivery("s3://results/x", cogOutput=True, **change)
+    )
     response = service.http.post("/api/v2/batch/process", json=body)
     assert response.status_code == 400, response.text
     assert any(parameter in e["parameter"] for e in response.json()["error"]["errors"])
@@ -205,14 +222,18 @@ def test_existing_outputs_fail_overwrite_replaces_skip_existing_skips(service: S
         k: v for k, v in before.items() if not k.startswith(tile)
     }
     # Only the rewritten feature is charged (both tasks then pay the 100 PU task minimum).
-    charged = [f["name"] for f in service.http.get(
-        f"/api/v2/batch/process/{mixed['id']}/features").json()["data"] if f["costPU"] > 0]
+    charged = [
+        f["name"]
+        for f in service.http.get(f"/api/v2/batch/process/{mixed['id']}/features").json()["data"]
+        if f["costPU"] > 0
+    ]
     assert charged == [tile]
     assert mixed["costPU"] == first["costPU"] == 100.0
 
     # overwrite alone rewrites everything
-    again = service.run(service.request(TWO_OUTPUTS, ["bands", "ndvi"],
-                                        delivery(FIXED, overwrite=True)))  # fmt: skip
+    again = service.run(
+        service.request(TWO_OUTPUTS, ["bands", "ndvi"], delivery(FIXED, overwrite=True))
+    )
     assert again["status"] == "DONE", again
     assert all(v > after[k] for k, v in _stamps(root).items())
     for path in sorted(root.rglob("*.tiff"))[:2]:
@@ -244,8 +265,11 @@ def test_cog_task_delivered_to_gcs(tmp_path: Path, demo_folder, dask_client) -> 
         bucket = open_location(locator, svc.settings, "output->delivery")
         keys = bucket.list()
         tid = task["id"]
-        assert {f"request-{tid}.json", f"featureManifest-{tid}.gpkg",
-                f"execution-{tid}.sqlite"} <= set(keys)  # fmt: skip
+        assert {
+            f"request-{tid}.json",
+            f"featureManifest-{tid}.gpkg",
+            f"execution-{tid}.sqlite",
+        } <= set(keys)
         tiffs = [k for k in keys if k.endswith(".tiff")]
         assert len(tiffs) == 8
         for key in tiffs[:2]:

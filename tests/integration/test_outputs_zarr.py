@@ -36,12 +36,16 @@ def zarr_output(url: str = "s3://results/zarr/<requestId>", **changes) -> dict: 
         "type": "zarr",
         "delivery": {"s3": {"url": url}},
         "group": {"zarr_format": 2},
-        "arrayParameters": {"dtype": "<u2", "order": "C", "chunks": [1, 500, 500],
-                            "fill_value": 0},
-        "arrayOverrides": {"maxNDVI": {"dtype": "<f4", "fill_value": "NaN",
-                                       "customAttributes": {"long_name": "max NDVI"}}},
+        "arrayParameters": {"dtype": "<u2", "order": "C", "chunks": [1, 500, 500], "fill_value": 0},
+        "arrayOverrides": {
+            "maxNDVI": {
+                "dtype": "<f4",
+                "fill_value": "NaN",
+                "customAttributes": {"long_name": "max NDVI"},
+            }
+        },
         **changes,
-    }  # fmt: skip
+    }
 
 
 def check_values(ds: xr.Dataset, origin: str) -> None:
@@ -54,8 +58,9 @@ def check_values(ds: xr.Dataset, origin: str) -> None:
     width, height = len(x), len(y)
 
     def expected(name: str, shift):  # type: ignore[no-untyped-def]
-        values, mask = nearest_mosaic(PRIORITY, ["B04", "B08"], 3035, transform, width, height,
-                                      shift)  # fmt: skip
+        values, mask = nearest_mosaic(
+            PRIORITY, ["B04", "B08"], 3035, transform, width, height, shift
+        )
         if name == "maxNDVI":
             out = ndvi(values["B04"], values["B08"]).astype(np.float64)
         else:
@@ -83,8 +88,13 @@ def test_zarr_format_2_opens_with_xarray(service: Service) -> None:
     assert meta["zarr_format"] == 2
     assert (meta["dtype"], meta["order"], meta["fill_value"]) == ("<u2", "C", 0)
     assert meta["chunks"] == [1, 500, 500]
-    assert meta["compressor"] == {"id": "blosc", "cname": "lz4", "clevel": 5, "shuffle": 1,
-                                  "blocksize": 0}  # fmt: skip
+    assert meta["compressor"] == {
+        "id": "blosc",
+        "cname": "lz4",
+        "clevel": 5,
+        "shuffle": 1,
+        "blocksize": 0,
+    }
     ndvi_meta = json.loads((group / "maxNDVI" / ".zarray").read_text())
     assert ndvi_meta["dtype"] == "<f4" and ndvi_meta["fill_value"] == "NaN"
     attrs = json.loads((group / "maxNDVI" / ".zattrs").read_text())
@@ -126,31 +136,106 @@ def test_zarr_format_3_bottom_left_origin_and_plain_prefix(service: Service) -> 
 
 
 BAD = [
-    ({"arrayParameters": {"dtype": "<u2", "order": "C", "chunks": [1, 300, 500],
-                          "fill_value": 0}}, "chunks", "divide the tile size of 1000"),
-    ({"arrayParameters": {"dtype": "<u2", "order": "C", "chunks": [2, 500, 500],
-                          "fill_value": 0}}, "chunks", "must be 1"),
-    ({"arrayParameters": {"dtype": "<u4", "order": "C", "chunks": [1, 500, 500],
-                          "fill_value": 0}}, "dtype", "not one of"),
-    ({"arrayParameters": {"dtype": "<u2", "order": "F", "chunks": [1, 500, 500],
-                          "fill_value": 0}}, "order", "\"C\""),
-    ({"arrayParameters": {"dtype": "<u2", "order": "C", "chunks": [1, 500, 500],
-                          "fill_value": -1}}, "fill_value", "not a value of dtype"),
-    ({"arrayParameters": {"dtype": "<u2", "order": "C", "chunks": [1, 500, 500],
-                          "fill_value": "NaN"}}, "fill_value", "not a value of dtype"),
-    ({"arrayParameters": {"dtype": "<u2", "order": "C", "chunks": [1, 500, 500],
-                          "fill_value": 0, "compressor": {"id": "nope"}}}, "compressor", "codec"),
-    ({"arrayParameters": {"dtype": "<u2", "chunks": [1, 500, 500], "fill_value": 0}},
-     "arrayParameters", "no order"),
+    (
+        {
+            "arrayParameters": {
+                "dtype": "<u2",
+                "order": "C",
+                "chunks": [1, 300, 500],
+                "fill_value": 0,
+            }
+        },
+        "chunks",
+        "divide the tile size of 1000",
+    ),
+    (
+        {
+            "arrayParameters": {
+                "dtype": "<u2",
+                "order": "C",
+                "chunks": [2, 500, 500],
+                "fill_value": 0,
+            }
+        },
+        "chunks",
+        "must be 1",
+    ),
+    (
+        {
+            "arrayParameters": {
+                "dtype": "<u4",
+                "order": "C",
+                "chunks": [1, 500, 500],
+                "fill_value": 0,
+            }
+        },
+        "dtype",
+        "not one of",
+    ),
+    (
+        {
+            "arrayParameters": {
+                "dtype": "<u2",
+                "order": "F",
+                "chunks": [1, 500, 500],
+                "fill_value": 0,
+            }
+        },
+        "order",
+        '"C"',
+    ),
+    (
+        {
+            "arrayParameters": {
+                "dtype": "<u2",
+                "order": "C",
+                "chunks": [1, 500, 500],
+                "fill_value": -1,
+            }
+        },
+        "fill_value",
+        "not a value of dtype",
+    ),
+    (
+        {
+            "arrayParameters": {
+                "dtype": "<u2",
+                "order": "C",
+                "chunks": [1, 500, 500],
+                "fill_value": "NaN",
+            }
+        },
+        "fill_value",
+        "not a value of dtype",
+    ),
+    (
+        {
+            "arrayParameters": {
+                "dtype": "<u2",
+                "order": "C",
+                "chunks": [1, 500, 500],
+                "fill_value": 0,
+                "compressor": {"id": "nope"},
+            }
+        },
+        "compressor",
+        "codec",
+    ),
+    (
+        {"arrayParameters": {"dtype": "<u2", "chunks": [1, 500, 500], "fill_value": 0}},
+        "arrayParameters",
+        "no order",
+    ),
     ({"arrayOverrides": {"other": {"dtype": "<f4"}}}, "arrayOverrides->other", "not an output"),
     ({"group": {"zarr_format": 4}}, "zarr_format", "must be 2"),
     ({"delivery": {"s3": {"url": "s3://results/<tileName>"}}}, "url", "placeholder"),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize(("change", "parameter", "message"), BAD)
-def test_bad_zarr_requests_are_refused(service: Service, change: dict, parameter: str,
-                                       message: str) -> None:  # fmt: skip
+def test_bad_zarr_requests_are_refused(
+    service: Service, change: dict, parameter: str, message: str
+) -> None:
     body = service.request(THREE_OUTPUTS, IDS, zarr_output(**change), fmt="zarr/array")
     response = service.http.post("/api/v2/batch/process", json=body)
     assert response.status_code == 400, response.text
@@ -159,8 +244,9 @@ def test_bad_zarr_requests_are_refused(service: Service, change: dict, parameter
 
 
 def test_zarr_needs_a_single_crs_grid_and_zarr_responses(service: Service) -> None:
-    body = service.request(THREE_OUTPUTS, IDS, zarr_output(),
-                           grid={"type": "tiling-grid", "id": 1, "resolution": 20.0})  # fmt: skip
+    body = service.request(
+        THREE_OUTPUTS, IDS, zarr_output(), grid={"type": "tiling-grid", "id": 1, "resolution": 20.0}
+    )
     response = service.http.post("/api/v2/batch/process", json=body)
     assert response.status_code == 400
     text = response.text
@@ -169,11 +255,14 @@ def test_zarr_needs_a_single_crs_grid_and_zarr_responses(service: Service) -> No
 
 @pytest.mark.parametrize(
     ("script_change", "message"),
-    [(("sampleType: \"FLOAT32\"", "sampleType: \"INT16\""), "cannot hold sampleType INT16"),
-     (("id: \"band04\", bands: 1", "id: \"band04\", bands: 2"), "one band per output")],
-)  # fmt: skip
-def test_zarr_script_mismatch_fails_analysis(service: Service, script_change: tuple[str, str],
-                                             message: str) -> None:  # fmt: skip
+    [
+        (('sampleType: "FLOAT32"', 'sampleType: "INT16"'), "cannot hold sampleType INT16"),
+        (('id: "band04", bands: 1', 'id: "band04", bands: 2'), "one band per output"),
+    ],
+)
+def test_zarr_script_mismatch_fails_analysis(
+    service: Service, script_change: tuple[str, str], message: str
+) -> None:
     script = THREE_OUTPUTS.replace(*script_change)
     output = zarr_output()
     output["arrayOverrides"]["maxNDVI"]["dtype"] = "<u2"

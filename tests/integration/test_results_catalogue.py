@@ -59,8 +59,10 @@ def test_raster_task_has_a_valid_catalogue_and_mosaics(service: Service) -> None
     assert collection.id == task["id"]
     assert collection.description == "two outputs over the demo data"
     interval = collection.extent.temporal.intervals[0]
-    assert [t.isoformat() for t in interval] == ["2024-01-01T00:00:00+00:00",
-                                                 "2024-12-31T23:59:59+00:00"]  # fmt: skip
+    assert [t.isoformat() for t in interval] == [
+        "2024-01-01T00:00:00+00:00",
+        "2024-12-31T23:59:59+00:00",
+    ]
 
     delivered = [f for f in service.features(task["id"]) if f.delivered]
     items = {item.id: item for item in collection.get_items()}
@@ -74,8 +76,10 @@ def test_raster_task_has_a_valid_catalogue_and_mosaics(service: Service) -> None
         assert projection.code == "EPSG:3035" and projection.shape == [1000, 1000]
         assert item.properties["start_datetime"].startswith("2024-01-01")
         assert (folder / item.id / f"{item.id}.json").is_file()  # next to its outputs
-        for name, bands, dtype, nodata in (("bands", 2, "uint16", 0), ("ndvi", 1, "float32",
-                                                                        "nan")):  # fmt: skip
+        for name, bands, dtype, nodata in (
+            ("bands", 2, "uint16", 0),
+            ("ndvi", 1, "float32", "nan"),
+        ):
             asset = item.assets[name]
             path = Path(asset.get_absolute_href())
             assert path == folder / item.id / f"{name}.tiff" and path.is_file()
@@ -111,8 +115,7 @@ def check_mosaic(vrt: Path, sources: list[Path]) -> None:
             np.testing.assert_array_equal(mosaic.read(window=window), expected)
         assert mosaic.crs.to_epsg() == 3035
         b = np.array(bounds)
-        assert tuple(mosaic.bounds) == (b[:, 0].min(), b[:, 1].min(), b[:, 2].max(),
-                                        b[:, 3].max())  # fmt: skip
+        assert tuple(mosaic.bounds) == (b[:, 0].min(), b[:, 1].min(), b[:, 2].max(), b[:, 3].max())
         assert mosaic.overviews(1) == [2, 4]  # the sources' overviews, seen through the VRT
 
 
@@ -133,8 +136,9 @@ def test_cog_task_mosaic_opens_with_gdalinfo_through_a_path_template(service: Se
         f"ndvi-{task['id']}.tiff"
     )
     vrt = root / task["id"] / "mosaic-ndvi-3035.vrt"
-    report = subprocess.run(["gdalinfo", "-json", str(vrt)], capture_output=True, text=True,
-                            check=True).stdout  # fmt: skip
+    report = subprocess.run(
+        ["gdalinfo", "-json", str(vrt)], capture_output=True, text=True, check=True
+    ).stdout
     info = json.loads(report)
     assert len([f for f in info["files"] if f.endswith(".tiff")]) == 4
     band = info["bands"][0]
@@ -160,5 +164,6 @@ def test_zarr_task_catalogue_points_at_the_group(service: Service) -> None:
     attrs = json.loads((group / ".zattrs").read_text())
     to_wgs84 = Transformer.from_crs(3035, 4326, always_xy=True)
     west, south, east, north = to_wgs84.transform_bounds(*attrs["extent"])
-    assert collection.extent.spatial.bboxes[0] == pytest.approx([west, south, east, north],
-                                                                abs=0.01)  # fmt: skip
+    assert collection.extent.spatial.bboxes[0] == pytest.approx(
+        [west, south, east, north], abs=0.01
+    )

@@ -48,8 +48,9 @@ function evaluatePixel(s) {
 @pytest.fixture(scope="module")
 def one_worker() -> Iterator[Client]:
     """A cluster of one single-threaded worker: every task runs in the same V8 runtime."""
-    cluster = LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
-                           dashboard_address=None, host="127.0.0.1")  # fmt: skip
+    cluster = LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None, host="127.0.0.1"
+    )
     client = Client(cluster, set_as_default=False)
     yield client
     client.close()
@@ -67,18 +68,22 @@ def _second_account(first: Service, name: str, scenes: list[DemoScene]) -> Servi
 def test_no_script_state_crosses_between_accounts_on_one_worker(
     settings: Settings, db: Database, one_worker: Client, demo_folder
 ) -> None:  # type: ignore[no-untyped-def]
-    tuned = settings.model_copy(update={"execution_db_interval_s": 3600,
-                                        "controller_poll_s": 0.05})  # fmt: skip
+    tuned = settings.model_copy(update={"execution_db_interval_s": 3600, "controller_poll_s": 0.05})
     attacker = make_service(tuned, db, one_worker, demo_folder, 100_000)
     victim = _second_account(attacker, "victim", demo_folder[1])
     delivery = {"type": "raster", "delivery": {"s3": {"url": "s3://results/hostile"}}}
     for way, script in HOSTILE.items():
-        body = attacker.request(SETUP.replace('id: "ndvi", ', "") + script, ["default"],
-                                delivery)  # fmt: skip
+        body = attacker.request(SETUP.replace('id: "ndvi", ', "") + script, ["default"], delivery)
         task = attacker.run(body)
         assert task["status"] == "DONE", (way, task)
-    body = victim.request(ORDINARY, ["ndvi"], {"type": "raster", "delivery": {"s3": {
-        "url": "s3://results/victim/<tileName>/<outputId>.<format>"}}})  # fmt: skip
+    body = victim.request(
+        ORDINARY,
+        ["ndvi"],
+        {
+            "type": "raster",
+            "delivery": {"s3": {"url": "s3://results/victim/<tileName>/<outputId>.<format>"}},
+        },
+    )
     task = victim.run(body)
     assert task["status"] == "DONE", task
     outputs = sorted((victim.buckets / "results" / "victim").glob("*/ndvi.tiff"))

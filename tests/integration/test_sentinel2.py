@@ -52,12 +52,19 @@ JULY = {"from": "2024-07-01T00:00:00Z", "to": "2024-07-31T23:59:59Z"}
 
 
 def june_scenes() -> list[S2Scene]:
-    a = S2Scene("S2A_A", "2024-06-10T10:00:00Z", 60.0, "05.10", EPSG, TILE_X0, TILE_Y0,
-                TILE_SIZE)  # fmt: skip
-    b = S2Scene("S2B_B", "2024-06-05T10:00:00Z", 10.0, "02.14", EPSG, TILE_X0, TILE_Y0,
-                TILE_SIZE)  # fmt: skip
-    c = S2Scene("S2A_C", "2024-06-01T10:00:00Z", 20.0, "05.10", EPSG, TILE_X0, TILE_Y0,
-                TILE_SIZE, offset_applied=True)  # fmt: skip
+    a = S2Scene("S2A_A", "2024-06-10T10:00:00Z", 60.0, "05.10", EPSG, TILE_X0, TILE_Y0, TILE_SIZE)
+    b = S2Scene("S2B_B", "2024-06-05T10:00:00Z", 10.0, "02.14", EPSG, TILE_X0, TILE_Y0, TILE_SIZE)
+    c = S2Scene(
+        "S2A_C",
+        "2024-06-01T10:00:00Z",
+        20.0,
+        "05.10",
+        EPSG,
+        TILE_X0,
+        TILE_Y0,
+        TILE_SIZE,
+        offset_applied=True,
+    )
     a.fill(1, zero_block=(slice(60, 120), slice(60, 120)))  # inside the feature (offset 60 px)
     b.fill(2)
     c.fill(3)
@@ -73,10 +80,8 @@ def july_scenes() -> list[S2Scene]:
     middle = np.round((west + east) / 2 / 60) * 60
     size = float(max(middle - west, east - middle, north - (min(ys) - 600)))
     size = np.ceil(size / 60) * 60
-    d1 = S2Scene("S2A_D1", "2024-07-03T10:00:00Z", 5.0, "02.14", 32634, west, north,
-                 size)  # fmt: skip
-    d2 = S2Scene("S2A_D2", "2024-07-03T10:00:05Z", 5.0, "02.14", 32634, middle, north,
-                 size)  # fmt: skip
+    d1 = S2Scene("S2A_D1", "2024-07-03T10:00:00Z", 5.0, "02.14", 32634, west, north, size)
+    d2 = S2Scene("S2A_D2", "2024-07-03T10:00:05Z", 5.0, "02.14", 32634, middle, north, size)
     d1.fill(4)
     d2.fill(5)
     d1.values["B04"][:, int((middle - west) / 10) :] = 0  # D1 holds nothing east of the seam
@@ -119,14 +124,19 @@ class World:
             "processRequest": {
                 "input": {"data": data},
                 "evalscript": evalscript,
-                "output": {"responses": [{"identifier": "default",
-                                          "format": {"type": "image/tiff"}}]},
+                "output": {
+                    "responses": [{"identifier": "default", "format": {"type": "image/tiff"}}]
+                },
             },
-            "input": {"type": "geopackage",
-                      "features": {"s3": {"url": features or self.features_url}}},
-            "output": {"type": "raster", "delivery": {"s3": {
-                "url": f"s3://{self.out_bucket}/run"}}},
-        }  # fmt: skip
+            "input": {
+                "type": "geopackage",
+                "features": {"s3": {"url": features or self.features_url}},
+            },
+            "output": {
+                "type": "raster",
+                "delivery": {"s3": {"url": f"s3://{self.out_bucket}/run"}},
+            },
+        }
         return body
 
 
@@ -135,15 +145,29 @@ def world(
     tmp_path_factory: pytest.TempPathFactory, moto_endpoint: str, dask_client
 ) -> Iterator[World]:  # type: ignore[no-untyped-def]
     tmp = tmp_path_factory.mktemp("s2")
-    s3 = boto3.client("s3", endpoint_url=moto_endpoint, aws_access_key_id=MOTO_KEY,
-                      aws_secret_access_key=MOTO_SECRET, region_name=MOTO_REGION)  # fmt: skip
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=moto_endpoint,
+        aws_access_key_id=MOTO_KEY,
+        aws_secret_access_key=MOTO_SECRET,
+        region_name=MOTO_REGION,
+    )
     suffix = uuid.uuid4().hex[:8]
     cogs, out = f"s2-cogs-{suffix}", f"s2-out-{suffix}"
     for name in (cogs, out):
         s3.create_bucket(Bucket=name)
     june, july = june_scenes(), july_scenes()
-    l1c = S2Scene("S2A_L1C", "2024-06-07T10:00:00Z", 0.0, "05.10", EPSG, TILE_X0, TILE_Y0,
-                  TILE_SIZE, collection="sentinel-2-l1c")  # fmt: skip
+    l1c = S2Scene(
+        "S2A_L1C",
+        "2024-06-07T10:00:00Z",
+        0.0,
+        "05.10",
+        EPSG,
+        TILE_X0,
+        TILE_Y0,
+        TILE_SIZE,
+        collection="sentinel-2-l1c",
+    )
     l1c.fill(6)
     items = publish(s3, cogs, [*june, *july, l1c])
     mapping = json.loads(
@@ -155,16 +179,22 @@ def world(
     square = shapely.box(X0, Y0 - SIZE, X0 + SIZE, Y0)
     for name, size in (("feature", PX), ("feature20", PX // 2)):  # 10 m and 20 m pixels
         gpkg = tmp / f"{name}.gpkg"
-        write_layer(gpkg, "features", EPSG, [square], identifiers=["f-1"], width=[size],
-                    height=[size])  # fmt: skip
+        write_layer(
+            gpkg, "features", EPSG, [square], identifiers=["f-1"], width=[size], height=[size]
+        )
         s3.upload_file(str(gpkg), out, f"input/{name}.gpkg")
     settings = Settings(
-        data_dir=tmp / "data", database_url=f"sqlite:///{tmp / 'store.sqlite'}",
-        jwt_secret="test-signing-key-that-is-long-enough-for-hs256", workers=1,
-        s3_endpoint=moto_endpoint, s3_access_key=MOTO_KEY, s3_secret_key=MOTO_SECRET,
-        stac_source=str(catalogue), stac_mapping=tmp / "mapping.json",
+        data_dir=tmp / "data",
+        database_url=f"sqlite:///{tmp / 'store.sqlite'}",
+        jwt_secret="test-signing-key-that-is-long-enough-for-hs256",
+        workers=1,
+        s3_endpoint=moto_endpoint,
+        s3_access_key=MOTO_KEY,
+        s3_secret_key=MOTO_SECRET,
+        stac_source=str(catalogue),
+        stac_mapping=tmp / "mapping.json",
         execution_db_interval_s=3600,
-    )  # fmt: skip
+    )
     db = Database(settings.resolved_database_url)
     db.migrate()
     creds = create_account(db, "s2-user", 1_000_000.0)
@@ -221,10 +251,14 @@ def test_units_and_harmonisation_of_each_baseline(world: World) -> None:
     mostRecent: A's values lose its offset, B's are kept, A's no-data block comes from B."""
     data = [
         {"type": "sentinel-2-l2a", "id": "h", "dataFilter": {"timeRange": JUNE}},
-        {"type": "sentinel-2-l2a", "id": "raw", "dataFilter": {"timeRange": JUNE},
-         "processing": {"harmonizeValues": False}},
+        {
+            "type": "sentinel-2-l2a",
+            "id": "raw",
+            "dataFilter": {"timeRange": JUNE},
+            "processing": {"harmonizeValues": False},
+        },
         {"type": "S2L2A", "id": "refl", "dataFilter": {"timeRange": JUNE}},
-    ]  # fmt: skip
+    ]
     task_id, task = world.run(world.request(UNITS_SCRIPT, data))
     got, transform = world.output(task_id)
     assert transform == Affine(RES, 0, X0, 0, -RES, Y0)
@@ -252,12 +286,18 @@ function evaluatePixel(s) { return [s.newest.B08, s.cc30.B08, s.least.B08, s.old
 
 def test_cloud_cover_filter_and_every_mosaicking_order(world: World) -> None:
     def source(name: str, **data_filter: object) -> dict:
-        return {"type": "sentinel-2-l2a", "id": name,
-                "dataFilter": {"timeRange": JUNE, **data_filter}}  # fmt: skip
+        return {
+            "type": "sentinel-2-l2a",
+            "id": name,
+            "dataFilter": {"timeRange": JUNE, **data_filter},
+        }
 
-    data = [source("newest"), source("cc30", maxCloudCoverage=30),
-            source("least", mosaickingOrder="leastCC"),
-            source("oldest", mosaickingOrder="leastRecent")]  # fmt: skip
+    data = [
+        source("newest"),
+        source("cc30", maxCloudCoverage=30),
+        source("least", mosaickingOrder="leastCC"),
+        source("oldest", mosaickingOrder="leastRecent"),
+    ]
     task_id, _ = world.run(world.request(ORDERS_SCRIPT, data))
     got, _ = world.output(task_id)
     a, b, c = world.june
@@ -301,8 +341,11 @@ def upsampled(scene: S2Scene, band: str, method: str) -> np.ndarray:
             return np.stack([base, base + 1], 1), np.stack([1 - t, t], 1)
         taps = np.stack([base - 1, base, base + 1, base + 2], 1)
         d = np.abs(taps - coords[:, None])
-        w = np.where(d < 1, 1.5 * d**3 - 2.5 * d**2 + 1,
-                     np.where(d < 2, -0.5 * d**3 + 2.5 * d**2 - 4 * d + 2, 0))  # fmt: skip
+        w = np.where(
+            d < 1,
+            1.5 * d**3 - 2.5 * d**2 + 1,
+            np.where(d < 2, -0.5 * d**3 + 2.5 * d**2 - 4 * d + 2, 0),
+        )
         return taps, w
 
     (ry, wy), (rx, wx) = weights(sy), weights(sx)
@@ -312,10 +355,14 @@ def upsampled(scene: S2Scene, band: str, method: str) -> np.ndarray:
 
 def test_20_and_60_m_bands_upsampled_to_10_m_with_each_method(world: World) -> None:
     data = [
-        {"type": "sentinel-2-l2a", "id": i, "dataFilter": {"timeRange": JUNE},
-         "processing": {"upsampling": m}}
+        {
+            "type": "sentinel-2-l2a",
+            "id": i,
+            "dataFilter": {"timeRange": JUNE},
+            "processing": {"upsampling": m},
+        }
         for i, m in (("n", "NEAREST"), ("l", "BILINEAR"), ("c", "BICUBIC"))
-    ]  # fmt: skip
+    ]
     task_id, _ = world.run(world.request(RESAMPLING_SCRIPT, data))
     got, _ = world.output(task_id)
     a = world.june[0]  # newest; its 20 m and 60 m bands have no holes
@@ -409,8 +456,9 @@ def stac_api(world: World, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     rustac = Path(sys.executable).with_name("rustac")
     server = subprocess.Popen(
         [str(rustac), "serve", str(path), "--use-duckdb", "false", "--addr", f"127.0.0.1:{port}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while True:
@@ -428,9 +476,12 @@ def stac_api(world: World, tmp_path_factory: pytest.TempPathFactory) -> Iterator
 def test_tile_mosaicking_from_a_stac_api_with_cloud_cover_metadata(
     world: World, stac_api: str
 ) -> None:
-    data = [{"type": "sentinel-2-l2a",
-             "dataFilter": {"timeRange": JUNE, "maxCloudCoverage": 50,
-                            "mosaickingOrder": "leastCC"}}]  # fmt: skip
+    data = [
+        {
+            "type": "sentinel-2-l2a",
+            "dataFilter": {"timeRange": JUNE, "maxCloudCoverage": 50, "mosaickingOrder": "leastCC"},
+        }
+    ]
     body = world.request(TILE_SCRIPT, data)
     body["processRequest"]["output"]["responses"].append(
         {"identifier": "userdata", "format": {"type": "application/json"}}
@@ -440,8 +491,9 @@ def test_tile_mosaicking_from_a_stac_api_with_cloud_cover_metadata(
     assert (got[0] == 2).all()  # B and C; A is too cloudy
     key = f"run/{task_id}/f-1/userdata.json"
     userdata = json.loads(world.s3.get_object(Bucket=world.out_bucket, Key=key)["Body"].read())  # type: ignore[attr-defined]
-    assert userdata == {"tiles": [["S2B_B", 10.0, "2024-06-05T10:00:00Z"],
-                                  ["S2A_C", 20.0, "2024-06-01T10:00:00Z"]]}  # fmt: skip
+    assert userdata == {
+        "tiles": [["S2B_B", 10.0, "2024-06-05T10:00:00Z"], ["S2A_C", 20.0, "2024-06-01T10:00:00Z"]]
+    }
 
 
 @pytest.mark.parametrize(
@@ -456,9 +508,10 @@ def test_bands_and_units_the_collection_lacks_fail_the_analysis(
     world: World, script_input: str, processing: dict, message: str
 ) -> None:
     script = (
-        "//VERSION=3\nfunction setup() { return { input: " + script_input
-        + ', output: { bands: 1 } }; }\nfunction evaluatePixel(s) { return [0]; }'
-    )  # fmt: skip
+        "//VERSION=3\nfunction setup() { return { input: "
+        + script_input
+        + ", output: { bands: 1 } }; }\nfunction evaluatePixel(s) { return [0]; }"
+    )
     data = [{"type": "sentinel-2-l2a", "dataFilter": {"timeRange": JUNE}, **processing}]
     _, task = world.run(world.request(script, data), expect="FAILED")
     assert message in task["error"]
@@ -474,8 +527,10 @@ def test_fusion_and_filters_that_cannot_work_are_refused_at_creation(world: Worl
     base = world.request(STRADDLE_SCRIPT, [{"type": "sentinel-2-l2a"}])
     cases = []
     twice = copy.deepcopy(base)
-    twice["processRequest"]["input"]["data"] = [{"type": "sentinel-2-l2a", "id": "x"},
-                                                {"type": "sentinel-2-l1c", "id": "x"}]  # fmt: skip
+    twice["processRequest"]["input"]["data"] = [
+        {"type": "sentinel-2-l2a", "id": "x"},
+        {"type": "sentinel-2-l1c", "id": "x"},
+    ]
     cases.append((twice, "processRequest->input->data->0->id", "duplicate id"))
     olci = copy.deepcopy(base)
     olci["processRequest"]["input"]["data"] = [{"type": "sentinel-3-olci"}]
@@ -521,8 +576,9 @@ def test_coarser_output_reads_the_overview_nearest_its_resolution(world: World) 
     got, transform = world.output(task_id)
     assert transform == Affine(20, 0, X0, 0, -20, Y0)
     a, b, _ = world.june
-    expected = mosaic([harmonised(overview(world, a, "B04"), -1000),
-                       harmonised(overview(world, b, "B04"), 0)])  # fmt: skip
+    expected = mosaic(
+        [harmonised(overview(world, a, "B04"), -1000), harmonised(overview(world, b, "B04"), 0)]
+    )
     assert np.array_equal(got[0], expected.astype(np.float32))
     full = harmonised(window(a, "B04")[::2, ::2], -1000)
     assert not np.array_equal(got[0], full.astype(np.float32))  # not full-resolution samples

@@ -45,8 +45,12 @@ def _s3_settings(tmp_path: Path, endpoint: str, keys: bool = True) -> Settings:
 
 
 def _gcs_settings(tmp_path: Path, endpoint: str) -> Settings:
-    return Settings(data_dir=tmp_path / "data", jwt_secret="x" * 40, gcs_endpoint=endpoint,
-                    region="europe-west1")  # fmt: skip
+    return Settings(
+        data_dir=tmp_path / "data",
+        jwt_secret="x" * 40,
+        gcs_endpoint=endpoint,
+        region="europe-west1",
+    )
 
 
 @pytest.fixture(params=["local", "s3", "gs"])
@@ -280,8 +284,9 @@ def test_gcs_credentials_must_be_a_base64_service_account(tmp_path: Path) -> Non
     settings = _local_settings(tmp_path)
     for credentials in ("e30=", "not base64!", base64.b64encode(b"[1]").decode(), ""):
         with pytest.raises(InvalidRequest) as caught:
-            open_location({"gs": {"url": "gs://bucket/x", "credentials": credentials}},
-                          settings, PARAMETER)  # fmt: skip
+            open_location(
+                {"gs": {"url": "gs://bucket/x", "credentials": credentials}}, settings, PARAMETER
+            )
         violation = caught.value.errors[0]
         assert violation.parameter == f"{PARAMETER}->gs->credentials"
         assert "service-account" in violation.violation
@@ -289,16 +294,22 @@ def test_gcs_credentials_must_be_a_base64_service_account(tmp_path: Path) -> Non
 
 def test_missing_gcs_bucket(gcs_endpoint: str, gcs_credentials: str, tmp_path: Path) -> None:
     with pytest.raises(InvalidRequest) as caught:
-        open_location({"gs": {"url": "gs://no-such-bucket/x", "credentials": gcs_credentials}},
-                      _gcs_settings(tmp_path, gcs_endpoint), PARAMETER)  # fmt: skip
+        open_location(
+            {"gs": {"url": "gs://no-such-bucket/x", "credentials": gcs_credentials}},
+            _gcs_settings(tmp_path, gcs_endpoint),
+            PARAMETER,
+        )
     assert "bucket 'no-such-bucket' not found" in caught.value.errors[0].violation
 
 
 def test_gcs_location_carries_no_secret_in_repr(
     gcs_endpoint: str, gcs_bucket: str, gcs_credentials: str, tmp_path: Path
 ) -> None:
-    location = open_location({"gs": {"url": f"gs://{gcs_bucket}", "credentials": gcs_credentials}},
-                             _gcs_settings(tmp_path, gcs_endpoint), PARAMETER)  # fmt: skip
+    location = open_location(
+        {"gs": {"url": f"gs://{gcs_bucket}", "credentials": gcs_credentials}},
+        _gcs_settings(tmp_path, gcs_endpoint),
+        PARAMETER,
+    )
     assert "PRIVATE KEY" in (location.gcs_credentials or "")
     assert "PRIVATE KEY" not in repr(location)
     assert (location.cloud, location.region) == ("gcp", "europe-west1")
@@ -310,17 +321,31 @@ def test_gcs_location_carries_no_secret_in_repr(
 def _role(endpoint: str) -> str:
     import boto3
 
-    iam = boto3.client("iam", endpoint_url=endpoint, region_name=MOTO_REGION,
-                       aws_access_key_id=MOTO_KEY, aws_secret_access_key=MOTO_SECRET)  # fmt: skip
+    iam = boto3.client(
+        "iam",
+        endpoint_url=endpoint,
+        region_name=MOTO_REGION,
+        aws_access_key_id=MOTO_KEY,
+        aws_secret_access_key=MOTO_SECRET,
+    )
     name = f"sh-batch-{uuid.uuid4().hex[:8]}"
-    trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
-             "Principal": {"AWS": "arn:aws:iam::123456789012:root"}}]}  # fmt: skip
+    trust = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Action": "sts:AssumeRole",
+                "Principal": {"AWS": "arn:aws:iam::123456789012:root"},
+            }
+        ],
+    }
     role = iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))
     return role["Role"]["Arn"]
 
 
-def test_iam_role_is_assumed_through_sts(moto_endpoint: str, s3_bucket: str,
-                                         tmp_path: Path) -> None:  # fmt: skip
+def test_iam_role_is_assumed_through_sts(
+    moto_endpoint: str, s3_bucket: str, tmp_path: Path
+) -> None:
     arn = _role(moto_endpoint)
     location = open_location(
         {"s3": {"url": f"s3://{s3_bucket}/by-role", "iamRoleARN": arn, "region": "eu-west-1"}},
@@ -343,15 +368,28 @@ def test_iam_role_is_assumed_through_sts(moto_endpoint: str, s3_bucket: str,
 
 @pytest.mark.parametrize(
     ("extra", "parameter", "text"),
-    [({"iamRoleARN": "not-an-arn"}, "iamRoleARN", "not an IAM role ARN"),
-     ({"iamRoleARN": "arn:aws:iam::123456789012:role/r", "accessKey": "a",
-       "secretAccessKey": "b"}, "output->delivery", "not both")],
-)  # fmt: skip
-def test_bad_role_locators(moto_endpoint: str, s3_bucket: str, tmp_path: Path, extra: dict,
-                           parameter: str, text: str) -> None:  # fmt: skip
+    [
+        ({"iamRoleARN": "not-an-arn"}, "iamRoleARN", "not an IAM role ARN"),
+        (
+            {
+                "iamRoleARN": "arn:aws:iam::123456789012:role/r",
+                "accessKey": "a",
+                "secretAccessKey": "b",
+            },
+            "output->delivery",
+            "not both",
+        ),
+    ],
+)
+def test_bad_role_locators(
+    moto_endpoint: str, s3_bucket: str, tmp_path: Path, extra: dict, parameter: str, text: str
+) -> None:
     with pytest.raises(InvalidRequest) as caught:
-        open_location({"s3": {"url": f"s3://{s3_bucket}", **extra}},
-                      _s3_settings(tmp_path, moto_endpoint), PARAMETER)  # fmt: skip
+        open_location(
+            {"s3": {"url": f"s3://{s3_bucket}", **extra}},
+            _s3_settings(tmp_path, moto_endpoint),
+            PARAMETER,
+        )
     violation = caught.value.errors[0]
     assert parameter in violation.parameter and text in violation.violation
 
@@ -361,9 +399,11 @@ def test_role_that_cannot_be_assumed(moto_endpoint: str, s3_bucket: str, tmp_pat
         update={"sts_endpoint": "http://127.0.0.1:9"}  # nothing listens: AssumeRole fails
     )
     with pytest.raises(InvalidRequest) as caught:
-        open_location({"s3": {"url": f"s3://{s3_bucket}",
-                              "iamRoleARN": "arn:aws:iam::123456789012:role/r"}},
-                      settings, PARAMETER)  # fmt: skip
+        open_location(
+            {"s3": {"url": f"s3://{s3_bucket}", "iamRoleARN": "arn:aws:iam::123456789012:role/r"}},
+            settings,
+            PARAMETER,
+        )
     violation = caught.value.errors[0]
     assert violation.parameter == f"{PARAMETER}->s3->iamRoleARN"
     assert "could not be assumed" in violation.violation

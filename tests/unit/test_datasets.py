@@ -14,8 +14,15 @@ from eobatch.sources import datasets
 
 
 def _write(path: Path, value: int) -> None:
-    profile = {"driver": "GTiff", "width": 8, "height": 8, "count": 1, "dtype": "uint8",
-               "crs": "EPSG:32633", "transform": Affine(10, 0, 0, 0, -10, 80)}  # fmt: skip
+    profile = {
+        "driver": "GTiff",
+        "width": 8,
+        "height": 8,
+        "count": 1,
+        "dtype": "uint8",
+        "crs": "EPSG:32633",
+        "transform": Affine(10, 0, 0, 0, -10, 80),
+    }
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(np.full((8, 8), value, np.uint8), 1)
 

@@ -25,8 +25,14 @@ from eobatch.sinks import CogOptions, band_names, encode_output, output_nodata
 from eobatch.sinks.zarr import ZarrArraySpec, ZarrLayout, feature_chunks, group_objects
 
 TRANSFORM = Affine(20.0, 0.0, 4_000_000.0, 0.0, -20.0, 3_000_000.0)
-SAMPLE_TYPES = {"AUTO": "uint8", "UINT8": "uint8", "INT8": "int8", "UINT16": "uint16",
-                "INT16": "int16", "FLOAT32": "float32"}  # fmt: skip
+SAMPLE_TYPES = {
+    "AUTO": "uint8",
+    "UINT8": "uint8",
+    "INT8": "int8",
+    "UINT16": "uint16",
+    "INT16": "int16",
+    "FLOAT32": "float32",
+}
 
 # CI installs gdal-bin (.ci/run) and must run these checks; elsewhere they are optional.
 needs_gdal_cli = pytest.mark.skipif(
@@ -125,8 +131,15 @@ def test_gdalinfo_shows_nodata_band_descriptions_and_overviews(tmp_path: Path) -
 def _zarr_group(folder: Path, fmt: int, origin: str) -> tuple[np.ndarray, ZarrLayout]:
     """A group of one FLOAT32 array over 2 x 1 km at 20 m in LAEA, written to `folder`."""
     spec = ZarrArraySpec("ndvi", "<f4", (1, 50, 50), float("nan"), None)
-    layout = ZarrLayout(fmt, 3035, (4_000_000.0, 3_000_000.0, 4_002_000.0, 3_001_000.0), 20.0,
-                        origin, datetime(2024, 1, 1, tzinfo=UTC), (spec,))  # fmt: skip
+    layout = ZarrLayout(
+        fmt,
+        3035,
+        (4_000_000.0, 3_000_000.0, 4_002_000.0, 3_001_000.0),
+        20.0,
+        origin,
+        datetime(2024, 1, 1, tzinfo=UTC),
+        (spec,),
+    )
     data = np.arange(50 * 100, dtype="float32").reshape(50, 100)
     objects = group_objects(layout, "req") | feature_chunks(layout, "ndvi", data, 0, 0)
     for key, value in objects.items():
@@ -191,10 +204,17 @@ def test_zarr_opens_georeferenced_with_the_gdal_command_line(tmp_path: Path) -> 
 @needs_gdal_cli
 def test_manifest_opens_without_geopackage_version_warnings(tmp_path: Path) -> None:
     rows = [
-        ManifestRow("default", f"t{i}", f"s3://b/r/t{i}/default.tiff", 100, 100, epsg,
-                    shapely.box(i, 0, i + 1, 1))
+        ManifestRow(
+            "default",
+            f"t{i}",
+            f"s3://b/r/t{i}/default.tiff",
+            100,
+            100,
+            epsg,
+            shapely.box(i, 0, i + 1, 1),
+        )
         for i, epsg in enumerate((3035, 32633))
-    ]  # fmt: skip
+    ]
     path = tmp_path / "featureManifest-r.gpkg"
     path.write_bytes(feature_manifest_bytes(rows))
     with sqlite3.connect(path) as db:

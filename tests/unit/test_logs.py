@@ -19,9 +19,13 @@ def test_json_lines_carry_the_event_and_its_fields(caplog) -> None:  # type: ign
     )
     fields = ("level", "event", "task_id", "feature", "attempt", "final")
     assert {k: lines[0][k] for k in fields} == {
-        "level": "WARNING", "event": "feature_failed", "task_id": "t-1", "feature": "tile-7",
-        "attempt": 3, "final": True,
-    }  # fmt: skip
+        "level": "WARNING",
+        "event": "feature_failed",
+        "task_id": "t-1",
+        "feature": "tile-7",
+        "attempt": 3,
+        "final": True,
+    }
     assert lines[1]["message"] == "task t-1 done: 36 features, 1 failed, 112.5 PU"
     assert (lines[1]["event"], lines[1]["cost_pu"], lines[1]["failed"]) == ("done", 112.5, 1)
     assert lines[1]["time"].endswith("+00:00") and lines[1]["logger"] == "eobatch.tasks"
@@ -29,9 +33,14 @@ def test_json_lines_carry_the_event_and_its_fields(caplog) -> None:  # type: ign
 
 def test_access_log_records_become_fields() -> None:
     record = logging.LogRecord(
-        "uvicorn.access", logging.INFO, "", 0, '%s - "%s %s HTTP/%s" %d',
-        ("127.0.0.1:5000", "GET", "/readyz", "1.1", 503), None,
-    )  # fmt: skip
+        "uvicorn.access",
+        logging.INFO,
+        "",
+        0,
+        '%s - "%s %s HTTP/%s" %d',
+        ("127.0.0.1:5000", "GET", "/readyz", "1.1", 503),
+        None,
+    )
     line = json.loads(JsonFormatter().format(record))
     assert line["message"] == '127.0.0.1:5000 - "GET /readyz HTTP/1.1" 503'
     assert (line["method"], line["path"], line["status"]) == ("GET", "/readyz", 503)

@@ -50,14 +50,22 @@ def test_mosaic_matches_the_nearest_neighbour_model(folder: Path) -> None:
 
     def expected(band: str):  # type: ignore[no-untyped-def]
         def at(shift):  # type: ignore[no-untyped-def]
-            values, _ = nearest_mosaic([by_name[s.id] for s in scenes], BANDS, 3035,
-                                       GRID.transform, GRID.width, GRID.height, shift)  # fmt: skip
+            values, _ = nearest_mosaic(
+                [by_name[s.id] for s in scenes],
+                BANDS,
+                3035,
+                GRID.transform,
+                GRID.width,
+                GRID.height,
+                shift,
+            )
             return values[band].astype(np.float32)
 
         return at
 
-    _, exact_mask = nearest_mosaic([by_name[s.id] for s in scenes], BANDS, 3035,
-                                   GRID.transform, GRID.width, GRID.height)  # fmt: skip
+    _, exact_mask = nearest_mosaic(
+        [by_name[s.id] for s in scenes], BANDS, 3035, GRID.transform, GRID.width, GRID.height
+    )
     assert 0.1 < exact_mask.mean() < 0.9  # the cell is partly covered: edges are exercised
     assert (mask.astype(bool) == exact_mask).mean() > 0.9999
     for band in BANDS:
@@ -68,8 +76,12 @@ def test_mosaic_matches_the_nearest_neighbour_model(folder: Path) -> None:
 
 def test_most_recent_scene_wins_and_holes_fall_back(folder: Path) -> None:
     newest, older = DEMO_SCENES[3], DEMO_SCENES[1]  # 2024-09-20 (with a cloud hole), 2024-05-10
-    grid = PixelGrid(32633, Affine(10, 0, newest.bounds[0], 0, -10, newest.bounds[3]),
-                     newest.width, newest.height)  # fmt: skip
+    grid = PixelGrid(
+        32633,
+        Affine(10, 0, newest.bounds[0], 0, -10, newest.bounds[3]),
+        newest.width,
+        newest.height,
+    )
     bands, mask = read_mosaic([as_scene(folder, newest), as_scene(folder, older)], BANDS, grid)
     rows, cols = np.mgrid[0 : grid.height, 0 : grid.width]
     top = newest.values("B04", rows, cols)
@@ -162,9 +174,17 @@ def _patch(path: Path, values: np.ndarray, transform: Affine, nodata: float | No
     import rasterio
 
     with rasterio.open(
-        path, "w", driver="GTiff", width=values.shape[1], height=values.shape[0], count=1,
-        dtype=values.dtype, crs="EPSG:3035", transform=transform, nodata=nodata,
-    ) as dst:  # fmt: skip
+        path,
+        "w",
+        driver="GTiff",
+        width=values.shape[1],
+        height=values.shape[0],
+        count=1,
+        dtype=values.dtype,
+        crs="EPSG:3035",
+        transform=transform,
+        nodata=nodata,
+    ) as dst:
         dst.write(values, 1)
     return str(path)
 
@@ -200,8 +220,12 @@ def test_a_scene_lacking_a_requested_band_supplies_no_pixel(tmp_path: Path) -> N
     ones = np.ones((20, 20), dtype=np.float32)
     path = _patch(tmp_path / "x.tif", ones, SMALL.transform, None)
     newest = Scene("newest", DEMO_SCENES[1].sensing_time, None, {"Red": BandSource(path)})
-    older = Scene("older", DEMO_SCENES[0].sensing_time, None,
-                  {"Red": BandSource(path), "RedEdge1": BandSource(path)})  # fmt: skip
+    older = Scene(
+        "older",
+        DEMO_SCENES[0].sensing_time,
+        None,
+        {"Red": BandSource(path), "RedEdge1": BandSource(path)},
+    )
     _, mask = read_mosaic([newest], ["Red", "RedEdge1"], SMALL)
     assert not mask.any()
     values, mask = read_mosaic([newest, older], ["Red", "RedEdge1"], SMALL)

@@ -37,11 +37,18 @@ LIVE = [
     (0, "20km grid", 20040.0, (334, 167), [10.0, 20.0, 60.0], False, "METRE"),
     (1, "10km grid", 10000.0, (500, 500), [1.0, 10.0, 20.0, 1.4999], False, "METRE"),
     (2, "100km grid", 100080.0, (278, 278), [360.0, 60.0, 120.0, 240.0], False, "METRE"),
-    (3, "WGS84 1 degree grid", 1.0, (500, 500),
-     [5.0e-4, 0.001, 0.002, 0.005, 0.008, 1.0e-4, 2.0e-4, 8.0e-4], True, "DEGREE"),
+    (
+        3,
+        "WGS84 1 degree grid",
+        1.0,
+        (500, 500),
+        [5.0e-4, 0.001, 0.002, 0.005, 0.008, 1.0e-4, 2.0e-4, 8.0e-4],
+        True,
+        "DEGREE",
+    ),
     (6, "LAEA 100km grid", 100000.0, (0, 0), [40.0, 50.0, 100.0], True, "METRE"),
     (7, "LAEA 20km grid", 20000.0, (0, 0), [10.0, 20.0], True, "METRE"),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize(("id_", "name", "size", "chunk", "resolutions", "single", "unit"), LIVE)
@@ -49,11 +56,18 @@ def test_descriptors_are_the_live_service_values(  # type: ignore[no-untyped-def
     id_, name, size, chunk, resolutions, single, unit
 ) -> None:
     assert GRIDS[id_].descriptor() == {
-        "id": id_, "name": name,
-        "properties": {"tileWidth": size, "tileHeight": size, "resolutions": resolutions,
-                       "unit": unit, "chunkWidth": chunk[0], "chunkHeight": chunk[1],
-                       "singleCrs": single},
-    }  # fmt: skip
+        "id": id_,
+        "name": name,
+        "properties": {
+            "tileWidth": size,
+            "tileHeight": size,
+            "resolutions": resolutions,
+            "unit": unit,
+            "chunkWidth": chunk[0],
+            "chunkHeight": chunk[1],
+            "singleCrs": single,
+        },
+    }
     grid = GRIDS[id_]
     assert (grid.id, grid.name, grid.tile_width) == (id_, name, size)
     assert grid.resolutions == tuple(resolutions)
@@ -141,15 +155,23 @@ BOUNDS = "processRequest->input->bounds"
         ([1, 2, float("inf"), 4], None, None, f"{BOUNDS}->bbox"),
         (None, {"type": "Point", "coordinates": [1, 2]}, None, f"{BOUNDS}->geometry"),
         (None, {"type": "Polygon", "coordinates": "x"}, None, f"{BOUNDS}->geometry"),
-        (None, {"type": "Polygon", "coordinates": [[[0, 0], [1, 1], [1, 0], [0, 1], [0, 0]]]},
-         None, f"{BOUNDS}->geometry"),
-        ([0, 0, 1, 1], {"type": "Polygon", "coordinates": [[[5, 5], [6, 5], [6, 6], [5, 5]]]},
-         None, f"{BOUNDS}->geometry"),
+        (
+            None,
+            {"type": "Polygon", "coordinates": [[[0, 0], [1, 1], [1, 0], [0, 1], [0, 0]]]},
+            None,
+            f"{BOUNDS}->geometry",
+        ),
+        (
+            [0, 0, 1, 1],
+            {"type": "Polygon", "coordinates": [[[5, 5], [6, 5], [6, 6], [5, 5]]]},
+            None,
+            f"{BOUNDS}->geometry",
+        ),
         ([0, 0, 1, 1], None, f"{EPSG}999999", f"{BOUNDS}->properties->crs"),
         ([0, 0, 1, 1], None, "EPSG:4326 please", f"{BOUNDS}->properties->crs"),
         (None, None, None, BOUNDS),
     ],
-)  # fmt: skip
+)
 def test_invalid_bounds(bbox, geometry, crs, parameter) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(InvalidRequest) as info:
         parse_aoi(bbox, geometry, crs)
@@ -171,8 +193,18 @@ def test_features_pickle() -> None:
 def test_manifest_is_a_geopackage_with_one_layer_per_crs(tmp_path: Path) -> None:
     a = plan_tiling_grid(7, 20.0, 0, 0, around(10.0, 52.0))[0]
     b = plan_tiling_grid(3, 0.001, 0, 0, around(10.5, 52.5))[0]
-    rows = [ManifestRow("default", f.name, f"s3://b/{f.name}/default.tiff", f.width, f.height,
-                        f.epsg, f.geometry) for f in (a, b)]  # fmt: skip
+    rows = [
+        ManifestRow(
+            "default",
+            f.name,
+            f"s3://b/{f.name}/default.tiff",
+            f.width,
+            f.height,
+            f.epsg,
+            f.geometry,
+        )
+        for f in (a, b)
+    ]
     path = tmp_path / "m.gpkg"
     path.write_bytes(feature_manifest_bytes(rows))
     assert sorted(name for name, _ in pyogrio.list_layers(path)) == ["feature_3035", "feature_4326"]
@@ -216,8 +248,9 @@ def test_aoi_in_wgs84_and_in_utm_select_the_same_tiles() -> None:
     for aoi in (utm, lonlat):
         features = plan_tiling_grid(7, 20.0, 0, 0, aoi)
         assert [f.name for f in features] == HAMBURG_CELLS  # north to south, west to east
-        assert [f.id for f in features] == [j * 10_000 + i for j in (170, 169, 168)
-                                            for i in (215, 216, 217)]  # fmt: skip
+        assert [f.id for f in features] == [
+            j * 10_000 + i for j in (170, 169, 168) for i in (215, 216, 217)
+        ]
         assert {f.epsg for f in features} == {3035}
         assert [f.name for f in plan_tiling_grid(3, 0.001, 0, 0, aoi)] == ["N53E009", "N53E010"]
     # back in UTM, the lon/lat outline differs only by the sag of its 1 km chords
@@ -280,8 +313,10 @@ def test_validation_messages_list_what_is_allowed() -> None:
     with pytest.raises(InvalidRequest) as info:
         validate_tiling_input(7, 15.0, -1, -2)
     assert [v.parameter for v in info.value.errors] == [
-        "input->resolution", "input->bufferX", "input->bufferY"
-    ]  # fmt: skip
+        "input->resolution",
+        "input->bufferX",
+        "input->bufferY",
+    ]
     assert validate_tiling_input(3, 0.0001, 0, 32767) is GRIDS[3]
     assert validate_tiling_input(0, 60.0, 0, 0) is GRIDS[0]
 
@@ -293,8 +328,13 @@ def test_grid3_features_pickle() -> None:
 
 def test_manifest_table_schema_matches_the_spec(tmp_path: Path) -> None:
     features = plan_tiling_grid(7, 20.0, 1, 1, parse_aoi(HAMBURG_UTM, None, f"{EPSG}32632"))
-    rows = [ManifestRow(out, f.name, f"s3://b/{f.name}/{out}.tif", f.width, f.height, f.epsg,
-                        f.geometry) for f in features for out in ("a", "b")]  # fmt: skip
+    rows = [
+        ManifestRow(
+            out, f.name, f"s3://b/{f.name}/{out}.tif", f.width, f.height, f.epsg, f.geometry
+        )
+        for f in features
+        for out in ("a", "b")
+    ]
     path = tmp_path / "featureManifest.gpkg"
     path.write_bytes(feature_manifest_bytes(rows))
     with sqlite3.connect(path) as db:
@@ -302,8 +342,15 @@ def test_manifest_table_schema_matches_the_spec(tmp_path: Path) -> None:
             name: kind for _, name, kind, *_ in db.execute("pragma table_info(feature_3035)")
         }
         geometry_column = db.execute("select column_name from gpkg_geometry_columns").fetchall()
-    assert columns == {"fid": "INTEGER", "outputId": "TEXT", "identifier": "TEXT", "path": "TEXT",
-                       "width": "INTEGER", "height": "INTEGER", "geometry": "GEOMETRY"}  # fmt: skip
+    assert columns == {
+        "fid": "INTEGER",
+        "outputId": "TEXT",
+        "identifier": "TEXT",
+        "path": "TEXT",
+        "width": "INTEGER",
+        "height": "INTEGER",
+        "geometry": "GEOMETRY",
+    }
     assert geometry_column == [("geometry",)]
     _, fids, geometry, fields = pyogrio.raw.read(path, layer="feature_3035", return_fids=True)
     assert fids.tolist() == list(range(1, 19))

@@ -17,12 +17,20 @@ from eobatch.web.quicklook import render
 LAEA = "EPSG:3035"
 
 
-def _write(path: Path, data: np.ndarray, crs: str = LAEA, nodata: float | None = None,
-           res: float = 20.0) -> str:  # fmt: skip
+def _write(
+    path: Path, data: np.ndarray, crs: str = LAEA, nodata: float | None = None, res: float = 20.0
+) -> str:
     bands, height, width = data.shape
-    profile = {"driver": "GTiff", "width": width, "height": height, "count": bands,
-               "dtype": data.dtype.name, "crs": crs, "nodata": nodata,
-               "transform": from_origin(4_500_000, 2_800_000, res, res)}  # fmt: skip
+    profile = {
+        "driver": "GTiff",
+        "width": width,
+        "height": height,
+        "count": bands,
+        "dtype": data.dtype.name,
+        "crs": crs,
+        "nodata": nodata,
+        "transform": from_origin(4_500_000, 2_800_000, res, res),
+    }
     if crs == "EPSG:3857":
         profile["transform"] = from_origin(1_500_000, 6_000_000, res, res)
     with rasterio.open(path, "w", **profile) as dst:

@@ -451,9 +451,34 @@ def test_to_sample_type_rounds_half_away_from_zero_and_clamps(value: float) -> N
 def test_in_loop_conversion_equals_to_sample_type_on_edge_values(sample_type: str) -> None:
     # The JS loop converts values as it stores them; to_sample_type is the numpy statement of
     # the same rules. Halves of both signs, the double just below 0.5, range ends, non-finite.
-    edges = [0.49999999999999994, -0.49999999999999994, 0.5, -0.5, 1.5, -1.5, 2.5, -2.5, 12.5,
-             -12.5, 127.5, -128.5, 254.5, 255.5, 32767.5, -32768.5, 65534.5, 65535.5, 1e12,
-             -1e12, 0.0, -0.0, 1 / 255, 0.998, 1.002, 0.0019607843137254902]  # fmt: skip
+    edges = [
+        0.49999999999999994,
+        -0.49999999999999994,
+        0.5,
+        -0.5,
+        1.5,
+        -1.5,
+        2.5,
+        -2.5,
+        12.5,
+        -12.5,
+        127.5,
+        -128.5,
+        254.5,
+        255.5,
+        32767.5,
+        -32768.5,
+        65534.5,
+        65535.5,
+        1e12,
+        -1e12,
+        0.0,
+        -0.0,
+        1 / 255,
+        0.998,
+        1.002,
+        0.0019607843137254902,
+    ]
     values = np.array(edges + [v / 255 for v in edges], dtype=np.float64)
     script = f"""//VERSION=3
 const V = [{", ".join(repr(float(v)) for v in values)}, NaN, Infinity, -Infinity];
@@ -502,16 +527,19 @@ def test_each_thread_has_its_own_runtime() -> None:
 # A band the source names twice is copied from the start; these scripts reach B02 by a computed
 # name (`K`), so it starts as a getter and the lazy path is what runs.
 
-ORBIT_SETUP = ('{ input: ["B02", "B04", "B08", "dataMask"], output: { bands: 1, '
-               'sampleType: "FLOAT32" }, mosaicking: "ORBIT" }')  # fmt: skip
+ORBIT_SETUP = (
+    '{ input: ["B02", "B04", "B08", "dataMask"], output: { bands: 1, '
+    'sampleType: "FLOAT32" }, mosaicking: "ORBIT" }'
+)
 
 
 K = 'const K = "B0" + 2;\n'
 
 
 def orbit_inputs(rng: np.random.Generator, scenes: int = 3, size: int = 40) -> dict:
-    bands = {b: rng.uniform(0, 1, (scenes, size, size)).astype(np.float32)
-             for b in ("B02", "B04", "B08")}  # fmt: skip
+    bands = {
+        b: rng.uniform(0, 1, (scenes, size, size)).astype(np.float32) for b in ("B02", "B04", "B08")
+    }
     bands["dataMask"] = np.ones((scenes, size, size), dtype=np.uint8)
     return bands
 
@@ -528,8 +556,10 @@ def run_orbit(source: str, bands: dict) -> np.ndarray:
 def test_a_band_read_at_a_few_pixels_only_is_read_right() -> None:
     """B02 is read at 3 pixels (through the getter, never copied): the values are still exact."""
     bands = orbit_inputs(np.random.default_rng(1))
-    source = script(ORBIT_SETUP, "let v = s[0].B08;\n"
-                    "  if (s[0].B04 > 0.995) v = s[s.length - 1][K];\n  return [v];")  # fmt: skip
+    source = script(
+        ORBIT_SETUP,
+        "let v = s[0].B08;\n  if (s[0].B04 > 0.995) v = s[s.length - 1][K];\n  return [v];",
+    )
     source = source.replace("function evaluatePixel", K + "function evaluatePixel")
     rare = bands["B04"][0] > 0.995
     assert 0 < rare.sum() < 16
@@ -540,13 +570,16 @@ def test_a_band_read_at_a_few_pixels_only_is_read_right() -> None:
 def test_a_band_read_everywhere_after_a_while_is_read_right_throughout() -> None:
     """B02 is first read only from pixel 800 on: the loop switches to copying it mid-run."""
     bands = orbit_inputs(np.random.default_rng(2))
-    source = script(ORBIT_SETUP.replace("ORBIT", "TILE"),
-                    "i = (typeof i === 'number' ? i : -1) + 1;\n"
-                    "  return [i >= 800 ? s[1][K] + s[2].B04 : s[0].B08];")  # fmt: skip
+    source = script(
+        ORBIT_SETUP.replace("ORBIT", "TILE"),
+        "i = (typeof i === 'number' ? i : -1) + 1;\n"
+        "  return [i >= 800 ? s[1][K] + s[2].B04 : s[0].B08];",
+    )
     source = source.replace("function evaluatePixel", K + "var i;\nfunction evaluatePixel")
     flat = np.arange(40 * 40).reshape(40, 40)
-    expected = np.where(flat >= 800, bands["B02"][1].astype(np.float64) + bands["B04"][2],
-                        bands["B08"][0]).astype(np.float32)  # fmt: skip
+    expected = np.where(
+        flat >= 800, bands["B02"][1].astype(np.float64) + bands["B04"][2], bands["B08"][0]
+    ).astype(np.float32)
     assert np.array_equal(run_orbit(source, bands), expected)
 
 
@@ -556,8 +589,10 @@ def test_writing_into_samples_and_listing_their_bands() -> None:
     writes = writes.replace("function evaluatePixel", K + "function evaluatePixel")
     expected = bands["B02"][0].astype(np.float64) * 2 + bands["B02"][1]
     assert np.array_equal(run_orbit(writes, bands), expected.astype(np.float32))
-    listing = script(ORBIT_SETUP, "return [Object.keys(s[1]).length * 10 + "
-                     "Object.values(s[1]).filter(v => v > 0.5).length];")  # fmt: skip
+    listing = script(
+        ORBIT_SETUP,
+        "return [Object.keys(s[1]).length * 10 + Object.values(s[1]).filter(v => v > 0.5).length];",
+    )
     over = sum((bands[b][1] > 0.5).astype(int) for b in ("B02", "B04", "B08")) + 1  # dataMask 1
     assert np.array_equal(run_orbit(listing, bands), (40 + over).astype(np.float32))
     for_in = script(ORBIT_SETUP, "let n = 0; for (const k in s[2]) n++; return [n];")

@@ -35,9 +35,18 @@ def close(got: Any, want: Any) -> None:
 # -- ColorMapVisualizer, ColorRampVisualizer (§8.1, §8.2; check 7) -------------------------------
 
 
-@pytest.mark.parametrize(("value", "color"), [(150, [1, 0, 0]), (199, [1, 0, 0]), (200, [1, 0, 0]),
-                                              (250, [1, 0, 0]), (299, [1, 0, 0]), (300, [0, 0, 1]),
-                                              (1e9, [0, 0, 1])])  # fmt: skip
+@pytest.mark.parametrize(
+    ("value", "color"),
+    [
+        (150, [1, 0, 0]),
+        (199, [1, 0, 0]),
+        (200, [1, 0, 0]),
+        (250, [1, 0, 0]),
+        (299, [1, 0, 0]),
+        (300, [0, 0, 1]),
+        (1e9, [0, 0, 1]),
+    ],
+)
 def test_color_map_takes_the_last_threshold_at_or_below(js, value: float, color: list) -> None:  # type: ignore[no-untyped-def]
     got = js(f"new ColorMapVisualizer([[200, 0xff0000], [300, 0x0000ff]]).process({value})")
     assert got == color
@@ -60,9 +69,15 @@ def test_color_map_process_list_default_map_and_array_colours(js) -> None:  # ty
 
 @pytest.mark.parametrize(
     ("value", "color"),
-    [(100, rgb(255, 0, 0)), (200, rgb(255, 0, 0)), (250, rgb(128, 0, 128)), (299, rgb(3, 0, 252)),
-     (300, rgb(0, 0, 255)), (400, rgb(0, 0, 255))],
-)  # fmt: skip
+    [
+        (100, rgb(255, 0, 0)),
+        (200, rgb(255, 0, 0)),
+        (250, rgb(128, 0, 128)),
+        (299, rgb(3, 0, 252)),
+        (300, rgb(0, 0, 255)),
+        (400, rgb(0, 0, 255)),
+    ],
+)
 def test_color_ramp_rounds_hex_channels_as_the_docs_list(js, value: float, color: list) -> None:  # type: ignore[no-untyped-def]
     assert (
         js(f"new ColorRampVisualizer([[200, 0xff0000], [300, 0x0000ff]]).process({value})") == color
@@ -90,13 +105,28 @@ def test_color_ramp_descending_rescaled_inverse_and_array_colours(js) -> None:  
 
 
 PRESETS = {
-    "createBlueRed": [rgb(0, 0, 128), rgb(0, 179, 255), rgb(128, 255, 128), rgb(255, 76, 0),
-                      rgb(128, 0, 0)],
-    "createWhiteGreen": [rgb(0, 0, 0), rgb(0, 76, 0), rgb(43, 128, 0), rgb(170, 204, 85),
-                         rgb(255, 255, 255)],
-    "createRedTemperature": [rgb(0, 0, 0), rgb(110, 0, 0), rgb(183, 12, 0), rgb(255, 158, 51),
-                             rgb(255, 255, 255)],
-}  # fmt: skip
+    "createBlueRed": [
+        rgb(0, 0, 128),
+        rgb(0, 179, 255),
+        rgb(128, 255, 128),
+        rgb(255, 76, 0),
+        rgb(128, 0, 0),
+    ],
+    "createWhiteGreen": [
+        rgb(0, 0, 0),
+        rgb(0, 76, 0),
+        rgb(43, 128, 0),
+        rgb(170, 204, 85),
+        rgb(255, 255, 255),
+    ],
+    "createRedTemperature": [
+        rgb(0, 0, 0),
+        rgb(110, 0, 0),
+        rgb(183, 12, 0),
+        rgb(255, 158, 51),
+        rgb(255, 255, 255),
+    ],
+}
 
 
 @pytest.mark.parametrize("preset", sorted(PRESETS))
@@ -125,9 +155,16 @@ def test_ocean_colour_runs_purple_to_dark_red(js) -> None:  # type: ignore[no-un
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [(0, 0), (0.1, 0), (0.25, 0.5), (0.376, 0.92), (0.4, 0.92 + 0.08 * 0.08 / 1.08), (0.7, 1),
-     (1.1, 1)],
-)  # fmt: skip
+    [
+        (0, 0),
+        (0.1, 0),
+        (0.25, 0.5),
+        (0.376, 0.92),
+        (0.4, 0.92 + 0.08 * 0.08 / 1.08),
+        (0.7, 1),
+        (1.1, 1),
+    ],
+)
 def test_highlight_compress_checks_of_the_docs(js, value: float, expected: float) -> None:  # type: ignore[no-untyped-def]
     assert js(f"new HighlightCompressVisualizer(0.1, 0.4).process({value})") == pytest.approx(
         expected, abs=1e-12
@@ -147,8 +184,15 @@ def test_gain_offset_gamma_single_default_and_identity(js) -> None:  # type: ign
 
 # -- functions (§9; check 10) ---------------------------------------------------------------------
 
-SEVEN = [[0, 0, 0], [0.1, 0.2, 0.5], [0.2, 0.4, 0.6], [0.3, 0.5, 0.7], [0.4, 0.6, 0.8],
-         [0.5, 0.7, 0.9], [1, 1, 1]]  # fmt: skip
+SEVEN = [
+    [0, 0, 0],
+    [0.1, 0.2, 0.5],
+    [0.2, 0.4, 0.6],
+    [0.3, 0.5, 0.7],
+    [0.4, 0.6, 0.8],
+    [0.5, 0.7, 0.9],
+    [1, 1, 1],
+]
 
 
 @pytest.mark.parametrize("name", ["valueInterpolate", "colorBlend"])
@@ -187,10 +231,19 @@ def test_value_map_color_map_and_the_colour_functions(js) -> None:  # type: igno
 def test_quality_flag_decoders(js) -> None:  # type: ignore[no-untyped-def]
     qa = js("decodeL8C2Qa(55052)")  # the documentation's example
     assert qa == {
-        "fill": 0, "dilatedCloud": 0, "cirrus": 1, "cloud": 1, "cloudShadow": 0, "snow": 0,
-        "clear": 0, "water": 0, "cloudConfidence": 3, "cloudShadowConfidence": 1,
-        "snowIceConfidence": 1, "cirrusConfidence": 3,
-    }  # fmt: skip
+        "fill": 0,
+        "dilatedCloud": 0,
+        "cirrus": 1,
+        "cloud": 1,
+        "cloudShadow": 0,
+        "snow": 0,
+        "clear": 0,
+        "water": 0,
+        "cloudConfidence": 3,
+        "cloudShadowConfidence": 1,
+        "snowIceConfidence": 1,
+        "cirrusConfidence": 3,
+    }
     flags = js("decodeS3OLCIQualityFlags((1 << 31) >>> 0 | 1 << 25 | 1 << 20 | 1)")
     assert flags["land"] == 1 and flags["invalid"] == 1 and flags["coastline"] == 0
     assert flags["saturatedB01"] == 1 and flags["saturatedB21"] == 1 and flags["saturatedB02"] == 0

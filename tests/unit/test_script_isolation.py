@@ -179,8 +179,10 @@ function preProcessScenes(collections) {
 function evaluatePixel(samples) { return [samples.length]; }
 """
     runtime = EvalscriptRuntime(timeout_s=10, heap_mb=256)
-    scenes = [{"dateFrom": f"2024-01-0{d}T00:00:00Z", "dateTo": f"2024-01-0{d}T23:59:59Z",
-               "tiles": []} for d in (1, 2, 3)]  # fmt: skip
+    scenes = [
+        {"dateFrom": f"2024-01-0{d}T00:00:00Z", "dateTo": f"2024-01-0{d}T23:59:59Z", "tiles": []}
+        for d in (1, 2, 3)
+    ]
     try:
         runtime.bind("task-a")
         kept = runtime.pre_process_scenes(orbit, parse_setup(orbit), {"default": scenes})

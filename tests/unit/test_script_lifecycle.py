@@ -49,8 +49,9 @@ def evaluate(script: str, data: dict[str, SourceData], ranges=None):  # type: ig
             chosen[sid] = d
         else:
             rows = kept[sid]
-            chosen[sid] = SourceData({k: v[rows] for k, v in d.bands.items()},
-                                     [d.scenes[n] for n in rows])  # fmt: skip
+            chosen[sid] = SourceData(
+                {k: v[rows] for k, v in d.bands.items()}, [d.scenes[n] for n in rows]
+            )
     return setup, kept, runtime().evaluate_sources(script, setup, chosen)
 
 
@@ -318,9 +319,11 @@ def test_pre_process_scenes_under_tile_gets_the_time_range_too() -> None:
         for d in ("2024-07-02T10:00:00Z", "2024-06-20T10:00:00Z", "2024-05-30T10:00:00Z")
     ]
     kept = runtime().pre_process_scenes(
-        source, parse_setup(source), {"default": tiles},
+        source,
+        parse_setup(source),
+        {"default": tiles},
         {"default": (datetime(2024, 6, 1, tzinfo=UTC), datetime(2024, 7, 1, tzinfo=UTC))},
-    )  # fmt: skip
+    )
     assert kept == {"default": [1]}
 
 

@@ -98,9 +98,14 @@ def _open(data: bytes):  # type: ignore[no-untyped-def]
 
 @pytest.mark.parametrize(
     ("dtype", "nodata", "predictor"),
-    [("uint8", 255, 2), ("uint16", 0, 2), ("int16", -1, 2), ("float32", np.nan, 3),
-     ("float32", None, 3)],
-)  # fmt: skip
+    [
+        ("uint8", 255, 2),
+        ("uint16", 0, 2),
+        ("int16", -1, 2),
+        ("float32", np.nan, 3),
+        ("float32", None, 3),
+    ],
+)
 def test_geotiff_round_trip(dtype: str, nodata: float | None, predictor: int) -> None:
     rng = np.random.default_rng(1)
     data = rng.integers(0, 200, size=(3, 70, 90)).astype(dtype)
@@ -143,13 +148,14 @@ def test_geotiff_refuses_unrepresentable_nodata() -> None:
 @pytest.mark.parametrize(
     ("compress", "level", "expected"),
     [("DEFLATE", 6, "deflate"), ("LZW", None, "lzw"), ("ZSTD", 9, "zstd"), ("NONE", None, None)],
-)  # fmt: skip
+)
 def test_compression_profile_is_applied(
     compress: str, level: int | None, expected: str | None
 ) -> None:
     data = np.arange(300 * 200, dtype="uint16").reshape(1, 300, 200)
-    encoded = encode_geotiff(data, 32633, Affine(10, 0, 0, 0, -10, 0), None,
-                             CompressionProfile(compress, level, 1))  # fmt: skip
+    encoded = encode_geotiff(
+        data, 32633, Affine(10, 0, 0, 0, -10, 0), None, CompressionProfile(compress, level, 1)
+    )
     memory, src = _open(encoded)
     with memory, src:
         np.testing.assert_array_equal(src.read(), data)
@@ -232,10 +238,10 @@ def test_cog_every_parameter(tmp_path: Path, dtype: str) -> None:
 
 def test_cog_float_predictor_and_min_size(tmp_path: Path) -> None:
     data = _smooth((1, 2048, 2048), "float32") / 1000
-    options = CogOptions(overview_min_size=600, blockxsize=128, blockysize=128,
-                         resampling="cubic")  # fmt: skip
-    path = _cog(tmp_path, encode_geotiff(data, 3035, Affine(10, 0, 4e6, 0, -10, 3e6), None,
-                                         cog=options))  # fmt: skip
+    options = CogOptions(overview_min_size=600, blockxsize=128, blockysize=128, resampling="cubic")
+    path = _cog(
+        tmp_path, encode_geotiff(data, 3035, Affine(10, 0, 4e6, 0, -10, 3e6), None, cog=options)
+    )
     with rasterio.open(path) as src:
         assert src.tags(ns="IMAGE_STRUCTURE")["PREDICTOR"] == "3"
         assert src.block_shapes == [(128, 128)]
@@ -244,15 +250,22 @@ def test_cog_float_predictor_and_min_size(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("algorithm", "levels"), [("gauss", (2,)), ("cubicspline", (2,)), ("lanczos", (2,)),
-                              ("mode", (2,)), ("average_magphase", (2,))],
-)  # fmt: skip
+    ("algorithm", "levels"),
+    [
+        ("gauss", (2,)),
+        ("cubicspline", (2,)),
+        ("lanczos", (2,)),
+        ("mode", (2,)),
+        ("average_magphase", (2,)),
+    ],
+)
 def test_cog_resampling_algorithms(tmp_path: Path, algorithm: str, levels: tuple[int]) -> None:
     data = np.zeros((1, 512, 512), "uint8")
     data[:, :, 256:] = 200
     options = CogOptions(overview_levels=levels, resampling=algorithm)
-    path = _cog(tmp_path, encode_geotiff(data, 32633, Affine(10, 0, 0, 0, -10, 0), None,
-                                         cog=options))  # fmt: skip
+    path = _cog(
+        tmp_path, encode_geotiff(data, 32633, Affine(10, 0, 0, 0, -10, 0), None, cog=options)
+    )
     with rasterio.open(path) as src:
         assert src.overviews(1) == [2]
         overview = src.read(1, out_shape=(256, 256))
@@ -262,8 +275,9 @@ def test_cog_resampling_algorithms(tmp_path: Path, algorithm: str, levels: tuple
 
 def test_small_cog_has_no_overviews(tmp_path: Path) -> None:
     data = _smooth((1, 200, 150), "uint16")
-    path = _cog(tmp_path, encode_geotiff(data, 32633, Affine(10, 0, 0, 0, -10, 0), None,
-                                         cog=CogOptions()))  # fmt: skip
+    path = _cog(
+        tmp_path, encode_geotiff(data, 32633, Affine(10, 0, 0, 0, -10, 0), None, cog=CogOptions())
+    )
     with rasterio.open(path) as src:
         assert src.overviews(1) == []
         np.testing.assert_array_equal(src.read(), data)
@@ -324,8 +338,15 @@ def _layout(fmt: int, origin: str = "topLeft", chunks: tuple = (1, 50, 50)):  # 
     from eobatch.sinks.zarr import ZarrArraySpec, ZarrLayout
 
     spec = ZarrArraySpec("v", "<i2", chunks, -1, {"id": "zstd", "level": 1})
-    return ZarrLayout(fmt, 3035, (0.0, 0.0, 2000.0, 1000.0), 10.0, origin,
-                      datetime(2024, 5, 1, tzinfo=UTC), (spec,))  # fmt: skip
+    return ZarrLayout(
+        fmt,
+        3035,
+        (0.0, 0.0, 2000.0, 1000.0),
+        10.0,
+        origin,
+        datetime(2024, 5, 1, tzinfo=UTC),
+        (spec,),
+    )
 
 
 @pytest.mark.parametrize("fmt", [2, 3])
@@ -372,10 +393,17 @@ def test_zarr_array_parameters() -> None:
 
     specs = parse_arrays(
         {"dtype": "<u2", "order": "C", "chunks": [1, 250, 500], "fill_value": 0},
-        {"b": {"dtype": ">f8", "fill_value": "NaN", "compressor": None,
-               "customAttributes": {"units": "1"}}},
-        ["a", "b"], 1000,
-    )  # fmt: skip
+        {
+            "b": {
+                "dtype": ">f8",
+                "fill_value": "NaN",
+                "compressor": None,
+                "customAttributes": {"units": "1"},
+            }
+        },
+        ["a", "b"],
+        1000,
+    )
     assert specs["a"].compressor == DEFAULT_COMPRESSOR and specs["a"].chunks == (1, 250, 500)
     assert specs["b"].dtype == ">f8" and np.isnan(specs["b"].fill_value)
     assert specs["b"].compressor is None and specs["b"].attributes == {"units": "1"}
@@ -385,13 +413,15 @@ def test_zarr_array_parameters() -> None:
 
 @pytest.mark.parametrize(
     ("params", "field", "text"),
-    [({"fill_value": 65536}, "fill_value", "not a value"),
-     ({"fill_value": 1.5}, "fill_value", "not a value"),
-     ({"fill_value": True}, "fill_value", "not a value"),
-     ({"chunks": [1, 300, 250]}, "chunks", "divide"),
-     ({"chunks": [1, 250]}, "chunks", "three positive"),
-     ({"dtype": "float32"}, "dtype", "not one of")],
-)  # fmt: skip
+    [
+        ({"fill_value": 65536}, "fill_value", "not a value"),
+        ({"fill_value": 1.5}, "fill_value", "not a value"),
+        ({"fill_value": True}, "fill_value", "not a value"),
+        ({"chunks": [1, 300, 250]}, "chunks", "divide"),
+        ({"chunks": [1, 250]}, "chunks", "three positive"),
+        ({"dtype": "float32"}, "dtype", "not one of"),
+    ],
+)
 def test_zarr_bad_array_parameters(params: dict, field: str, text: str) -> None:
     from eobatch.sinks.zarr import parse_arrays
 
@@ -415,8 +445,13 @@ def test_byoc_band_names_and_clash() -> None:
     setup = ScriptSetup((), outputs)
     bands = collection_bands(setup, ["result", "ndvi"])
     assert list(bands) == ["result", "result2", "result3", "ndvi"]
-    assert bands["result3"] == {"source": "result", "bandIndex": 3, "bitDepth": 16,
-                                "sampleFormat": "UINT", "noData": 0}  # fmt: skip
+    assert bands["result3"] == {
+        "source": "result",
+        "bandIndex": 3,
+        "bitDepth": 16,
+        "sampleFormat": "UINT",
+        "noData": 0,
+    }
     assert bands["ndvi"]["bitDepth"] == 32 and bands["ndvi"]["sampleFormat"] == "FLOAT"
     clash = ScriptSetup((), (ScriptOutput("result", 3), ScriptOutput("result2", 1)))
     with pytest.raises(AnalysisError, match=r"'result2'.*clashes"):

@@ -23,16 +23,32 @@ from eobatch.sources.stac import (
 from eobatch.sources.stac_search import StacItem, matches
 from eobatch.sources.units import Conversion, parse_conversion
 
-SERVED = ("sentinel-2-l2a", "landsat-ot-l1", "landsat-ot-l2", "landsat-etm-l2", "landsat-tm-l2",
-          "sentinel-1-grd", "dem", "hls", "modis")  # fmt: skip
+SERVED = (
+    "sentinel-2-l2a",
+    "landsat-ot-l1",
+    "landsat-ot-l2",
+    "landsat-etm-l2",
+    "landsat-tm-l2",
+    "sentinel-1-grd",
+    "dem",
+    "hls",
+    "modis",
+)
 
 
 def test_the_built_in_mapping_serves_every_type_with_the_sentinel_hub_bands() -> None:
     mapping = load_mapping()
     assert set(SERVED) <= set(mapping)
     assert list(mapping["landsat-ot-l2"].bands)[:8] == [
-        "B01", "B02", "B03", "B04", "B05", "B06", "B07", "B10"
-    ]  # fmt: skip
+        "B01",
+        "B02",
+        "B03",
+        "B04",
+        "B05",
+        "B06",
+        "B07",
+        "B10",
+    ]
     assert set(mapping["landsat-ot-l1"].bands) >= {f"B{n:02d}" for n in range(1, 12)} | {"BQA"}
     assert list(mapping["landsat-etm-l2"].bands)[:7] == [f"B0{n}" for n in range(1, 8)]
     assert set(mapping["sentinel-1-grd"].bands) == {"VV", "VH", "HH", "HV"}
@@ -92,8 +108,10 @@ def test_options_select_collections_and_item_filters() -> None:
         "hls2-s30",
     )
     _, accepted = search_terms(mapping["landsat-tm-l2"], {"dataFilter.tiers": "TIER_1"})
-    assert accepted == {"platform": ("landsat-4", "landsat-5"),
-                        "landsat:collection_category": ("T1",)}  # fmt: skip
+    assert accepted == {
+        "platform": ("landsat-4", "landsat-5"),
+        "landsat:collection_category": ("T1",),
+    }
     _, accepted = search_terms(
         mapping["sentinel-1-grd"],
         {"dataFilter.polarization": "DV", "dataFilter.orbitDirection": "ASCENDING"},
@@ -112,17 +130,25 @@ def test_item_filters_compare_lists_as_sets_and_drop_items_lacking_the_property(
 @pytest.mark.parametrize(
     ("data_type", "data_filter", "processing", "expected"),
     [
-        ("landsat-ot-l2", {"tiers": "TIER_1_AND_RT"}, {},
-         [("dataFilter->tiers", "TIER_1_AND_RT is not served")]),
+        (
+            "landsat-ot-l2",
+            {"tiers": "TIER_1_AND_RT"},
+            {},
+            [("dataFilter->tiers", "TIER_1_AND_RT is not served")],
+        ),
         ("landsat-ot-l1", {"tiers": "TIER_1_AND_RT", "maxCloudCoverage": 20}, {}, []),
         ("sentinel-2-l2a", {"tiers": "TIER_1"}, {}, [("dataFilter->tiers", "not an option")]),
         ("modis", {"maxCloudCoverage": 100}, {}, []),  # no filter at all: accepted
         ("sentinel-1-grd", {}, {"backCoeff": "GAMMA0_TERRAIN", "orthorectify": True}, []),
-        ("sentinel-1-grd", {}, {"backCoeff": "GAMMA0_TERRAIN", "orthorectify": False},
-         [("processing->orthorectify", "false is not served")]),
+        (
+            "sentinel-1-grd",
+            {},
+            {"backCoeff": "GAMMA0_TERRAIN", "orthorectify": False},
+            [("processing->orthorectify", "false is not served")],
+        ),
         ("dem", {}, {"egm": False, "clampNegative": False}, []),
     ],
-)  # fmt: skip
+)
 def test_check_source(
     data_type: str, data_filter: dict, processing: dict, expected: list[tuple[str, str]]
 ) -> None:
@@ -147,8 +173,10 @@ def test_conversions_linear_sun_elevation_and_planck() -> None:
         toa.apply(values.copy(), {})
     bt = load_mapping()["landsat-ot-l1"].bands["B10"].units["BRIGHTNESS_TEMPERATURE"]
     assert bt.properties == ("platform",)
-    for platform, (ml, k1, k2) in (("LANDSAT_8", (3.342e-4, 774.8853, 1321.0789)),
-                                   ("landsat-9", (3.8e-4, 799.0284, 1329.2405))):  # fmt: skip
+    for platform, (ml, k1, k2) in (
+        ("LANDSAT_8", (3.342e-4, 774.8853, 1321.0789)),
+        ("landsat-9", (3.8e-4, 799.0284, 1329.2405)),
+    ):
         out = values.copy()
         bt.apply(out, {"platform": platform})
         assert out[0] == pytest.approx(k2 / np.log(k1 / (10000 * ml + 0.1) + 1), rel=1e-6)
@@ -160,11 +188,16 @@ def test_what_the_store_keeps_of_an_item_gives_the_same_scene() -> None:
         id="LC08_L1TP_190029_20240606_20240613_02_RT",
         datetime=datetime(2024, 6, 6, 9, 51, 2, tzinfo=UTC),
         geometry=shapely.box(14.5, 45.0, 15.5, 46.0),
-        properties={"platform": "LANDSAT_8", "view:sun_elevation": 62.0, "eo:cloud_cover": 12.0,
-                    "landsat:wrs_path": "190", "created": datetime(2024, 6, 13, tzinfo=UTC)},
+        properties={
+            "platform": "LANDSAT_8",
+            "view:sun_elevation": 62.0,
+            "eo:cloud_cover": 12.0,
+            "landsat:wrs_path": "190",
+            "created": datetime(2024, 6, 13, tzinfo=UTC),
+        },
         assets={"red": "s3://usgs-landsat/red.TIF", "ANG.txt": "s3://usgs-landsat/ANG.txt"},
         collection="landsat-c2l1",
-    )  # fmt: skip
+    )
     record = json.loads(json.dumps(item_record(item, collection)))
     assert set(record["properties"]) == {"platform", "view:sun_elevation", "eo:cloud_cover"}
     assert set(record["assets"]) == {"red"}

@@ -100,10 +100,14 @@ def _action(action: UserAction):  # type: ignore[no-untyped-def]
     return act
 
 
-for _name, _act in (("analyse", UserAction.ANALYSE), ("start", UserAction.START),
-                    ("stop", UserAction.STOP)):  # fmt: skip
-    router.add_api_route(f"/process/{{task_id}}/{_name}", _action(_act), methods=["POST"],
-                         status_code=204)  # fmt: skip
+for _name, _act in (
+    ("analyse", UserAction.ANALYSE),
+    ("start", UserAction.START),
+    ("stop", UserAction.STOP),
+):
+    router.add_api_route(
+        f"/process/{{task_id}}/{_name}", _action(_act), methods=["POST"], status_code=204
+    )
 
 
 @router.get("/tilinggrids")

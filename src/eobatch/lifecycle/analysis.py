@@ -110,9 +110,14 @@ def byoc_collection(context: TaskContext, setup: ScriptSetup, account_id: str) -
     bands = collection_bands(setup, ids)
     collection_id = (output.collection_id or "").lower() or new_collection_id(context.task_id)
     prepare_collection(
-        context.db, account_id, collection_id, output.collection_id is None,
-        f"batch-{context.task_id}", context.delivery.bucket, bands,
-    )  # fmt: skip
+        context.db,
+        account_id,
+        collection_id,
+        output.collection_id is None,
+        f"batch-{context.task_id}",
+        context.delivery.bucket,
+        bands,
+    )
     return collection_id
 
 

@@ -296,8 +296,9 @@ class Controller:
         if mine:
             in_flight_ids = [self.in_flight[f][1] for f in mine]
             rows = self._rows(session, task.id, in_flight_ids)
-            charged = self._bill(session, task, [(r, r.max_samples, 0) for r in rows],
-                                 "in progress")  # fmt: skip
+            charged = self._bill(
+                session, task, [(r, r.max_samples, 0) for r in rows], "in progress"
+            )
         held = session.scalars(
             select(FeatureRow).where(
                 FeatureRow.task_id == task.id, FeatureRow.reserved_micro_pu > 0
@@ -404,11 +405,13 @@ class Controller:
             pending = dict(
                 session.execute(
                     select(FeatureRow.task_id, func.count())
-                    .where(FeatureRow.task_id.in_([t.id for t in tasks]),
-                           FeatureRow.status == "PENDING")
+                    .where(
+                        FeatureRow.task_id.in_([t.id for t in tasks]),
+                        FeatureRow.status == "PENDING",
+                    )
                     .group_by(FeatureRow.task_id)
                 ).all()
-            )  # fmt: skip
+            )
         running = Counter(tid for tid, _ in self.in_flight.values())
         return [
             Demand(t.id, t.account_id, running[t.id], pending.get(t.id, 0) - len(self._busy(t.id)))
@@ -461,9 +464,11 @@ class Controller:
         for feature_id, job in jobs:
             try:
                 future = self.cluster.client.submit(  # type: ignore[union-attr]
-                    run_feature, job, key=f"feature-{task_id}-{feature_id}-{uuid.uuid4().hex[:6]}",
+                    run_feature,
+                    job,
+                    key=f"feature-{task_id}-{feature_id}-{uuid.uuid4().hex[:6]}",
                     pure=False,
-                )  # fmt: skip
+                )
             except Exception:  # the client is closing: handle_faults() reconnects
                 log.warning("could not submit features of task %s", task_id, exc_info=True)
                 return
@@ -480,8 +485,9 @@ class Controller:
                 if job_was_lost(exc):
                     continue
                 # a worker died with the job (Dask retried it on others first): an attempt
-                outcome = FeatureOutcome(task_id, feature_id, False,
-                                         error=f"{type(exc).__name__}: {exc}")  # fmt: skip
+                outcome = FeatureOutcome(
+                    task_id, feature_id, False, error=f"{type(exc).__name__}: {exc}"
+                )
             self.unrecorded[task_id].append(outcome)
         for task_id in list(self.unrecorded):
             with self._working_on(task_id):
@@ -605,8 +611,14 @@ class Controller:
         if processing:
             ledger.post(session, task.account_id, -processing, ledger.PROCESSING, task.id, note)
         if transfer:
-            ledger.post(session, task.account_id, -transfer, ledger.TRANSFER, task.id,
-                        f"{note}: {where.value} output transfer")  # fmt: skip
+            ledger.post(
+                session,
+                task.account_id,
+                -transfer,
+                ledger.TRANSFER,
+                task.id,
+                f"{note}: {where.value} output transfer",
+            )
         task.cost_micro_pu += processing + transfer
         return processing + transfer
 
@@ -670,8 +682,14 @@ class Controller:
                 balance = ledger.balance_micro(session, task.account_id)
                 minimum = min(task_minimum_micro(task.cost_micro_pu), max(0, balance))
                 if minimum:
-                    ledger.post(session, task.account_id, -minimum, ledger.MINIMUM, task.id,
-                                "top-up to the 100 PU minimum of a batch task")  # fmt: skip
+                    ledger.post(
+                        session,
+                        task.account_id,
+                        -minimum,
+                        ledger.MINIMUM,
+                        task.id,
+                        "top-up to the 100 PU minimum of a batch task",
+                    )
                     task.cost_micro_pu += minimum
                 _move(task, Event.ALL_FEATURES_FINAL)
                 task.completion_percentage = 100.0
@@ -723,12 +741,17 @@ class Controller:
                     assert task is not None
                     context = TaskContext.build(self.db, self.settings, task, with_scenes=False)
                 rows = session.execute(
-                    select(FeatureRow.id, FeatureRow.name, FeatureRow.status, FeatureRow.error,
-                           FeatureRow.delivered,
-                           FeatureRow.cost_micro_pu + FeatureRow.surcharge_micro_pu)
+                    select(
+                        FeatureRow.id,
+                        FeatureRow.name,
+                        FeatureRow.status,
+                        FeatureRow.error,
+                        FeatureRow.delivered,
+                        FeatureRow.cost_micro_pu + FeatureRow.surcharge_micro_pu,
+                    )
                     .where(FeatureRow.task_id == task_id)
                     .order_by(FeatureRow.id)
-                ).all()  # fmt: skip
+                ).all()
             data = execution_db_bytes(ExecutionRow(*row[:5], to_pu(row[5])) for row in rows)
             context.delivery.put(EXECUTION_FILE.format(request_id=task_id), data)
         except Exception:  # a failed snapshot must not stop processing; the next one retries

@@ -36,8 +36,9 @@ def fair_shares(room: int, demands: Sequence[Demand]) -> dict[str, int]:
         load[d.account_id] = load.get(d.account_id, 0) + d.running
         first.setdefault(d.account_id, order[d.task_id])
         if d.waiting > 0:
-            heapq.heappush(tasks.setdefault(d.account_id, []), (d.running, order[d.task_id],
-                                                                 d.task_id))  # fmt: skip
+            heapq.heappush(
+                tasks.setdefault(d.account_id, []), (d.running, order[d.task_id], d.task_id)
+            )
     accounts = [(load[a], first[a], a) for a in tasks]  # accounts with work waiting
     heapq.heapify(accounts)
     while room > 0 and accounts:

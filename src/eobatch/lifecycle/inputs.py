@@ -178,9 +178,12 @@ class InputSource:
 
 
 def input_sources(
-    db: Database, settings: Settings, account_id: str, request_sources: Sequence[DataSource],
+    db: Database,
+    settings: Settings,
+    account_id: str,
+    request_sources: Sequence[DataSource],
     refs: Sequence[SourceRef],
-) -> list[InputSource]:  # fmt: skip
+) -> list[InputSource]:
     """The task's sources with their bands; scenes come with `InputSource.load`."""
     sources = []
     fused = len(request_sources) > 1

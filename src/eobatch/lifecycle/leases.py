@@ -101,11 +101,14 @@ class Leases:
             with self.db.session() as session:  # one row per transaction: no lock ordering
                 matched = session.execute(
                     update(Task)
-                    .where(Task.id == task_id, Task.controller_id == self.controller_id,
-                           Task.lease_epoch == epoch)
+                    .where(
+                        Task.id == task_id,
+                        Task.controller_id == self.controller_id,
+                        Task.lease_epoch == epoch,
+                    )
                     .values(lease_until=self._until())
                     .returning(Task.id)
-                ).scalar_one_or_none()  # fmt: skip
+                ).scalar_one_or_none()
             if matched is None:
                 with self._lock:
                     if self._epochs.get(task_id) == epoch:
@@ -130,10 +133,13 @@ class Leases:
         with self.db.session() as session:
             session.execute(
                 update(Task)
-                .where(Task.id == task_id, Task.controller_id == self.controller_id,
-                       Task.lease_epoch == epoch)
+                .where(
+                    Task.id == task_id,
+                    Task.controller_id == self.controller_id,
+                    Task.lease_epoch == epoch,
+                )
                 .values(controller_id=None, lease_until=None)
-            )  # fmt: skip
+            )
 
     def release_all(self) -> None:
         for task_id in self.held():

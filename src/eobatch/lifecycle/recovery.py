@@ -67,8 +67,12 @@ class Cluster:
         try:
             client = start_client(settings, timeout=CONNECT_TIMEOUT_S)
         except (OSError, TimeoutError) as exc:  # only an external scheduler can be unreachable
-            log.warning("Dask scheduler %s unreachable (%s); retrying every %g s",
-                        settings.dask_scheduler, exc, RETRY_S)  # fmt: skip
+            log.warning(
+                "Dask scheduler %s unreachable (%s); retrying every %g s",
+                settings.dask_scheduler,
+                exc,
+                RETRY_S,
+            )
         cluster = cls(client, settings.dask_scheduler)
         cluster._owned = True
         cluster._local = client.cluster if client is not None else None  # type: ignore[assignment]
@@ -97,8 +101,9 @@ class Cluster:
         now = time.monotonic()
         if self._down_since is None:
             self._down_since = now
-            log.warning("lost the Dask scheduler at %s; its jobs will be submitted again",
-                        self.address)  # fmt: skip
+            log.warning(
+                "lost the Dask scheduler at %s; its jobs will be submitted again", self.address
+            )
         if self.address is None:
             return False
         if self.client is not None and self.client.status == "connecting":
@@ -106,8 +111,9 @@ class Cluster:
         if self._connecting.is_alive() or now < self._retry_at:
             return False
         self._retry_at = now + RETRY_S
-        self._connecting = threading.Thread(target=self._connect, name="eobatch-dask-connect",
-                                            daemon=True)  # fmt: skip
+        self._connecting = threading.Thread(
+            target=self._connect, name="eobatch-dask-connect", daemon=True
+        )
         self._connecting.start()
         return False
 

@@ -45,8 +45,15 @@ def task_results(context: TaskContext, setup: ScriptSetup, task: Task) -> TaskRe
     zarr = isinstance(context.request.output, ZarrOutput)
     delivered = []
     for row in rows:
-        feature = Feature(row.id, row.name, row.epsg, (row.minx, row.miny, row.maxx, row.maxy),
-                          row.width, row.height, shapely.from_wkb(row.geometry))  # fmt: skip
+        feature = Feature(
+            row.id,
+            row.name,
+            row.epsg,
+            (row.minx, row.miny, row.maxx, row.maxy),
+            row.width,
+            row.height,
+            shapely.from_wkb(row.geometry),
+        )
         files = {} if zarr else {t.output_id: t.key for t in context.targets(feature)}
         delivered.append(DeliveredFeature(feature, files))
     source = context.request.process_request.input.data[0]

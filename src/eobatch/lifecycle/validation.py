@@ -38,12 +38,28 @@ _BYOC_TYPE = re.compile(r"^byoc-(?P<id>[0-9a-fA-F-]{36})$")
 # Data collections of Sentinel Hub that this deployment does not serve (yet).
 _KNOWN_SH_TYPES = frozenset(
     {
-        "sentinel-2-l1c", "sentinel-2-l2a", "sentinel-1-grd", "landsat-8-l1c", "landsat-ot-l1",
-        "landsat-ot-l2", "landsat-etm-l1", "landsat-etm-l2", "landsat-tm-l1", "landsat-tm-l2",
-        "landsat-mss-l1", "modis", "dem", "hls", "sentinel-3-olci", "sentinel-3-olci-l2",
-        "sentinel-3-slstr", "sentinel-5p-l2", "S2L1C", "S2L2A",
+        "sentinel-2-l1c",
+        "sentinel-2-l2a",
+        "sentinel-1-grd",
+        "landsat-8-l1c",
+        "landsat-ot-l1",
+        "landsat-ot-l2",
+        "landsat-etm-l1",
+        "landsat-etm-l2",
+        "landsat-tm-l1",
+        "landsat-tm-l2",
+        "landsat-mss-l1",
+        "modis",
+        "dem",
+        "hls",
+        "sentinel-3-olci",
+        "sentinel-3-olci-l2",
+        "sentinel-3-slstr",
+        "sentinel-5p-l2",
+        "S2L1C",
+        "S2L2A",
     }
-)  # fmt: skip
+)
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,15 @@ from eobatch.planning.grids import GRIDS, TilingGrid, validate_tiling_input
 from eobatch.planning.manifest import ManifestRow, feature_manifest_bytes
 
 __all__ = [
-    "AOI", "GRIDS", "Feature", "ManifestRow", "TilingGrid", "feature_manifest_bytes", "parse_aoi",
-    "parse_crs", "plan_tiling_grid", "reproject", "validate_tiling_input",
-]  # fmt: skip
+    "AOI",
+    "GRIDS",
+    "Feature",
+    "ManifestRow",
+    "TilingGrid",
+    "feature_manifest_bytes",
+    "parse_aoi",
+    "parse_crs",
+    "plan_tiling_grid",
+    "reproject",
+    "validate_tiling_input",
+]

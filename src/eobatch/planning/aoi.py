@@ -108,8 +108,9 @@ def parse_crs(crs_uri: str | None) -> int:
         return 4326
     match = _EPSG_URI.match(crs_uri.strip())
     if match is None:
-        raise InvalidRequest.at(where, f"'{crs_uri}' is not a CRS URI; use "
-                                       "http://www.opengis.net/def/crs/EPSG/0/<code>")  # fmt: skip
+        raise InvalidRequest.at(
+            where, f"'{crs_uri}' is not a CRS URI; use http://www.opengis.net/def/crs/EPSG/0/<code>"
+        )
     code = int(match.group(1))
     try:
         crs = CRS.from_epsg(code)

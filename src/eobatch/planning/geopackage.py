@@ -284,8 +284,14 @@ def _read_table(
     return FeatureTable(table, epsg, fids, np.array(names, dtype=object), geometries, width, height)
 
 
-_TYPE_NAMES = {0: "POINT", 1: "LINESTRING", 2: "LINEARRING", 4: "MULTIPOINT",
-               5: "MULTILINESTRING", 7: "GEOMETRYCOLLECTION"}  # fmt: skip
+_TYPE_NAMES = {
+    0: "POINT",
+    1: "LINESTRING",
+    2: "LINEARRING",
+    4: "MULTIPOINT",
+    5: "MULTILINESTRING",
+    7: "GEOMETRYCOLLECTION",
+}
 
 
 def _attribute_columns(path: Path, table: str, where: str) -> dict[str, np.ndarray]:
@@ -309,9 +315,10 @@ def _attribute_columns(path: Path, table: str, where: str) -> dict[str, np.ndarr
     out = {"id": np.array(ids, dtype=np.int64), "identifier": np.array(identifier, dtype=object)}
     for name, values in (("width", width), ("height", height), ("resolution", resolution)):
         bad = [
-            (i, v) for i, v in zip(ids, values, strict=True)
+            (i, v)
+            for i, v in zip(ids, values, strict=True)
             if v is not None and not isinstance(v, int | float)
-        ]  # fmt: skip
+        ]
         if bad:
             raise GeoPackageError(
                 f"{at}, feature id {bad[0][0]}: {name} {bad[0][1]!r} is not a number"
@@ -352,8 +359,11 @@ def _output_sizes(
     if (half & ~own_res).any() and defaults.width is None and defaults.resolution is None:
         i = int(np.flatnonzero(half & ~own_res)[0])
         missing = "height" if np.isnan(h[i]) else "width"
-        raise fail(i, f"has {'width' if missing == 'height' else 'height'} but no {missing}; "
-                      "give both, or a resolution")  # fmt: skip
+        raise fail(
+            i,
+            f"has {'width' if missing == 'height' else 'height'} but no {missing}; "
+            "give both, or a resolution",
+        )
     width = np.where(own_size, w, np.nan)
     height = np.where(own_size, h, np.nan)
     resolution = np.where(own_res, res, np.nan)

@@ -40,9 +40,20 @@ class DataFilter(WireModel):
     resolution: Literal["HIGH", "MEDIUM", "FULL"] | None = None  # S1
     orbit_direction: Literal["ASCENDING", "DESCENDING"] | None = None  # S1
     timeliness: (
-        Literal["NRT10m", "NRT1h", "NRT3h", "Fast24h", "Offline", "Reprocessing", "ArchNormal",
-                "NRTI", "OFFL", "RPRO"] | None
-    ) = None  # S1 (S5P: NRTI, OFFL, RPRO)  # fmt: skip
+        Literal[
+            "NRT10m",
+            "NRT1h",
+            "NRT3h",
+            "Fast24h",
+            "Offline",
+            "Reprocessing",
+            "ArchNormal",
+            "NRTI",
+            "OFFL",
+            "RPRO",
+        ]
+        | None
+    ) = None  # S1 (S5P: NRTI, OFFL, RPRO)
     dem_instance: DemInstance | None = None  # DEM
     constellation: Literal["SENTINEL", "LANDSAT"] | None = None  # HLS
 

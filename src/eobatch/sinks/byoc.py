@@ -50,8 +50,12 @@ def collection_bands(setup: ScriptSetup, output_ids: list[str]) -> dict[str, dic
                     f"BYOC band name '{name}' of output '{output_id}' clashes with another "
                     "output's band; multi-band outputs are named <id>, <id>2, <id>3, ..."
                 )
-            band: dict[str, Any] = {"source": output_id, "bandIndex": index,
-                                    "bitDepth": depth, "sampleFormat": fmt}  # fmt: skip
+            band: dict[str, Any] = {
+                "source": output_id,
+                "bandIndex": index,
+                "bitDepth": depth,
+                "sampleFormat": fmt,
+            }
             if output.nodata_value is not None:
                 band["noData"] = output.nodata_value
             bands[name] = band
@@ -81,9 +85,14 @@ def check_collection(existing: dict[str, Any], wanted: dict[str, Any], collectio
 
 
 def prepare_collection(
-    db: Database, account_id: str, collection_id: str, create: bool, name: str, bucket: str,
+    db: Database,
+    account_id: str,
+    collection_id: str,
+    create: bool,
+    name: str,
+    bucket: str,
     bands: dict[str, Any],
-) -> None:  # fmt: skip
+) -> None:
     """Create the task's new collection, or check and complete an existing one."""
     with db.session() as session:
         collection = session.get(Collection, collection_id)
@@ -92,8 +101,15 @@ def prepare_collection(
         if collection is None and not create:
             raise AnalysisError(f"BYOC collection {collection_id} not found")
         if collection is None:
-            session.add(Collection(id=collection_id, account_id=account_id, name=name,
-                                   s3_bucket=bucket, bands=bands))  # fmt: skip
+            session.add(
+                Collection(
+                    id=collection_id,
+                    account_id=account_id,
+                    name=name,
+                    s3_bucket=bucket,
+                    bands=bands,
+                )
+            )
             return
         if collection.s3_bucket != bucket:
             raise AnalysisError(
@@ -106,9 +122,11 @@ def prepare_collection(
 
 
 def register_tiles(
-    db: Database, collection_id: str, tiles: list[tuple[str, int, tuple[float, ...]]],
+    db: Database,
+    collection_id: str,
+    tiles: list[tuple[str, int, tuple[float, ...]]],
     sensing_time: datetime | None,
-) -> int:  # fmt: skip
+) -> int:
     """Add one INGESTED tile per (path with (BAND), EPSG, bounds); returns how many were new."""
     with db.session() as session:
         known = set(session.scalars(select(Tile.path).where(Tile.collection_id == collection_id)))
@@ -117,11 +135,22 @@ def register_tiles(
             if path in known:
                 continue  # the same feature delivered again (overwrite): same files, same tile
             geometry = shapely.geometry.mapping(shapely.box(*bounds))
-            session.add(Tile(
-                id=str(uuid.uuid4()), collection_id=collection_id, path=path,
-                sensing_time=sensing_time, epsg=epsg, status="INGESTED",
-                tile_geometry={**geometry, "crs": {"type": "name", "properties": {
-                    "name": f"urn:ogc:def:crs:EPSG::{epsg}"}}},
-            ))  # fmt: skip
+            session.add(
+                Tile(
+                    id=str(uuid.uuid4()),
+                    collection_id=collection_id,
+                    path=path,
+                    sensing_time=sensing_time,
+                    epsg=epsg,
+                    status="INGESTED",
+                    tile_geometry={
+                        **geometry,
+                        "crs": {
+                            "type": "name",
+                            "properties": {"name": f"urn:ogc:def:crs:EPSG::{epsg}"},
+                        },
+                    },
+                )
+            )
             added += 1
         return added

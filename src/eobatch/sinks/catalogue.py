@@ -49,10 +49,20 @@ GEOTIFF = "image/tiff; application=geotiff"
 COG = "image/tiff; application=geotiff; profile=cloud-optimized"
 VRT = "application/xml"  # GDAL's VRT has no registered media type; it is XML
 _UPLOADS = 16  # objects uploaded at once: a task of many features has many small items
-_DATA_TYPES = {"uint8": DataType.UINT8, "int8": DataType.INT8, "uint16": DataType.UINT16,
-               "int16": DataType.INT16, "float32": DataType.FLOAT32}  # fmt: skip
-_GDAL_TYPES = {"uint8": "Byte", "int8": "Int8", "uint16": "UInt16", "int16": "Int16",
-               "float32": "Float32"}  # fmt: skip
+_DATA_TYPES = {
+    "uint8": DataType.UINT8,
+    "int8": DataType.INT8,
+    "uint16": DataType.UINT16,
+    "int16": DataType.INT16,
+    "float32": DataType.FLOAT32,
+}
+_GDAL_TYPES = {
+    "uint8": "Byte",
+    "int8": "Int8",
+    "uint16": "UInt16",
+    "int16": "Int16",
+    "float32": "Float32",
+}
 
 
 @dataclass(frozen=True)
@@ -149,11 +159,13 @@ def _item(
     for name, key in delivered.files.items():
         href = _relative(key, own_key)
         if name not in outputs:  # userdata.json
-            item.add_asset(name, pystac.Asset(href, media_type="application/json",
-                                              roles=["metadata"]))  # fmt: skip
+            item.add_asset(
+                name, pystac.Asset(href, media_type="application/json", roles=["metadata"])
+            )
             continue
-        asset = pystac.Asset(href, title=name, media_type=COG if results.cog else GEOTIFF,
-                             roles=["data"])  # fmt: skip
+        asset = pystac.Asset(
+            href, title=name, media_type=COG if results.cog else GEOTIFF, roles=["data"]
+        )
         item.add_asset(name, asset)
         RasterExtension.ext(asset, add_if_missing=True).bands = _raster_bands(
             outputs[name], feature.resolution[0]
@@ -199,29 +211,40 @@ def _collection(
         license="other",
     )
     own_key = f"{folder}/{COLLECTION_FILE}"
-    collection.add_link(pystac.Link(pystac.RelType.ROOT, f"./{COLLECTION_FILE}",
-                                    pystac.MediaType.JSON))  # fmt: skip
+    collection.add_link(
+        pystac.Link(pystac.RelType.ROOT, f"./{COLLECTION_FILE}", pystac.MediaType.JSON)
+    )
     for item in items:
         href = "./" + _relative(_item_key(folder, item.id), own_key)
-        collection.add_link(pystac.Link(pystac.RelType.ITEM, href, pystac.MediaType.GEOJSON,
-                                        title=item.id))  # fmt: skip
+        collection.add_link(
+            pystac.Link(pystac.RelType.ITEM, href, pystac.MediaType.GEOJSON, title=item.id)
+        )
     for key, (output, epsg) in sorted(mosaics.items()):
         collection.add_asset(
             posixpath.basename(key).removesuffix(".vrt"),
-            pystac.Asset("./" + _relative(key, own_key), media_type=VRT, roles=["data", "mosaic"],
-                         title=f"{output.id}: every delivered feature in EPSG:{epsg}"),
-        )  # fmt: skip
+            pystac.Asset(
+                "./" + _relative(key, own_key),
+                media_type=VRT,
+                roles=["data", "mosaic"],
+                title=f"{output.id}: every delivered feature in EPSG:{epsg}",
+            ),
+        )
     if results.zarr_epsg is not None:
-        asset = pystac.Asset("./", title="Zarr group", media_type="application/vnd+zarr",
-                             roles=["data"])  # fmt: skip
+        asset = pystac.Asset(
+            "./", title="Zarr group", media_type="application/vnd+zarr", roles=["data"]
+        )
         collection.add_asset("zarr", asset)
         ProjectionExtension.ext(asset, add_if_missing=True).code = f"EPSG:{results.zarr_epsg}"
     for key in results.bookkeeping:
         name = posixpath.basename(key).split("-", 1)[0]
-        media = {"request": "application/json", "featureManifest": "application/geopackage+sqlite3",
-                 "execution": "application/vnd.sqlite3"}.get(name)  # fmt: skip
-        collection.add_asset(name, pystac.Asset(_relative(key, own_key), media_type=media,
-                                                roles=["metadata"]))  # fmt: skip
+        media = {
+            "request": "application/json",
+            "featureManifest": "application/geopackage+sqlite3",
+            "execution": "application/vnd.sqlite3",
+        }.get(name)
+        collection.add_asset(
+            name, pystac.Asset(_relative(key, own_key), media_type=media, roles=["metadata"])
+        )
     return collection
 
 
@@ -287,13 +310,13 @@ def mosaic_vrt(
         repr(v) for v in (minx, res, 0.0, maxy, 0.0, -res)
     )
     for band, name in enumerate(band_names(output.id, output.bands), start=1):
-        element = ET.SubElement(root, "VRTRasterBand", dataType=_GDAL_TYPES[dtype],
-                                band=str(band))  # fmt: skip
+        element = ET.SubElement(root, "VRTRasterBand", dataType=_GDAL_TYPES[dtype], band=str(band))
         ET.SubElement(element, "Description").text = name
         ET.SubElement(element, "NoDataValue").text = nodata
         for delivered in features:
-            element.append(_source(delivered, output.id, band, dtype, nodata, cog, folder,
-                                   (minx, maxy, res)))  # fmt: skip
+            element.append(
+                _source(delivered, output.id, band, dtype, nodata, cog, folder, (minx, maxy, res))
+            )
     # The factors every source has overviews at: GDAL then reads those when zoomed out
     # (sources without overviews would each be read at full resolution).
     levels = set.intersection(*(set(_levels(d.feature, cog)) for d in features))
@@ -313,9 +336,15 @@ def _levels(feature: Feature, cog: CogOptions | None) -> list[int]:
 
 
 def _source(
-    delivered: DeliveredFeature, output_id: str, band: int, dtype: str, nodata: str,
-    cog: CogOptions | None, folder: str, grid: tuple[float, float, float],
-) -> ET.Element:  # fmt: skip
+    delivered: DeliveredFeature,
+    output_id: str,
+    band: int,
+    dtype: str,
+    nodata: str,
+    cog: CogOptions | None,
+    folder: str,
+    grid: tuple[float, float, float],
+) -> ET.Element:
     feature = delivered.feature
     minx, maxy, res = grid
     block_x, block_y = (
@@ -329,16 +358,27 @@ def _source(
     )
     ET.SubElement(source, "SourceBand").text = str(band)
     # Declared, so that GDAL opens a source only when a read needs its pixels.
-    ET.SubElement(source, "SourceProperties", RasterXSize=str(feature.width),
-                  RasterYSize=str(feature.height), DataType=_GDAL_TYPES[dtype],
-                  BlockXSize=str(block_x), BlockYSize=str(block_y))  # fmt: skip
-    ET.SubElement(source, "SrcRect", xOff="0", yOff="0", xSize=str(feature.width),
-                  ySize=str(feature.height))  # fmt: skip
+    ET.SubElement(
+        source,
+        "SourceProperties",
+        RasterXSize=str(feature.width),
+        RasterYSize=str(feature.height),
+        DataType=_GDAL_TYPES[dtype],
+        BlockXSize=str(block_x),
+        BlockYSize=str(block_y),
+    )
+    ET.SubElement(
+        source, "SrcRect", xOff="0", yOff="0", xSize=str(feature.width), ySize=str(feature.height)
+    )
     f_minx, f_miny, f_maxx, f_maxy = feature.bounds
-    ET.SubElement(source, "DstRect", xOff=str(round((f_minx - minx) / res)),
-                  yOff=str(round((maxy - f_maxy) / res)),
-                  xSize=str(round((f_maxx - f_minx) / res)),
-                  ySize=str(round((f_maxy - f_miny) / res)))  # fmt: skip
+    ET.SubElement(
+        source,
+        "DstRect",
+        xOff=str(round((f_minx - minx) / res)),
+        yOff=str(round((maxy - f_maxy) / res)),
+        xSize=str(round((f_maxx - f_minx) / res)),
+        ySize=str(round((f_maxy - f_miny) / res)),
+    )
     ET.SubElement(source, "NODATA").text = nodata
     return source
 

@@ -148,11 +148,16 @@ def encode_output(
     digital numbers must not be blended into values that do not exist).
     """
     return encode_geotiff(
-        data, epsg, transform, output_nodata(output), profile, cog,
+        data,
+        epsg,
+        transform,
+        output_nodata(output),
+        profile,
+        cog,
         # the raster's own count: `updateOutput` may have set it, feature by feature
         descriptions=band_names(output.id, data.shape[0]),
         overviews=None if cog is not None else overview_resampling(output),
-    )  # fmt: skip
+    )
 
 
 def overview_resampling(output: ScriptOutput) -> str:
@@ -210,8 +215,11 @@ def encode_geotiff(
         }
         # Overviews in blocks as large as the main ones (fewer reads when zoomed out), at the
         # profile's level (GDAL would use its default level for them) and with its threads.
-        env = rasterio.Env(GDAL_TIFF_OVR_BLOCKSIZE=str(block), GDAL_NUM_THREADS=threads,
-                           **profile.overview_options())  # fmt: skip
+        env = rasterio.Env(
+            GDAL_TIFF_OVR_BLOCKSIZE=str(block),
+            GDAL_NUM_THREADS=threads,
+            **profile.overview_options(),
+        )
         with env, MemoryFile() as memory:
             with memory.open(**base, **options) as dataset:
                 dataset.write(data)
@@ -227,8 +235,9 @@ def encode_geotiff(
     with env, MemoryFile() as staging, MemoryFile() as result:
         # The staging copy is uncompressed and tiled like the output, so the final copy
         # reads it block by block without decoding.
-        with staging.open(driver="GTiff", tiled=True, blockxsize=cog.blockxsize,
-                          blockysize=cog.blockysize, **base) as dataset:  # fmt: skip
+        with staging.open(
+            driver="GTiff", tiled=True, blockxsize=cog.blockxsize, blockysize=cog.blockysize, **base
+        ) as dataset:
             dataset.write(data)
             _describe(dataset, descriptions)
             if levels:

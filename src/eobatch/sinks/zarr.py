@@ -353,9 +353,16 @@ def feature_chunks(
 def _output_array(group: zarr.Group, layout: ZarrLayout, spec: ZarrArraySpec) -> zarr.Array:
     """The (1, height, width) array of one output, as the group and each feature create it."""
     return _create(
-        group, layout.zarr_format, spec.name, (1, layout.height, layout.width), spec.chunks,
-        spec.dtype, spec.fill_value, spec.compressor, DIMENSIONS,
-    )  # fmt: skip
+        group,
+        layout.zarr_format,
+        spec.name,
+        (1, layout.height, layout.width),
+        spec.chunks,
+        spec.dtype,
+        spec.fill_value,
+        spec.compressor,
+        DIMENSIONS,
+    )
 
 
 def _create(

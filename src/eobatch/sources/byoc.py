@@ -33,9 +33,14 @@ from eobatch.store import Database
 from eobatch.store.models import Collection, Tile
 
 _FORMATS = {  # numpy dtype -> (bitDepth, sampleFormat)
-    "uint8": (8, "UINT"), "int8": (8, "INT"), "uint16": (16, "UINT"), "int16": (16, "INT"),
-    "uint32": (32, "UINT"), "int32": (32, "INT"), "float32": (32, "FLOAT"),
-}  # fmt: skip
+    "uint8": (8, "UINT"),
+    "int8": (8, "INT"),
+    "uint16": (16, "UINT"),
+    "int16": (16, "INT"),
+    "uint32": (32, "UINT"),
+    "int32": (32, "INT"),
+    "float32": (32, "FLOAT"),
+}
 _TIFF_SUFFIXES = (".tif", ".tiff")
 
 
@@ -313,11 +318,17 @@ def _discover_bands(location: Location, tile_path: str) -> dict[str, Any]:
         folder, _, pattern = tile_path.rpartition("/")
         head, _, tail = pattern.partition("(BAND)")
         match = re.compile(re.escape(head) + r"(?P<band>[^/]+)" + re.escape(tail) + "$")
-        found = {m.group("band"): key for key in location.list(folder)
-                 if (m := match.fullmatch(PurePosixPath(key).name))}  # fmt: skip
+        found = {
+            m.group("band"): key
+            for key in location.list(folder)
+            if (m := match.fullmatch(PurePosixPath(key).name))
+        }
     else:
-        found = {PurePosixPath(k).stem: k for k in location.list(tile_path)
-                 if k.lower().endswith(_TIFF_SUFFIXES)}  # fmt: skip
+        found = {
+            PurePosixPath(k).stem: k
+            for k in location.list(tile_path)
+            if k.lower().endswith(_TIFF_SUFFIXES)
+        }
     if not found:
         raise ValueError(f"no band files found for tile path '{tile_path}'")
     names = sorted(found.items())
@@ -408,9 +419,13 @@ def _inspect_tile(location: Location, tile_path: str, bands: dict[str, Any]) -> 
                 bounds = (
                     tuple(src.bounds)
                     if bounds is None
-                    else (max(bounds[0], src.bounds.left), max(bounds[1], src.bounds.bottom),
-                          min(bounds[2], src.bounds.right), min(bounds[3], src.bounds.top))
-                )  # fmt: skip
+                    else (
+                        max(bounds[0], src.bounds.left),
+                        max(bounds[1], src.bounds.bottom),
+                        min(bounds[2], src.bounds.right),
+                        min(bounds[3], src.bounds.top),
+                    )
+                )
     return epsg, bounds  # type: ignore[return-value]
 
 
@@ -524,12 +539,17 @@ def copy_tiles(db: Database, account_id: str, collection_id: str, target_id: str
                 continue
             session.add(
                 Tile(
-                    id=str(uuid.uuid4()), collection_id=target.id, path=tile.path,
-                    sensing_time=tile.sensing_time, cover_geometry=tile.cover_geometry,
-                    tile_geometry=tile.tile_geometry, epsg=tile.epsg, status="INGESTED",
+                    id=str(uuid.uuid4()),
+                    collection_id=target.id,
+                    path=tile.path,
+                    sensing_time=tile.sensing_time,
+                    cover_geometry=tile.cover_geometry,
+                    tile_geometry=tile.tile_geometry,
+                    epsg=tile.epsg,
+                    status="INGESTED",
                     ingestion_start=tile.ingestion_start,
                 )
-            )  # fmt: skip
+            )
 
 
 def _owned_tile(session: Any, account_id: str, collection_id: str, tile_id: str) -> Tile:
@@ -550,8 +570,11 @@ def list_tiles(
     path: str | None = None,
     status: str | None = None,
 ) -> list[dict[str, Any]]:
-    orders = {None: Tile.created.asc(), "created:asc": Tile.created.asc(),
-              "created:desc": Tile.created.desc()}  # fmt: skip
+    orders = {
+        None: Tile.created.asc(),
+        "created:asc": Tile.created.asc(),
+        "created:desc": Tile.created.desc(),
+    }
     if sort not in orders:
         raise InvalidRequest.at("sort", "must be created:asc or created:desc")
     with db.session() as session:

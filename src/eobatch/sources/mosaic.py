@@ -180,8 +180,7 @@ def _warp_scene(
             if level is not None:  # the overview nearest the output resolution: fewer bytes
                 src = open_dataset(source.path, scene.gdal_options, level)
                 pixel = _source_pixel_size(src, grid.epsg)
-            values = _warp_band(src, pixel, source, grid, window, dst_crs, upsampling,
-                                downsampling)  # fmt: skip
+            values = _warp_band(src, pixel, source, grid, window, dst_crs, upsampling, downsampling)
             if source.offset:  # harmonised DN never go below 0 (NaN stays NaN)
                 values += np.float32(source.offset)
                 np.maximum(values, 0, out=values)
@@ -208,11 +207,17 @@ def _warp_band(
     method = source.resampling or (downsampling if finer else upsampling)
     nodata = source.nodata if source.nodata is not None else src.nodata
     with WarpedVRT(
-        src, crs=dst_crs, transform=grid.transform, width=grid.width, height=grid.height,
-        resampling=RESAMPLING[method], src_nodata=nodata, nodata=nodata,
+        src,
+        crs=dst_crs,
+        transform=grid.transform,
+        width=grid.width,
+        height=grid.height,
+        resampling=RESAMPLING[method],
+        src_nodata=nodata,
+        nodata=nodata,
         add_alpha=nodata is None,  # no nodata: mask from alpha
         tolerance=WARP_TOLERANCE_PX,
-    ) as vrt:  # fmt: skip
+    ) as vrt:
         if nodata is not None:  # a plain read and one comparison: no masked array
             raw = vrt.read(source.index, window=window)
             values = raw.astype(np.float32)

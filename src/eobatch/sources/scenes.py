@@ -41,9 +41,10 @@ def filter_time(
 ) -> list[Scene]:
     """Scenes sensed within [start, end]; both ends inclusive, like the Process API."""
     return [
-        s for s in scenes
+        s
+        for s in scenes
         if (start is None or s.sensing_time >= start) and (end is None or s.sensing_time <= end)
-    ]  # fmt: skip
+    ]
 
 
 def filter_cloud_cover(scenes: Iterable[Scene], max_cloud_cover: float | None) -> list[Scene]:

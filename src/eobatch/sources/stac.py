@@ -280,9 +280,11 @@ def check_source(
         found.append(("dataFilter->maxCloudCoverage", f"{name} has no cloud cover to filter by"))
     if collection.cloud_cover is None and data_filter.get("mosaickingOrder") == "leastCC":
         found.append(
-            ("dataFilter->mosaickingOrder",
-             f"leastCC needs cloud cover, which {name} lacks; use mostRecent or leastRecent")
-        )  # fmt: skip
+            (
+                "dataFilter->mosaickingOrder",
+                f"leastCC needs cloud cover, which {name} lacks; use mostRecent or leastRecent",
+            )
+        )
     if collection.harmonization is None and processing.get("harmonizeValues") is not None:
         found.append(("processing->harmonizeValues", "applies to Sentinel-2 data only"))
     options = requested_options(data_filter, processing)
@@ -294,24 +296,30 @@ def check_source(
             found.append((where, f"is not an option of {name} (its options: {own})"))
         elif not option.served:
             found.append(
-                (where,
-                 f"cannot be chosen for {name} on this deployment (omit it): it serves "
-                 f"{collection.description or 'the data as its catalogue holds it'}")
-            )  # fmt: skip
+                (
+                    where,
+                    f"cannot be chosen for {name} on this deployment (omit it): it serves "
+                    f"{collection.description or 'the data as its catalogue holds it'}",
+                )
+            )
         elif option_value(value) not in option.served:
             found.append(
-                (where,
-                 f"{option_value(value)} is not served for {name} on this deployment; served: "
-                 f"{', '.join(option.served)}{served_note}")
-            )  # fmt: skip
+                (
+                    where,
+                    f"{option_value(value)} is not served for {name} on this deployment; served: "
+                    f"{', '.join(option.served)}{served_note}",
+                )
+            )
     for parameter, option in collection.options.items():
         if parameter in options or option.default is None or option.default in option.served:
             continue
         found.append(
-            (parameter.replace(".", "->"),
-             f"defaults to {option.default}, which is not served for {name} on this "
-             f"deployment{served_note}; set it to one of: {', '.join(option.served)}")
-        )  # fmt: skip
+            (
+                parameter.replace(".", "->"),
+                f"defaults to {option.default}, which is not served for {name} on this "
+                f"deployment{served_note}; set it to one of: {', '.join(option.served)}",
+            )
+        )
     return found
 
 

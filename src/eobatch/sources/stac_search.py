@@ -105,8 +105,9 @@ def matches(properties: Mapping[str, Any], accepted: Mapping[str, tuple[Any, ...
             return False
         if isinstance(value, list | tuple):
             wanted = sorted(map(str, value))
-            if not any(isinstance(v, list | tuple) and sorted(map(str, v)) == wanted
-                       for v in values):  # fmt: skip
+            if not any(
+                isinstance(v, list | tuple) and sorted(map(str, v)) == wanted for v in values
+            ):
                 return False
         elif value not in values:
             return False
@@ -145,8 +146,10 @@ def _search_api(url: str, query: StacQuery, retry: Retry) -> list[StacItem]:
     if query.start is not None or query.end is not None:  # some APIs refuse "../.."
         body["datetime"] = f"{_rfc3339(query.start)}/{_rfc3339(query.end)}"
     request: tuple[str, str, dict[str, Any] | None] | None = (
-        "POST", f"{url.rstrip('/')}/search", body,
-    )  # fmt: skip
+        "POST",
+        f"{url.rstrip('/')}/search",
+        body,
+    )
     items: list[StacItem] = []
     followed: set[str] = set()
     headers = {"Accept": "application/geo+json, application/json", "User-Agent": "eobatch"}
@@ -250,8 +253,17 @@ def _parse_time(value: Any) -> datetime:
 
 # -- stac-geoparquet -----------------------------------------------------------------------------
 
-_CORE_COLUMNS = ("type", "stac_version", "stac_extensions", "id", "geometry", "bbox", "links",
-                 "assets", "collection")  # fmt: skip
+_CORE_COLUMNS = (
+    "type",
+    "stac_version",
+    "stac_extensions",
+    "id",
+    "geometry",
+    "bbox",
+    "links",
+    "assets",
+    "collection",
+)
 
 
 def _search_geoparquet(path: str, query: StacQuery) -> list[StacItem]:

@@ -27,8 +27,9 @@ def collect(checkouts: Path) -> None:
         name = entry.repo.split("/")[1]
         text = subprocess.run(
             ["git", "-C", str(checkouts / name), "show", f"{entry.commit}:{entry.path}"],
-            check=True, capture_output=True,
-        ).stdout  # fmt: skip
+            check=True,
+            capture_output=True,
+        ).stdout
         if hashlib.sha256(text).hexdigest() != entry.sha256:
             raise SystemExit(f"{entry.id} at {entry.commit} is not the script the manifest records")
         target = SCRIPTS / name / entry.path
@@ -53,8 +54,13 @@ def main() -> None:
             outcome = str(exc)[:90]
             ok = entry.verdict == "script-fault" and entry.error in str(exc)
         counts[entry.verdict if ok else "unexpected"] += 1
-        table.add_row(entry.id, entry.collection, entry.verdict if ok else "[red]UNEXPECTED[/]",
-                      outcome, "yes" if entry.id in REFERENCES else "")  # fmt: skip
+        table.add_row(
+            entry.id,
+            entry.collection,
+            entry.verdict if ok else "[red]UNEXPECTED[/]",
+            outcome,
+            "yes" if entry.id in REFERENCES else "",
+        )
     console = Console()
     console.print(table)
     console.print(counts)

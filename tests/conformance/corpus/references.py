@@ -128,21 +128,51 @@ def dates(run: Run, source: str = "default") -> list[datetime]:
     return [datetime.fromisoformat(d).replace(tzinfo=UTC) for d in run.days[source]]
 
 
-NDVI_RAMP = [(-0.5, 0x0C0C0C), (-0.2, 0xBFBFBF), (-0.1, 0xDBDBDB), (0, 0xEAEAEA),
-             (0.025, 0xFFF9CC), (0.05, 0xEDE8B5), (0.075, 0xDDD89B), (0.1, 0xCCC682),
-             (0.125, 0xBCB76B), (0.15, 0xAFC160), (0.175, 0xA3CC59), (0.2, 0x91BF51),
-             (0.25, 0x7FB247), (0.3, 0x70A33F), (0.35, 0x609635), (0.4, 0x4F892D),
-             (0.45, 0x3F7C23), (0.5, 0x306D1C), (0.55, 0x216011), (0.6, 0x0F540A),
-             (1, 0x004400)]  # fmt: skip
-NDVI_CLASSES = [(-1.1, [0, 0, 0]), (-0.2, [0.75, 0.75, 0.75]), (-0.1, [0.86, 0.86, 0.86]),
-                (0, [1, 1, 0.88]), (0.025, [1, 0.98, 0.8]), (0.05, [0.93, 0.91, 0.71]),
-                (0.075, [0.87, 0.85, 0.61]), (0.1, [0.8, 0.78, 0.51]),
-                (0.125, [0.74, 0.72, 0.42]), (0.15, [0.69, 0.76, 0.38]),
-                (0.175, [0.64, 0.8, 0.35]), (0.2, [0.57, 0.75, 0.32]), (0.25, [0.5, 0.7, 0.28]),
-                (0.3, [0.44, 0.64, 0.25]), (0.35, [0.38, 0.59, 0.21]),
-                (0.4, [0.31, 0.54, 0.18]), (0.45, [0.25, 0.49, 0.14]),
-                (0.5, [0.19, 0.43, 0.11]), (0.55, [0.13, 0.38, 0.07]),
-                (0.6, [0.06, 0.33, 0.04])]  # fmt: skip
+NDVI_RAMP = [
+    (-0.5, 0x0C0C0C),
+    (-0.2, 0xBFBFBF),
+    (-0.1, 0xDBDBDB),
+    (0, 0xEAEAEA),
+    (0.025, 0xFFF9CC),
+    (0.05, 0xEDE8B5),
+    (0.075, 0xDDD89B),
+    (0.1, 0xCCC682),
+    (0.125, 0xBCB76B),
+    (0.15, 0xAFC160),
+    (0.175, 0xA3CC59),
+    (0.2, 0x91BF51),
+    (0.25, 0x7FB247),
+    (0.3, 0x70A33F),
+    (0.35, 0x609635),
+    (0.4, 0x4F892D),
+    (0.45, 0x3F7C23),
+    (0.5, 0x306D1C),
+    (0.55, 0x216011),
+    (0.6, 0x0F540A),
+    (1, 0x004400),
+]
+NDVI_CLASSES = [
+    (-1.1, [0, 0, 0]),
+    (-0.2, [0.75, 0.75, 0.75]),
+    (-0.1, [0.86, 0.86, 0.86]),
+    (0, [1, 1, 0.88]),
+    (0.025, [1, 0.98, 0.8]),
+    (0.05, [0.93, 0.91, 0.71]),
+    (0.075, [0.87, 0.85, 0.61]),
+    (0.1, [0.8, 0.78, 0.51]),
+    (0.125, [0.74, 0.72, 0.42]),
+    (0.15, [0.69, 0.76, 0.38]),
+    (0.175, [0.64, 0.8, 0.35]),
+    (0.2, [0.57, 0.75, 0.32]),
+    (0.25, [0.5, 0.7, 0.28]),
+    (0.3, [0.44, 0.64, 0.25]),
+    (0.35, [0.38, 0.59, 0.21]),
+    (0.4, [0.31, 0.54, 0.18]),
+    (0.45, [0.25, 0.49, 0.14]),
+    (0.5, [0.19, 0.43, 0.11]),
+    (0.55, [0.13, 0.38, 0.07]),
+    (0.6, [0.06, 0.33, 0.04]),
+]
 
 
 def classes(value: np.ndarray, table: list, last: list[float]) -> np.ndarray:
@@ -172,8 +202,9 @@ def _(run: Run) -> Expected:
 
 @reference(f"{S2}/true_color/script.js")
 def _(run: Run) -> Expected:
-    return {"default": auto(*(band(run, b) * 2.5 for b in ("B04", "B03", "B02")),
-                            band(run, "dataMask"))}  # fmt: skip
+    return {
+        "default": auto(*(band(run, b) * 2.5 for b in ("B04", "B03", "B02")), band(run, "dataMask"))
+    }
 
 
 @reference(f"{S2}/evi/raw.js")
@@ -189,9 +220,20 @@ def _(run: Run) -> Expected:
     return {"default": auto(2.5 * val, b08, b11)}
 
 
-SCL_COLOURS = [(0, 0, 0), (255, 0, 0), (47, 47, 47), (100, 50, 0), (0, 160, 0), (255, 230, 90),
-               (0, 0, 255), (128, 128, 128), (192, 192, 192), (255, 255, 255), (100, 200, 255),
-               (255, 150, 255)]  # fmt: skip
+SCL_COLOURS = [
+    (0, 0, 0),
+    (255, 0, 0),
+    (47, 47, 47),
+    (100, 50, 0),
+    (0, 160, 0),
+    (255, 230, 90),
+    (0, 0, 255),
+    (128, 128, 128),
+    (192, 192, 192),
+    (255, 255, 255),
+    (100, 200, 255),
+    (255, 150, 255),
+]
 
 
 @reference(f"{S2}/scene-classification/script.js")
@@ -249,9 +291,25 @@ def _(run: Run) -> Expected:  # multi-temporal: share of cloud-free acquisitions
     seen = (mask != 0).sum(axis=0)
     clear_seen = ((mask != 0) & clear).sum(axis=0)
     avg = clear_seen / np.maximum(seen, 1)
-    colours = np.array([[0, 0, 0], [141, 0, 0], [219, 36, 36], [236, 125, 0], [236, 199, 0],
-                        [111, 161, 32], [75, 126, 39], [72, 168, 146], [63, 142, 185],
-                        [133, 78, 144], [85, 34, 115]], dtype=np.float64) / 255  # fmt: skip
+    colours = (
+        np.array(
+            [
+                [0, 0, 0],
+                [141, 0, 0],
+                [219, 36, 36],
+                [236, 125, 0],
+                [236, 199, 0],
+                [111, 161, 32],
+                [75, 126, 39],
+                [72, 168, 146],
+                [63, 142, 185],
+                [133, 78, 144],
+                [85, 34, 115],
+            ],
+            dtype=np.float64,
+        )
+        / 255
+    )
     stops = [0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
     values = np.broadcast_to(colours[:, :, None, None], (11, 3, *avg.shape))
     colour = value_interpolate(avg, stops, values)
@@ -292,8 +350,10 @@ def _(run: Run) -> Expected:  # HighlightCompressVisualizerSingle(-1, 1)
 # -- Sentinel-1 ----------------------------------------------------------------------------------
 
 
-@reference("custom-scripts/sentinel-1/sar_multi-temporal_backscatter_coefficient_composite/"
-           "script.js", tolerance=1)  # fmt: skip
+@reference(
+    "custom-scripts/sentinel-1/sar_multi-temporal_backscatter_coefficient_composite/script.js",
+    tolerance=1,
+)
 def _(run: Run) -> Expected:  # multi-temporal: three fixed dates as R, G, B
     assert run.days["default"] == ["2018-08-21", "2018-06-10", "2018-04-11"]
     vv = bands(run, "VV")
@@ -365,19 +425,37 @@ def _(run: Run) -> Expected:
 def _(run: Run) -> Expected:  # valueInterpolate with RGBA arrays holding dataMask
     ndvi = index(band(run, "NIR") / 10000, band(run, "Red") / 10000)
     mask = band(run, "dataMask")
-    palette = [[1, 1, 0.88], [0.57, 0.75, 0.32], [0.44, 0.64, 0.25], [0.31, 0.54, 0.18],
-               [0.19, 0.43, 0.11], [0.06, 0.33, 0.04], [0, 0.27, 0]]  # fmt: skip
-    values = np.stack([np.concatenate([np.broadcast_to(np.array(c)[:, None, None],
-                                                       (3, *mask.shape)), mask[None]])
-                       for c in palette])  # fmt: skip
+    palette = [
+        [1, 1, 0.88],
+        [0.57, 0.75, 0.32],
+        [0.44, 0.64, 0.25],
+        [0.31, 0.54, 0.18],
+        [0.19, 0.43, 0.11],
+        [0.06, 0.33, 0.04],
+        [0, 0.27, 0],
+    ]
+    values = np.stack(
+        [
+            np.concatenate(
+                [np.broadcast_to(np.array(c)[:, None, None], (3, *mask.shape)), mask[None]]
+            )
+            for c in palette
+        ]
+    )
     colour = value_interpolate(ndvi, [0, 0.2, 0.3, 0.4, 0.5, 1.0], values)
     return {"default": auto(*colour)}
 
 
 # -- Sentinel-5P, DEM, Landsat -------------------------------------------------------------------
 
-BLUE_RED = [(1.0, 0x000080), (0.875, 0x0000FF), (0.625, 0x00FFFF), (0.375, 0xFFFF00),
-            (0.125, 0xFF0000), (0.0, 0x800000)]  # fmt: skip
+BLUE_RED = [
+    (1.0, 0x000080),
+    (0.875, 0x0000FF),
+    (0.625, 0x00FFFF),
+    (0.375, 0xFFFF00),
+    (0.125, 0xFF0000),
+    (0.0, 0x800000),
+]
 
 
 @reference("custom-scripts/sentinel-5p/nitrogen-dioxide/script.js")
@@ -398,8 +476,9 @@ def _(run: Run) -> Expected:  # multi-temporal mean of the clear acquisitions
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = total / count
     stops = [0 + ((s - 0) / 5) * (0.0001 - 0.0) for s in range(6)]  # the ramp moved to 0..1e-4
-    pairs = list(zip(stops, [0x00007F, 0x0000FF, 0x00FFFF, 0xFFFF00, 0xFF0000, 0x7F0000],
-                     strict=True))  # fmt: skip
+    pairs = list(
+        zip(stops, [0x00007F, 0x0000FF, 0x00FFFF, 0xFFFF00, 0xFF0000, 0x7F0000], strict=True)
+    )
     colour = ramp(mean, pairs)
     seen = (count > 0).astype(np.float64)
     return {
@@ -410,12 +489,30 @@ def _(run: Run) -> Expected:  # multi-temporal mean of the clear acquisitions
     }
 
 
-DEM_COLOR = [(9000, 0xFFFFFF), (7000, 0xDCEFFF), (5000, 0xBDC7F9), (3000, 0x9FAAEF),
-             (1000, 0x788BB4), (500, 0x8B6D00), (400, 0xD292B4), (300, 0x78385A),
-             (200, 0xAA5F00), (50, 0x8B4B28), (30, 0x782D28), (10, 0x63383B), (0, 0xC7C7C7),
-             (-10, 0x9F9FFF), (-20, 0x7878EB), (-50, 0x5A54F9), (-200, 0x3B50F5),
-             (-500, 0x3B3BE6), (-1000, 0x2831B4), (-6000, 0x1E1E78), (-9000, 0x1E005A),
-             (-12000, 0x000028)]  # fmt: skip
+DEM_COLOR = [
+    (9000, 0xFFFFFF),
+    (7000, 0xDCEFFF),
+    (5000, 0xBDC7F9),
+    (3000, 0x9FAAEF),
+    (1000, 0x788BB4),
+    (500, 0x8B6D00),
+    (400, 0xD292B4),
+    (300, 0x78385A),
+    (200, 0xAA5F00),
+    (50, 0x8B4B28),
+    (30, 0x782D28),
+    (10, 0x63383B),
+    (0, 0xC7C7C7),
+    (-10, 0x9F9FFF),
+    (-20, 0x7878EB),
+    (-50, 0x5A54F9),
+    (-200, 0x3B50F5),
+    (-500, 0x3B3BE6),
+    (-1000, 0x2831B4),
+    (-6000, 0x1E1E78),
+    (-9000, 0x1E005A),
+    (-12000, 0x000028),
+]
 
 
 @reference("custom-scripts/dem/dem-color/script.js")
@@ -426,10 +523,18 @@ def _(run: Run) -> Expected:  # a descending ramp, moved to [min, max] (here: un
 @reference("custom-scripts/dem/dem-difference/script.js")
 def _(run: Run) -> Expected:  # fusion of two SIMPLE sources; colours in 0..255 for UINT8
     diff = band(run, "DEM", "map") - band(run, "DEM", "cop")
-    pairs = [(-300, [202, 0, 32]), (-100, [244, 128, 85]), (-40, [255, 160, 125]),
-             (-10, [255, 211, 195]), (-5, [255, 255, 255]), (5, [255, 255, 255]),
-             (10, [196, 209, 255]), (40, [155, 127, 255]), (100, [73, 98, 222]),
-             (300, [8, 0, 176])]  # fmt: skip
+    pairs = [
+        (-300, [202, 0, 32]),
+        (-100, [244, 128, 85]),
+        (-40, [255, 160, 125]),
+        (-10, [255, 211, 195]),
+        (-5, [255, 255, 255]),
+        (5, [255, 255, 255]),
+        (10, [196, 209, 255]),
+        (40, [155, 127, 255]),
+        (100, [73, 98, 222]),
+        (300, [8, 0, 176]),
+    ]
     return {"default": stack("UINT8", *ramp(diff, pairs))}
 
 
@@ -448,10 +553,16 @@ def _(run: Run) -> Expected:  # decodeL8C2Qa
 
     clear_colour = np.stack([1000 * band(run, b) for b in ("B04", "B03", "B02")])
     out = np.zeros((3, *qa.shape))
-    for flag, colour in [(bit(6), clear_colour), (bit(0), [255, 0, 0]), (bit(2), [102, 255, 255]),
-                         (bit(4), [153, 102, 51]), (bit(1), [175, 175, 175]),
-                         (bit(3), [225, 225, 225]), (bit(5), [255, 0, 255]),
-                         (bit(7), [0, 0, 204])]:  # fmt: skip
+    for flag, colour in [
+        (bit(6), clear_colour),
+        (bit(0), [255, 0, 0]),
+        (bit(2), [102, 255, 255]),
+        (bit(4), [153, 102, 51]),
+        (bit(1), [175, 175, 175]),
+        (bit(3), [225, 225, 225]),
+        (bit(5), [255, 0, 255]),
+        (bit(7), [0, 0, 204]),
+    ]:
         value = colour if isinstance(colour, np.ndarray) else np.array(colour)[:, None, None]
         out = np.where(flag, value, out)
     return {"default": stack("UINT8", *out)}
@@ -466,18 +577,36 @@ CS = "custom-scripts/copernicus_services"
 def _(run: Run) -> Expected:  # ColorMapVisualizer on an int16 stored as uint16
     raw = band(run, "NDVI").astype(np.int64) & 0xFFFF
     ndvi = np.where(raw >= 32768, raw - 65536, raw)
-    pairs = [(-1, 0xFFFFFF), (-0.5, 0xFEFEF3), (0.00, 0xFFFFE5), (0.10, 0xF7FCB9),
-             (0.20, 0xD9F0A3), (0.35, 0xADDD8E), (0.50, 0x78C679), (0.65, 0x41AB5D),
-             (0.80, 0x238443), (0.90, 0x006837), (1.00, 0x004529)]  # fmt: skip
+    pairs = [
+        (-1, 0xFFFFFF),
+        (-0.5, 0xFEFEF3),
+        (0.00, 0xFFFFE5),
+        (0.10, 0xF7FCB9),
+        (0.20, 0xD9F0A3),
+        (0.35, 0xADDD8E),
+        (0.50, 0x78C679),
+        (0.65, 0x41AB5D),
+        (0.80, 0x238443),
+        (0.90, 0x006837),
+        (1.00, 0x004529),
+    ]
     return {"default": auto(*color_map(ndvi * 0.0001, pairs), band(run, "dataMask"))}
 
 
 @reference(f"{CS}/st-ppi/script.js")
 def _(run: Run) -> Expected:  # TILE: the first tile with data; no result without one
     ppi, mask = bands(run, "PPI"), bands(run, "dataMask")
-    pairs = [(0.0, 0xFFFFE5), (0.375, 0xF7FCB9), (0.75, 0xD9F0A3), (1.125, 0xADDD8E),
-             (1.5, 0x78C679), (1.875, 0x41AB5D), (2.25, 0x238443), (2.625, 0x006837),
-             (3.0, 0x004529)]  # fmt: skip
+    pairs = [
+        (0.0, 0xFFFFE5),
+        (0.375, 0xF7FCB9),
+        (0.75, 0xD9F0A3),
+        (1.125, 0xADDD8E),
+        (1.5, 0x78C679),
+        (1.875, 0x41AB5D),
+        (2.25, 0x238443),
+        (2.625, 0x006837),
+        (3.0, 0x004529),
+    ]
     out = np.zeros((4, *ppi.shape[1:]))  # nothing returned: 0 (no nodataValue)
     for k in range(ppi.shape[0] - 1, -1, -1):
         colour = color_map(ppi[k] * 0.0001, pairs)
@@ -541,9 +670,19 @@ def _(run: Run) -> Expected:
 
 # -- data fusion, updateOutput -------------------------------------------------------------------
 
-NDVI_MAP = [(0.0, 0xA50026), (0.0, 0xD73027), (0.2, 0xF46D43), (0.3, 0xFDAE61), (0.4, 0xFEE08B),
-            (0.5, 0xFFFFBF), (0.6, 0xD9EF8B), (0.7, 0xA6D96A), (0.8, 0x66BD63), (0.9, 0x1A9850),
-            (1.0, 0x006837)]  # fmt: skip
+NDVI_MAP = [
+    (0.0, 0xA50026),
+    (0.0, 0xD73027),
+    (0.2, 0xF46D43),
+    (0.3, 0xFDAE61),
+    (0.4, 0xFEE08B),
+    (0.5, 0xFFFFBF),
+    (0.6, 0xD9EF8B),
+    (0.7, 0xA6D96A),
+    (0.8, 0x66BD63),
+    (0.9, 0x1A9850),
+    (1.0, 0x006837),
+]
 
 
 @reference("custom-scripts/data-fusion/ndvi_s1_s2/script.js")
@@ -554,8 +693,9 @@ def _(run: Run) -> Expected:  # samples.<id>[0] of two fused SIMPLE sources
     s1_ndvi = 2.572 - 0.05047 * vh_db + 0.176 * vv_db + 3.422 * nrpb
     ndvi = index(band(run, "B08", "S2L2A"), band(run, "B04", "S2L2A"))
     cloudy = np.isin(band(run, "SCL", "S2L2A"), (7, 8, 9, 10))
-    return {"default": auto(*np.where(cloudy, color_map(s1_ndvi, NDVI_MAP),
-                                      color_map(ndvi, NDVI_MAP)))}  # fmt: skip
+    return {
+        "default": auto(*np.where(cloudy, color_map(s1_ndvi, NDVI_MAP), color_map(ndvi, NDVI_MAP)))
+    }
 
 
 @reference("field-delineation/fd/evalscripts/data_evalscript.js")

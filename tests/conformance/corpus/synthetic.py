@@ -80,8 +80,17 @@ def generator(band: str, units: str | None) -> Generator:
 
 def default_days(count: int) -> list[str]:
     """Acquisition days, newest first (mostRecent), over about a year and a half."""
-    days = ["2024-06-20", "2024-06-12", "2024-05-28", "2024-04-15", "2024-03-02",
-            "2023-09-18", "2023-06-15", "2023-05-10", "2023-04-02"]  # fmt: skip
+    days = [
+        "2024-06-20",
+        "2024-06-12",
+        "2024-05-28",
+        "2024-04-15",
+        "2024-03-02",
+        "2023-09-18",
+        "2023-06-15",
+        "2023-05-10",
+        "2023-04-02",
+    ]
     return days[:count]
 
 

@@ -20,16 +20,16 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table("accounts") as batch:
         batch.add_column(sa.Column("balance_micro_pu", sa.BigInteger(), nullable=False,
-                                   server_default="0"))  # fmt: skip
+                                   server_default="0"))
         batch.add_column(sa.Column("reserved_micro_pu", sa.BigInteger(), nullable=False,
-                                   server_default="0"))  # fmt: skip
+                                   server_default="0"))
     op.execute("UPDATE accounts SET balance_micro_pu = ROUND(balance_pu * 1000000)")
     with op.batch_alter_table("accounts") as batch:
         batch.drop_column("balance_pu")
 
     with op.batch_alter_table("tasks") as batch:
         batch.add_column(sa.Column("cost_micro_pu", sa.BigInteger(), nullable=False,
-                                   server_default="0"))  # fmt: skip
+                                   server_default="0"))
         batch.add_column(sa.Column("estimate", sa.JSON(), nullable=True))
     op.execute("UPDATE tasks SET cost_micro_pu = ROUND(cost_pu * 1000000)")
     with op.batch_alter_table("tasks") as batch:
@@ -39,7 +39,7 @@ def upgrade() -> None:
         for name in ("bytes_written", "cost_micro_pu", "surcharge_micro_pu", "reserved_micro_pu"):
             batch.add_column(sa.Column(name, sa.BigInteger(), nullable=False, server_default="0"))
         batch.add_column(sa.Column("max_samples", sa.Integer(), nullable=False,
-                                   server_default="1"))  # fmt: skip
+                                   server_default="1"))
         batch.add_column(sa.Column("samples", sa.Integer(), nullable=True))
     op.execute("UPDATE features SET cost_micro_pu = ROUND(cost_pu * 1000000)")
     with op.batch_alter_table("features") as batch:
@@ -75,11 +75,11 @@ def downgrade() -> None:
     for table, column in (("features", "cost"), ("tasks", "cost"), ("accounts", "balance")):
         with op.batch_alter_table(table) as batch:
             batch.add_column(sa.Column(f"{column}_pu", sa.Float(), nullable=False,
-                                       server_default="0"))  # fmt: skip
+                                       server_default="0"))
         op.execute(f"UPDATE {table} SET {column}_pu = {column}_micro_pu / 1000000.0")
     with op.batch_alter_table("features") as batch:
         for name in ("bytes_written", "cost_micro_pu", "surcharge_micro_pu", "reserved_micro_pu",
-                     "max_samples", "samples"):  # fmt: skip
+                     "max_samples", "samples"):
             batch.drop_column(name)
     with op.batch_alter_table("tasks") as batch:
         batch.drop_column("cost_micro_pu")

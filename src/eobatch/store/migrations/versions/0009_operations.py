@@ -20,7 +20,7 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table("tasks") as batch:
         batch.add_column(sa.Column("lease_epoch", sa.Integer(), nullable=False,
-                                   server_default="0"))  # fmt: skip
+                                   server_default="0"))
     op.create_table(
         "service_secrets",
         sa.Column("name", sa.String(64), primary_key=True),
