@@ -179,7 +179,8 @@ class Deployment:
         rows = self.features(task["id"])
         assert len(rows) == FEATURES
         assert {f.status for f in rows} == {"DONE"} and all(f.delivered for f in rows)
-        assert all(f.billed for f in rows) and all(f.attempts == 0 for f in rows)
+        assert all(f.billed for f in rows)
+        assert all(f.attempts == 0 for f in rows), [(f.name, f.attempts, f.error) for f in rows]
         listed = s3_client(self.endpoint).list_objects_v2(
             Bucket=OUTPUT_BUCKET, Prefix=f"{name}/{task['id']}/"
         )

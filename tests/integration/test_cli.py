@@ -188,7 +188,7 @@ def _store_env(service: Service) -> dict[str, str]:
 def test_tasks_list_show_features(service: Service) -> None:
     done = service.run(service.basic_request())
     failed = service.run(service.basic_request(FAILING, run="failing"))
-    assert done["status"] == "DONE" and failed["status"] == "DONE", failed
+    assert done["status"] == "DONE" and failed["status"] == "FAILED", failed  # all 4 failed
     env, data = _store_env(service), ["--data-dir", str(service.settings.data_dir)]
 
     listed = runner.invoke(app, ["tasks", "list", *data], env=env)

@@ -170,7 +170,7 @@ def test_failed_and_undelivered_features(service: Service) -> None:
     """A failed feature reports its error and status, and has no files."""
     failing = SCRIPT.replace("if (s.dataMask === 0)", "throw new Error('boom');\n  if (0)")
     broken = service.run(_body(service, "s3://results/broken", failing))
-    assert broken["status"] == "DONE", broken
+    assert broken["status"] == "FAILED", broken  # every feature failed
     features = service.http.get(f"/api/v2/batch/process/{broken['id']}/features/geojson").json()
     assert {f["properties"]["status"] for f in features["features"]} == {"FATAL"}
     feature = features["features"][0]
