@@ -15,6 +15,7 @@ from eobatch.config import Settings
 from eobatch.lifecycle.controller import Controller
 from eobatch.lifecycle.recovery import Cluster
 from eobatch.logs import configure_logging
+from eobatch.sealing import keyring_for
 from eobatch.store import Database
 
 log = logging.getLogger(__name__)
@@ -23,7 +24,7 @@ log = logging.getLogger(__name__)
 def open_database(settings: Settings) -> Database:
     """The store at its newest schema (replicas starting together migrate it once)."""
     db = Database(settings.resolved_database_url)
-    db.migrate()
+    db.migrate(keyring_for(settings))
     return db
 
 

@@ -43,6 +43,7 @@ from rasterio.errors import RasterioDeprecationWarning
 
 from eobatch.config import Settings
 from eobatch.errors import InvalidRequest
+from eobatch.sealing import SECRET_FIELDS, keyring_for, open_secrets
 
 # `gdal_options()` passes credentials the way rasterio 1.x still supports, with a warning per use.
 warnings.filterwarnings(
@@ -51,7 +52,6 @@ warnings.filterwarnings(
     category=RasterioDeprecationWarning,
 )
 
-_SECRET_KEYS = frozenset({"secretAccessKey", "accessKey", "credentials", "sessionToken"})
 # S3 bucket naming rules, relaxed to what S3-compatible servers and folders accept.
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9._-]{0,254}$", re.IGNORECASE)
 _TEMP_SUFFIX = ".eobatch-partial"
@@ -436,7 +436,9 @@ def open_location(locator: dict[str, Any], settings: Settings, parameter: str) -
 
     Checks that the bucket exists and is accessible; raises `InvalidRequest` at `parameter`.
     `file://` URLs are refused: a client must not reach arbitrary folders of the server.
+    Sealed credentials (as the store keeps them) are opened here, where they are used.
     """
+    locator = open_secrets(locator, keyring_for(settings))
     if isinstance(locator.get("gs"), dict):
         return _open_gcs(locator["gs"], settings, parameter)
     s3 = locator.get("s3")
@@ -604,6 +606,6 @@ def redact_locator(locator: dict[str, Any]) -> dict[str, Any]:
     for kind in redacted.values():
         if isinstance(kind, dict):
             for name in kind:
-                if name in _SECRET_KEYS and kind[name] is not None:
+                if name in SECRET_FIELDS and kind[name] is not None:
                     kind[name] = "***"
     return redacted

@@ -26,6 +26,7 @@ from eobatch.lifecycle.states import (
 )
 from eobatch.lifecycle.validation import validate_request
 from eobatch.schemas import BatchRequest, DescriptionUpdate, parse_model
+from eobatch.sealing import keyring_for, seal_secrets
 from eobatch.storage import redact_locator
 from eobatch.store import Database
 from eobatch.store.models import Account, Collection, Feature, Task
@@ -116,7 +117,7 @@ def create_task(
             task = Task(
                 id=task_id,
                 account_id=account_id,
-                request=body,
+                request=seal_secrets(body, keyring_for(settings)),
                 description=request.description,
                 status=Status.CREATED,
                 user_action=UserAction.NONE,
