@@ -273,9 +273,9 @@ class Location:
         base = self._object_key(prefix)
         strip = len(self.prefix) + 1 if self.prefix else 0
         if self.is_gcs:
-            folder = f"{base}/" if base else None  # a folder, not every name starting alike
+            under = f"{base}/" if base else None  # a folder, not every name starting alike
             bucket = self._gcs()
-            return sorted(b.name[strip:] for b in bucket.client.list_blobs(bucket, prefix=folder))
+            return sorted(b.name[strip:] for b in bucket.client.list_blobs(bucket, prefix=under))
         keys = [
             meta["path"][strip:]
             for chunk in obstore.list(self._store(), prefix=base or None)

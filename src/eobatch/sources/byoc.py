@@ -22,6 +22,7 @@ from rasterio.errors import RasterioError
 from rasterio.warp import transform_bounds
 from shapely.geometry import mapping, shape
 from sqlalchemy import delete, or_, select
+from sqlalchemy.orm import Session
 
 from eobatch.config import Settings
 from eobatch.errors import Conflict, InvalidRequest, NotFound
@@ -69,7 +70,7 @@ def collection_json(c: Collection, summary: dict[str, Any] | None = None) -> dic
     return body
 
 
-def _tiles_summary(session: Any, collection_id: str) -> dict[str, Any]:
+def _tiles_summary(session: Session, collection_id: str) -> dict[str, Any]:
     """`extent` (WGS84 polygon of the ingested tiles), `hasSensingTimes`, from/to times."""
     tiles = session.execute(
         select(Tile.tile_geometry, Tile.epsg, Tile.cover_geometry, Tile.sensing_time).where(
@@ -198,7 +199,7 @@ def _uuid_or_404(value: str, what: str) -> str:
         raise NotFound(f"{what} {value} not found") from None
 
 
-def _owned_collection(session: Any, account_id: str, collection_id: str) -> Collection:
+def _owned_collection(session: Session, account_id: str, collection_id: str) -> Collection:
     cid = _uuid_or_404(collection_id, "Collection")
     collection = session.get(Collection, cid)
     if collection is None or collection.account_id != account_id:
@@ -559,7 +560,7 @@ def copy_tiles(db: Database, account_id: str, collection_id: str, target_id: str
             )
 
 
-def _owned_tile(session: Any, account_id: str, collection_id: str, tile_id: str) -> Tile:
+def _owned_tile(session: Session, account_id: str, collection_id: str, tile_id: str) -> Tile:
     collection = _owned_collection(session, account_id, collection_id)
     tile = session.get(Tile, _uuid_or_404(tile_id, "Tile"))
     if tile is None or tile.collection_id != collection.id:
@@ -633,6 +634,8 @@ def collection_scenes(
     options = location.gdal_options()
     scenes = []
     for tile in tiles:
+        if tile.sensing_time is None:  # fits no time range and has no place in a time order
+            continue
         sources = {
             name: BandSource(
                 path=location.gdal_path(_band_key(tile.path, band.get("source") or name)),

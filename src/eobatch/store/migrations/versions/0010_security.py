@@ -29,9 +29,6 @@ def _keyring():
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("accounts") as batch:
-        batch.add_column(sa.Column("disabled", sa.Boolean(), nullable=False,
-                                   server_default=sa.false()))
     connection = op.get_bind()
     found: list[bool] = []
 
@@ -43,9 +40,15 @@ def upgrade() -> None:
         found.append(not is_sealed(value))
         return value
 
+    # First whether a key is needed (a new, empty store needs none yet), before any change:
+    # SQLite's driver commits DDL at once, so a failure must come before the ALTER TABLE.
     rewrite_secrets(connection, note_json, note_text)
-    if any(found):  # a new, empty store needs no key yet
-        keyring = _keyring()
+    keyring = _keyring() if any(found) else None
+    # A plain ADD COLUMN, never a batch copy of the table: on SQLite with foreign keys on,
+    # dropping the old accounts table would cascade to every task and ledger entry.
+    op.add_column("accounts", sa.Column("disabled", sa.Boolean(), nullable=False,
+                                        server_default=sa.false()))
+    if keyring is not None:
         rewrite_secrets(connection, lambda v: seal_secrets(v, keyring), keyring.seal)
 
 
@@ -60,5 +63,4 @@ def downgrade() -> None:
         return _keyring().open(value) if is_sealed(value) else value
 
     rewrite_secrets(connection, open_json, open_text)
-    with op.batch_alter_table("accounts") as batch:
-        batch.drop_column("disabled")
+    op.drop_column("accounts", "disabled")  # SQLite >= 3.35 drops a column in place
