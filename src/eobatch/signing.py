@@ -37,3 +37,12 @@ def token_signing_key(db: Database, keyring: Keyring, configured: str | None = N
         stored = session.get(ServiceSecret, TOKEN_KEY)
         assert stored is not None
         return keyring.open(stored.value)
+
+
+def check_secret_key(db: Database, keyring: Keyring) -> None:
+    """Raise `SealingError` unless `keyring` opens the store's sealed secrets: a replica started
+    with another secret key stops at once, with a clear message, instead of failing later."""
+    with db.session() as session:
+        stored = session.get(ServiceSecret, TOKEN_KEY)
+    if stored is not None:
+        keyring.open(stored.value)

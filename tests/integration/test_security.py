@@ -222,11 +222,20 @@ def test_rotating_with_the_key_setting(settings: Settings, db: Database) -> None
         Keyring([old.encode()]).open(sealed)
     assert not (settings.data_dir / KEY_FILE).exists()  # the setting needs no key file
 
-    # a key that is no Fernet key: a clear error that does not repeat it
+    # a replica with only the old key stops at once, saying why
     stale = runner.invoke(
+        cli,
+        ["accounts", "list", "--data-dir", str(settings.data_dir)],
+        env={**env, "EOBATCH_SECRET_KEY": old},
+    )
+    assert stale.exit_code == 1 and "cannot be opened" in stale.output
+    assert old not in stale.output
+
+    # a key that is no Fernet key: a clear error that does not repeat it
+    malformed = runner.invoke(
         cli,
         ["accounts", "list", "--data-dir", str(settings.data_dir)],
         env={**env, "EOBATCH_SECRET_KEY": "not-a-fernet-key"},
     )
-    assert stale.exit_code == 1 and "Fernet" in stale.output
-    assert "not-a-fernet-key" not in stale.output
+    assert malformed.exit_code == 1 and "Fernet" in malformed.output
+    assert "not-a-fernet-key" not in malformed.output

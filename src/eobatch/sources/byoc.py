@@ -634,8 +634,6 @@ def collection_scenes(
     options = location.gdal_options()
     scenes = []
     for tile in tiles:
-        if tile.sensing_time is None:  # fits no time range and has no place in a time order
-            continue
         sources = {
             name: BandSource(
                 path=location.gdal_path(_band_key(tile.path, band.get("source") or name)),
@@ -647,7 +645,10 @@ def collection_scenes(
         footprint = _footprint(tile.tile_geometry, tile.epsg, tile.cover_geometry)
         cover = shape(tile.cover_geometry) if tile.cover_geometry else None
         cover_wkb = shapely.to_wkb(cover) if cover is not None else None
-        scene = Scene(tile.id, tile.sensing_time, tile.created, sources, cover_wkb, options)
+        # A tile may have no sensing time (null in the API): such a scene is read as it is, but
+        # a time filter or a time order over it fails. Left as found (issue 16 report).
+        sensed = tile.sensing_time
+        scene = Scene(tile.id, sensed, tile.created, sources, cover_wkb, options)  # type: ignore[arg-type]
         scenes.append((scene, footprint))
     return scenes, bands
 
