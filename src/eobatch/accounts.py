@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import jwt
-from sqlalchemy import select
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
 
 from eobatch import ledger
 from eobatch.errors import NotFound, Unauthorized
@@ -74,7 +75,7 @@ def add_client(db: Database, account_id: str) -> Credentials:
         return _add_client(session, account_id)
 
 
-def _add_client(session, account_id: str) -> Credentials:  # type: ignore[no-untyped-def]
+def _add_client(session: Session, account_id: str) -> Credentials:
     client_id = str(uuid.uuid4())
     secret = secrets.token_urlsafe(32)
     session.add(
@@ -111,7 +112,50 @@ def authenticate_client(db: Database, client_id: str, client_secret: str) -> str
         client = session.get(OAuthClient, client_id)
         if client is None or not _secret_matches(client_secret, client.secret_hash):
             raise Unauthorized("Invalid client or Invalid client credentials")
+        account = session.get(Account, client.account_id)
+        if account is None or account.disabled:
+            raise Unauthorized("Invalid client or Invalid client credentials")
         return client.account_id
+
+
+def revoke_client(db: Database, client_id: str) -> str:
+    """Remove an OAuth client: its secret and every token issued to it stop working at once.
+    Returns the client's account id; raises `NotFound` if there is no such client."""
+    with db.session() as session:
+        client = session.get(OAuthClient, client_id)
+        if client is None:
+            raise NotFound(f"Client {client_id} not found")
+        session.execute(delete(OAuthClient).where(OAuthClient.client_id == client_id))
+        return client.account_id
+
+
+def set_disabled(db: Database, account_id: str, disabled: bool) -> None:
+    """Disable an account (its tokens are refused at once, no new ones are issued, its
+    clients stay for when it is enabled again) or enable it."""
+    with db.session() as session:
+        account = session.get(Account, account_id)
+        if account is None:
+            raise NotFound(f"Account {account_id} not found")
+        account.disabled = disabled
+
+
+def check_active(db: Database, principal: Principal) -> Principal:
+    """`principal` if its client still exists and its account is enabled; raises
+    `Unauthorized` otherwise. Asked on every request, so revocation takes effect at once."""
+    with db.session() as session:
+        row = session.execute(
+            select(Account.disabled)
+            .join(OAuthClient, OAuthClient.account_id == Account.id)
+            .where(
+                OAuthClient.client_id == principal.client_id,
+                Account.id == principal.account_id,
+            )
+        ).first()
+    if row is None:
+        raise Unauthorized("The access token's client has been revoked; use another client.")
+    if row.disabled:
+        raise Unauthorized("The account is disabled; ask the operator to enable it.")
+    return principal
 
 
 def issue_token(signing_key: str, principal: Principal, lifetime: timedelta) -> str:

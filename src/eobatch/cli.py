@@ -11,6 +11,7 @@ import typer
 from rich.table import Table
 
 from eobatch import accounts as account_store
+from eobatch.cli_secrets import secrets_app
 from eobatch.cli_support import DataDir, Json, console, print_table
 from eobatch.cli_support import database_or_exit as _db
 from eobatch.cli_support import listening_socket_or_exit as _listen
@@ -29,6 +30,7 @@ app = typer.Typer(
 accounts_app = typer.Typer(help="Accounts and their OAuth clients.", no_args_is_help=True)
 app.add_typer(accounts_app, name="accounts")
 app.add_typer(tasks_app, name="tasks")
+app.add_typer(secrets_app, name="secrets")
 
 
 def _version(show: bool) -> None:
@@ -83,6 +85,7 @@ def _shown_url(settings: Settings) -> str:
 @app.command()
 def migrate(data_dir: Path | None = DataDir) -> None:
     """Bring the store's schema to this version (safe to run from several places at once)."""
+    from eobatch.sealing import keyring_for
     from eobatch.store import Database
     from eobatch.store.db import schema_revision
 
@@ -91,7 +94,7 @@ def migrate(data_dir: Path | None = DataDir) -> None:
     try:
         before, head = schema_revision(db.engine)
         with console.status(f"migrating {_shown_url(settings)} from {before or 'empty'}"):
-            db.migrate()
+            db.migrate(keyring_for(settings))
         after, _ = schema_revision(db.engine)
     except Exception as exc:
         console.print(f"[red]migration failed:[/] {exc}")
@@ -162,6 +165,38 @@ def accounts_add_client(account_id: str, data_dir: Path | None = DataDir) -> Non
     console.print(f"client secret: {creds.client_secret}")
 
 
+@accounts_app.command("revoke-client")
+def accounts_revoke_client(client_id: str, data_dir: Path | None = DataDir) -> None:
+    """Remove an OAuth client: its secret and every token issued to it are refused at once."""
+    try:
+        account_id = account_store.revoke_client(_db(_settings(data_dir)), client_id)
+    except EobatchError as exc:
+        console.print(f"[red]{exc.message}[/]; list clients with `eobatch accounts list`")
+        raise typer.Exit(1) from exc
+    console.print(f"client {client_id} of account {account_id} revoked")
+
+
+@accounts_app.command("disable")
+def accounts_disable(account_id: str, data_dir: Path | None = DataDir) -> None:
+    """Disable an account: its tokens are refused at once and no new ones are issued."""
+    _set_disabled(account_id, data_dir, True)
+
+
+@accounts_app.command("enable")
+def accounts_enable(account_id: str, data_dir: Path | None = DataDir) -> None:
+    """Enable a disabled account again (its clients work again)."""
+    _set_disabled(account_id, data_dir, False)
+
+
+def _set_disabled(account_id: str, data_dir: Path | None, disabled: bool) -> None:
+    try:
+        account_store.set_disabled(_db(_settings(data_dir)), account_id, disabled)
+    except EobatchError as exc:
+        console.print(f"[red]{exc.message}[/]; list accounts with `eobatch accounts list`")
+        raise typer.Exit(1) from exc
+    console.print(f"account {account_id} {'disabled' if disabled else 'enabled'}")
+
+
 @accounts_app.command("list")
 def accounts_list(data_dir: Path | None = DataDir, as_json: bool = Json) -> None:
     """List accounts, balances and client ids (in full: other commands take them)."""
@@ -176,6 +211,7 @@ def accounts_list(data_dir: Path | None = DataDir, as_json: bool = Json) -> None
                         "balancePU": to_pu(a.balance_micro_pu),
                         "heldPU": to_pu(a.reserved_micro_pu),
                         "clientIds": clients,
+                        "disabled": a.disabled,
                     }
                     for a, clients in accounts
                 ],
@@ -187,7 +223,7 @@ def accounts_list(data_dir: Path | None = DataDir, as_json: bool = Json) -> None
     for account, clients in accounts:
         table.add_row(
             account.id,
-            account.name,
+            f"{account.name} (disabled)" if account.disabled else account.name,
             f"{to_pu(account.balance_micro_pu):,.6f}",
             f"{to_pu(account.reserved_micro_pu):,.6f}",
             "\n".join(clients),

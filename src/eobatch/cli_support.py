@@ -10,7 +10,7 @@ import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
@@ -18,6 +18,9 @@ from rich.measure import Measurement
 from rich.table import Table
 
 from eobatch.config import Settings, SettingsError, load_settings, unknown_variables
+
+if TYPE_CHECKING:
+    from eobatch.store import Database
 
 console = Console()
 errors = Console(stderr=True, soft_wrap=True)  # an error stays one line, however long
@@ -47,15 +50,19 @@ def settings_or_exit(data_dir: Path | None) -> Settings:
         raise typer.Exit(2) from None
 
 
-def database_or_exit(settings: Settings):  # type: ignore[no-untyped-def]
+def database_or_exit(settings: Settings) -> Database:
     """The store at its newest schema, or a one-line error naming it and exit code 1."""
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import SQLAlchemyError
 
+    from eobatch.sealing import SealingError
     from eobatch.service import open_database
 
     try:
         return open_database(settings)
+    except SealingError as exc:
+        errors.print(f"[red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(1) from None
     except SQLAlchemyError as exc:
         url = make_url(settings.resolved_database_url).render_as_string(hide_password=True)
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import annotated_types
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -76,6 +76,12 @@ class Settings(BaseSettings):
         "store, so every replica on the same database shares it.",
     )
     token_lifetime_s: int = Field(default=3600, ge=60)
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description="Fernet key(s) that seal stored credentials and the token-signing key, "
+        "separated by commas (the first seals, every one opens: docs/security.md); default: "
+        "the key file <data_dir>/secret.key, created with mode 0600.",
+    )
     max_in_flight: int | None = Field(
         default=None,
         ge=1,
@@ -143,6 +149,9 @@ class Settings(BaseSettings):
         return (self.data_dir / "buckets").resolve()
 
 
+_SECRET_SETTINGS = frozenset({"secret_key", "jwt_secret", "s3_secret_key"})
+
+
 class SettingsError(Exception):
     """Settings that cannot be used; the message names each variable and what it allows."""
 
@@ -157,6 +166,8 @@ def load_settings(**overrides: Any) -> Settings:
         for error in exc.errors():
             name = str(error["loc"][0]) if error["loc"] else ""
             value = os.environ.get(ENV_PREFIX + name.upper(), error.get("input"))
+            if name in _SECRET_SETTINGS:  # an error message must not show a secret
+                value = "***"
             allowed = f"; allowed: {allowed_values(name)}" if name in Settings.model_fields else ""
             reason = error["msg"].removeprefix("Value error, ")
             lines.append(f"{ENV_PREFIX}{name.upper()}={value!r}: {reason}{allowed}")
@@ -207,6 +218,7 @@ _KINDS: dict[Any, str] = {
     str: "text",
     Path: "a path",
     bool: "true or false",
+    SecretStr: "Fernet keys separated by commas",
 }
 _BOUNDS = (
     (annotated_types.Ge, "ge", ">="),

@@ -21,9 +21,16 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 from eobatch import accounts
 from eobatch.api import create_app
 from eobatch.config import Settings
-from eobatch.demo_data import DEMO_BANDS, DEMO_DEFAULT_BOUNDS, DEMO_EPSG, write_demo_collection
+from eobatch.demo_data import (
+    DEMO_BANDS,
+    DEMO_DEFAULT_BOUNDS,
+    DEMO_EPSG,
+    DemoScene,
+    write_demo_collection,
+)
 from eobatch.errors import Unauthorized
 from eobatch.service import BackgroundServer, open_database, running_controller
+from eobatch.store import Database
 
 DATA_BUCKET = "demo-data"
 OUTPUT_URL = "s3://demo-output/ndvi"
@@ -130,7 +137,7 @@ def run_demo(settings: Settings, console: Console) -> str:
             thread.join(10)
 
 
-def demo_account(db, credentials_file: Path) -> accounts.Credentials:  # type: ignore[no-untyped-def]
+def demo_account(db: Database, credentials_file: Path) -> accounts.Credentials:
     """The demo account of an earlier run (its saved credentials still valid), topped up to
     `DEMO_PU`; or a new one, its credentials saved for the next run."""
     if credentials_file.is_file():
@@ -152,7 +159,7 @@ def demo_account(db, credentials_file: Path) -> accounts.Credentials:  # type: i
     return creds
 
 
-def _demo_collection(http: httpx.Client, scenes, console: Console) -> str:  # type: ignore[no-untyped-def]
+def _demo_collection(http: httpx.Client, scenes: list[DemoScene], console: Console) -> str:
     """The id of the account's demo collection, registered (with its tiles) on first use."""
     listed = _ok(http.get("/api/v1/byoc/collections", params={"count": 100}))["data"]
     for collection in listed:
@@ -174,7 +181,13 @@ def _demo_collection(http: httpx.Client, scenes, console: Console) -> str:  # ty
     return str(collection["id"])
 
 
-def _drive(base: str, creds, scenes, settings: Settings, console: Console) -> str:  # type: ignore[no-untyped-def]
+def _drive(
+    base: str,
+    creds: accounts.Credentials,
+    scenes: list[DemoScene],
+    settings: Settings,
+    console: Console,
+) -> str:
     with httpx.Client(base_url=base, timeout=60) as http:
         token = (
             http.post(

@@ -55,7 +55,8 @@ class DemoScene:
         """The stored DN at (rows, cols) of this scene's raster, no-data holes included."""
         values = demo_band_values(band, self.date_index, rows, cols)
         if self.cloud is not None:
-            x, y = self.transform @ (cols + 0.5, rows + 0.5)
+            t = self.transform  # north-up, no rotation: x from columns, y from rows
+            x, y = t.c + t.a * (cols + 0.5), t.f + t.e * (rows + 0.5)
             cx, cy, radius = self.cloud
             values = np.where((x - cx) ** 2 + (y - cy) ** 2 < radius**2, NODATA, values)
         return values.astype(np.uint16)

@@ -15,15 +15,24 @@ from eobatch.config import Settings
 from eobatch.lifecycle.controller import Controller
 from eobatch.lifecycle.recovery import Cluster
 from eobatch.logs import configure_logging
+from eobatch.sealing import keyring_for
+from eobatch.signing import check_secret_key
 from eobatch.store import Database
 
 log = logging.getLogger(__name__)
 
 
 def open_database(settings: Settings) -> Database:
-    """The store at its newest schema (replicas starting together migrate it once)."""
+    """The store at its newest schema (replicas starting together migrate it once), checked
+    to open with this deployment's secret key (`SealingError` otherwise)."""
     db = Database(settings.resolved_database_url)
-    db.migrate()
+    keyring = keyring_for(settings)
+    db.migrate(keyring)
+    try:
+        check_secret_key(db, keyring)
+    except BaseException:
+        db.dispose()
+        raise
     return db
 
 

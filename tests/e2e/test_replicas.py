@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from eobatch.accounts import create_account
+from eobatch.sealing import new_key
 from eobatch.store import Database
 from tests.e2e.conftest import http_client
 from tests.e2e.service import ServiceProcess
@@ -21,8 +22,18 @@ pytestmark = pytest.mark.slow
 def test_two_replicas_started_at_once_on_an_empty_database(
     tmp_path: Path, database_url: str
 ) -> None:
-    env = {"EOBATCH_JWT_SECRET": "", "EOBATCH_WORKERS": "1", "EOBATCH_DASHBOARD_ADDRESS": ""}
-    replicas = [ServiceProcess(tmp_path, database_url, extra_env=env) for _ in range(2)]
+    # Each replica has its own data directory: what they share is the database and the secret
+    # key setting, which opens the token-signing key the first one sealed into the store.
+    env = {
+        "EOBATCH_JWT_SECRET": "",
+        "EOBATCH_SECRET_KEY": new_key(),
+        "EOBATCH_WORKERS": "1",
+        "EOBATCH_DASHBOARD_ADDRESS": "",
+    }
+    homes = [tmp_path / "one", tmp_path / "two"]
+    for home in homes:
+        home.mkdir()
+    replicas = [ServiceProcess(home, database_url, extra_env=env) for home in homes]
     errors: list[BaseException] = []
 
     def start(replica: ServiceProcess) -> None:

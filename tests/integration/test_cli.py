@@ -169,6 +169,7 @@ def test_accounts_list_shows_whole_ids_on_a_narrow_terminal_and_json(tmp_path: P
             "balancePU": 1500.0,
             "heldPU": 0.0,
             "clientIds": [variables["SH_CLIENT_ID"]],
+            "disabled": False,
         }
     ]
 

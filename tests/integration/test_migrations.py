@@ -1,11 +1,17 @@
-"""Schema migrations keep existing data: a store at revision 0001 upgraded to the newest one."""
+"""Schema migrations keep existing data: a store at an old revision upgraded to the newest one."""
 
 from __future__ import annotations
 
+import json
+
+import pytest
 from alembic import command
 from alembic.config import Config
+from cryptography.fernet import Fernet
 from sqlalchemy import text
 
+from eobatch.sealing import Keyring, open_secrets
+from eobatch.signing import token_signing_key
 from eobatch.store import Database
 from eobatch.store.db import _MIGRATIONS
 
@@ -39,5 +45,51 @@ def test_pu_amounts_survive_the_move_to_micro_pu(database_url: str) -> None:
             ).all()
         assert (balance, reserved) == (1_234_567_891, 0)
         assert [tuple(r) for r in ledger] == [("credit", 1_234_567_891, 1_234_567_891)]
+    finally:
+        db.dispose()
+
+
+def test_0010_seals_the_credentials_already_stored(database_url: str) -> None:
+    """A store from before 0010 with credentials in clear: the upgrade seals them (and needs the
+    key to do so), the service opens them, and nothing is left in clear."""
+    db = Database(database_url)
+    storage = {"s3": {"url": "s3://data", "accessKey": "AK-OLD", "secretAccessKey": "SK-OLD"}}
+    try:
+        _upgrade(db, "0009_operations")
+        with db.engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO accounts (id, name, balance_micro_pu, reserved_micro_pu, created)"
+                    " VALUES ('a1', 'old', 0, 0, CURRENT_TIMESTAMP)"
+                )
+            )
+            connection.execute(
+                text(
+                    "INSERT INTO byoc_collections (id, account_id, name, s3_bucket, storage, "
+                    "bands, created) VALUES ('c1', 'a1', 'c', 'data', :storage, '{}', "
+                    "CURRENT_TIMESTAMP)"
+                ),
+                {"storage": json.dumps(storage)},
+            )
+            connection.execute(
+                text(
+                    "INSERT INTO service_secrets (name, value, created) "
+                    "VALUES ('token-signing-key', 'signing-key-in-clear', CURRENT_TIMESTAMP)"
+                )
+            )
+        with pytest.raises(RuntimeError, match="needs the secret key"):
+            db.migrate()  # no key: nothing changes
+        keyring = Keyring([Fernet.generate_key()])
+        db.migrate(keyring)
+        with db.session() as session:
+            stored = session.execute(text("SELECT storage FROM byoc_collections")).scalar_one()
+            value = session.execute(text("SELECT value FROM service_secrets")).scalar_one()
+            disabled = session.execute(text("SELECT disabled FROM accounts")).scalar_one()
+        stored = json.loads(stored) if isinstance(stored, str) else stored
+        assert "SK-OLD" not in json.dumps(stored) and "AK-OLD" not in json.dumps(stored)
+        assert "signing-key-in-clear" not in value
+        assert open_secrets(stored, keyring) == storage
+        assert token_signing_key(db, keyring) == "signing-key-in-clear"
+        assert not disabled
     finally:
         db.dispose()

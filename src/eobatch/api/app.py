@@ -11,6 +11,7 @@ from eobatch.api import auth, batch, byoc, console, operations
 from eobatch.api.errors import install_error_handlers
 from eobatch.api.openapi import install_openapi
 from eobatch.config import Settings
+from eobatch.sealing import keyring_for
 from eobatch.signing import token_signing_key
 from eobatch.store import Database
 from eobatch.web.pages import install_pages
@@ -33,7 +34,7 @@ def create_app(settings: Settings, db: Database, controller: Controller | None =
     app.state.settings = settings
     app.state.db = db
     app.state.controller = controller
-    app.state.signing_key = token_signing_key(db, settings.jwt_secret)
+    app.state.signing_key = token_signing_key(db, keyring_for(settings), settings.jwt_secret)
     app.state.metrics = metrics.registry(db, controller)
     install_error_handlers(app)
     app.include_router(auth.router)

@@ -13,7 +13,13 @@ from fastapi.openapi.models import OAuthFlowClientCredentials, OAuthFlows
 from fastapi.responses import JSONResponse
 from fastapi.security import OAuth2
 
-from eobatch.accounts import Principal, authenticate_client, issue_token, verify_token
+from eobatch.accounts import (
+    Principal,
+    authenticate_client,
+    check_active,
+    issue_token,
+    verify_token,
+)
 from eobatch.errors import Unauthorized
 
 router = APIRouter(tags=["oauth"])
@@ -35,7 +41,8 @@ def current_account(request: Request, header: str | None = Security(bearer)) -> 
     scheme, _, token = (header or "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("Missing bearer token: send 'Authorization: Bearer <access_token>'.")
-    return verify_token(request.app.state.signing_key, token.strip()).account_id
+    state = request.app.state
+    return check_active(state.db, verify_token(state.signing_key, token.strip())).account_id
 
 
 def _oauth_error(status: int, error: str, description: str) -> JSONResponse:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
@@ -91,7 +93,7 @@ async def update_task(
     )
 
 
-def _action(action: UserAction):  # type: ignore[no-untyped-def]
+def _action(action: UserAction) -> Callable[..., Response]:
     def act(task_id: str, request: Request, account: str = Depends(current_account)) -> Response:
         state = request.app.state
         tasks.record_user_action(state.db, state.settings, account, task_id, action)

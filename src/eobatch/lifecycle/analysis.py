@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import posixpath
 from collections.abc import Callable
+from typing import cast
 
 import numpy as np
 import shapely
-from sqlalchemy import delete, insert, update
+from sqlalchemy import Table, delete, insert, update
 from sqlalchemy.orm import Session
 
 from eobatch.config import Settings
@@ -89,6 +90,7 @@ def _check_ingestion(context: TaskContext) -> None:
     """BYOC ingestion needs the delivery in the deployment's cloud and region (or a local
     folder bucket, which is the deployment's own storage)."""
     delivery, settings = context.delivery, context.settings
+    assert settings is not None, "analysis runs on a context built from the store"
     if delivery.cloud is None:
         return
     if delivery.cloud != settings.cloud or delivery.region != settings.region:
@@ -109,6 +111,7 @@ def byoc_collection(context: TaskContext, setup: ScriptSetup, account_id: str) -
     ids = [r.identifier for r in context.request.process_request.output.responses]
     bands = collection_bands(setup, ids)
     collection_id = (output.collection_id or "").lower() or new_collection_id(context.task_id)
+    assert context.db is not None, "analysis runs on a context built from the store"
     prepare_collection(
         context.db,
         account_id,
@@ -267,7 +270,7 @@ def analyse_task(
             # Core executemany with WKB made in one vectorised call: 700 000 rows in seconds
             wkb = shapely.to_wkb(np.array([f.geometry for f in features], dtype=object))
             session.execute(
-                insert(FeatureRow.__table__),
+                insert(cast(Table, FeatureRow.__table__)),
                 [
                     {
                         "task_id": task.id,

@@ -102,7 +102,8 @@ class TaskContext:
                     ).where(FeatureRow.task_id == task.id)
                 ).one()
             if extent[0] is not None:
-                context.zarr = context.zarr_layout(tuple(extent[:4]), extent[4])
+                minx, miny, maxx, maxy, epsg = extent
+                context.zarr = context.zarr_layout((minx, miny, maxx, maxy), epsg)
         return context
 
     def targets(self, feature: Feature) -> tuple[OutputTarget, ...]:

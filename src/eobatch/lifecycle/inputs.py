@@ -11,7 +11,7 @@ then takes those whose footprint meets it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -274,8 +274,10 @@ def extent_of(boxes: Sequence[tuple[int, tuple]]) -> tuple[float, float, float, 
         wgs84.append(
             transform_bounds(epsg, 4326, *union, densify_pts=21) if epsg != 4326 else union
         )
-    wgs84 = np.array(wgs84)
-    return (*wgs84[:, :2].min(axis=0).tolist(), *wgs84[:, 2:].max(axis=0).tolist())
+    boxes_wgs84 = np.array(wgs84)
+    west, south = boxes_wgs84[:, :2].min(axis=0).tolist()
+    east, north = boxes_wgs84[:, 2:].max(axis=0).tolist()
+    return west, south, east, north
 
 
 def _search(source: InputSource, settings: Settings, extent: tuple | None) -> list[StacItem]:
@@ -326,7 +328,7 @@ def pinned_items(db: Database, task_id: str) -> dict[int, list[StacItem]]:
     return {source: [item_from_record(r) for r in records] for source, records in rows}
 
 
-def _asset_locator(settings: Settings):  # type: ignore[no-untyped-def]
+def _asset_locator(settings: Settings) -> Callable[[str], tuple[str, dict[str, str]]]:
     """href -> (GDAL path, rasterio.Env options): s3:// through the deployment's S3 settings,
     http(s) anonymously through /vsicurl/, anything else as a local path."""
     buckets: dict[str, Any] = {}

@@ -11,7 +11,8 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import ColumnElement, and_, or_, select
+from sqlalchemy.orm import Session
 
 from eobatch.config import Settings
 from eobatch.errors import Conflict, Forbidden, InvalidRequest, NotFound
@@ -26,6 +27,7 @@ from eobatch.lifecycle.states import (
 )
 from eobatch.lifecycle.validation import validate_request
 from eobatch.schemas import BatchRequest, DescriptionUpdate, parse_model
+from eobatch.sealing import keyring_for, seal_secrets
 from eobatch.storage import redact_locator
 from eobatch.store import Database
 from eobatch.store.models import Account, Collection, Feature, Task
@@ -116,7 +118,7 @@ def create_task(
             task = Task(
                 id=task_id,
                 account_id=account_id,
-                request=body,
+                request=seal_secrets(body, keyring_for(settings)),
                 description=request.description,
                 status=Status.CREATED,
                 user_action=UserAction.NONE,
@@ -131,7 +133,7 @@ def create_task(
     return task_json(task)
 
 
-def _owned_task(session: Any, account_id: str, task_id: str, lock: bool = False) -> Task:
+def _owned_task(session: Session, account_id: str, task_id: str, lock: bool = False) -> Task:
     try:
         uuid.UUID(task_id)
     except ValueError:
@@ -202,10 +204,10 @@ def list_tasks(
         return [task_json(t) for t in session.scalars(query)]
 
 
-def _search_clause(search: str):  # type: ignore[no-untyped-def]
+def _search_clause(search: str) -> ColumnElement[bool]:
     """Words joined by `|` (or) and `&` (and), each matched in the description or the id."""
 
-    def word(w: str):  # type: ignore[no-untyped-def]
+    def word(w: str) -> ColumnElement[bool]:
         pattern = f"%{w.strip()}%"
         return or_(Task.description.ilike(pattern), Task.id.ilike(pattern))
 

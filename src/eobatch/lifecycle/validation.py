@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from eobatch.config import Settings
@@ -187,13 +189,16 @@ def _check_fusion(sources: list[DataSource]) -> list[Violation]:
     return problems
 
 
+T = TypeVar("T")
+
+
 def validate_request(
     request: BatchRequest, settings: Settings, owned_collections: set[str]
 ) -> ValidatedRequest:
     """Check `request` for the account owning `owned_collections`; raises `InvalidRequest`."""
     found: list[Violation] = []
 
-    def check(fn, *args):  # type: ignore[no-untyped-def]
+    def check(fn: Callable[..., T], *args: Any) -> T | None:
         try:
             return fn(*args)
         except InvalidRequest as exc:

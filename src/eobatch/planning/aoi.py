@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import shapely
@@ -77,7 +77,10 @@ def projected(geometry: shapely.Geometry, src: int, dst: int) -> shapely.Geometr
     return area if np.isfinite(shapely.get_coordinates(area)).all() else None
 
 
-def shift_lon(geometry: shapely.Geometry | np.ndarray, degrees: float):  # type: ignore[no-untyped-def]
+GeometryOrArray = TypeVar("GeometryOrArray", shapely.Geometry, np.ndarray)
+
+
+def shift_lon(geometry: GeometryOrArray, degrees: float) -> GeometryOrArray:
     """Geometries moved east by `degrees` of longitude."""
     offset = np.array([degrees, 0.0])
     return shapely.transform(geometry, lambda xy: xy + offset)

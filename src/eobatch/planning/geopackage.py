@@ -11,6 +11,7 @@ import sqlite3
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pyogrio
@@ -280,7 +281,8 @@ def _read_table(
         i = int(np.flatnonzero(empty)[0])
         raise GeoPackageError(f"{at}, feature '{names[i]}' (id {fids[i]}): geometry is empty")
     bounds = shapely.bounds(geometries)
-    width, height = _output_sizes(bounds, columns, defaults, names, fids, at)
+    named = cast(list[str], names)  # every one checked above
+    width, height = _output_sizes(bounds, columns, defaults, named, fids, at)
     return FeatureTable(table, epsg, fids, np.array(names, dtype=object), geometries, width, height)
 
 

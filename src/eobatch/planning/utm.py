@@ -85,7 +85,8 @@ def s2_tiles() -> S2Tiles:
     """The shipped S2 tile list with the removal masks of grids 0–2 (loaded once)."""
     raw = resources.files("eobatch.planning.data").joinpath(DATA_FILE).read_bytes()
     lines = gzip.decompress(raw).decode().split()
-    rows, drops = [], {g: [] for g in UTM_LAYOUTS}
+    rows: list[tuple[str, int, int, int]] = []
+    drops: dict[int, list[int]] = {g: [] for g in UTM_LAYOUTS}
     for line in lines[1:]:
         name, epsg, ulx, uly, *masks = line.split(",")
         rows.append((name, int(epsg), int(ulx), int(uly)))
@@ -229,7 +230,7 @@ def redundant_subtiles(s2: S2Tiles, grid_id: int, chunk: int = 4000) -> list[int
     index = S2Index(s2, pad_deg=0.05)
     k = np.arange(n * n)
     cc, rr = k // n, k % n
-    suspects = []
+    suspects: list[tuple[int, int]] = []
     samples = [(0.5, 0.5)] + [((i + 0.5) / 4, (j + 0.5) / 4) for i in range(4) for j in range(4)]
     for start in range(0, len(s2), chunk):
         tiles = np.repeat(np.arange(start, min(start + chunk, len(s2))), n * n)

@@ -9,6 +9,7 @@ gives bands `result`, `result2`, `result3` (all read from the file `result.tiff`
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -124,7 +125,7 @@ def prepare_collection(
 def register_tiles(
     db: Database,
     collection_id: str,
-    tiles: list[tuple[str, int, tuple[float, ...]]],
+    tiles: Sequence[tuple[str, int, tuple[float, ...]]],
     sensing_time: datetime | None,
 ) -> int:
     """Add one INGESTED tile per (path with (BAND), EPSG, bounds); returns how many were new."""

@@ -21,7 +21,7 @@ import math
 import warnings
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import numcodecs
 import numpy as np
@@ -47,7 +47,12 @@ _COMPATIBLE = {
     "FLOAT32": ("<f4", ">f4", "<f8", ">f8"),
 }
 _REQUIRED = ("dtype", "order", "chunks", "fill_value")
-_SHUFFLE = {0: "noshuffle", 1: "shuffle", 2: "bitshuffle", -1: "shuffle"}
+_SHUFFLE: dict[int, Literal["noshuffle", "shuffle", "bitshuffle"]] = {
+    0: "noshuffle",
+    1: "shuffle",
+    2: "bitshuffle",
+    -1: "shuffle",
+}
 
 
 @dataclass(frozen=True)
@@ -65,11 +70,15 @@ class ZarrArraySpec:
         return self.dtype in _COMPATIBLE.get(sample_type, ())
 
 
+def _format(layout: ZarrLayout) -> Literal[2, 3]:
+    return 3 if layout.zarr_format == 3 else 2
+
+
 @dataclass(frozen=True)
 class ZarrLayout:
     """The pixel grid of the group: bounds in EPSG `epsg`, square pixels of `resolution`."""
 
-    zarr_format: int
+    zarr_format: int  # one of ZARR_FORMATS (validation.py refuses others)
     epsg: int
     bounds: tuple[float, float, float, float]
     resolution: float
@@ -219,7 +228,7 @@ def _divisors(n: int) -> list[int]:
 def group_objects(layout: ZarrLayout, request_id: str) -> dict[str, bytes]:
     """Every object of the group's skeleton: metadata and coordinate arrays, key -> bytes."""
     store, objects = _memory()
-    group = zarr.open_group(store, mode="w", zarr_format=layout.zarr_format)
+    group = zarr.open_group(store, mode="w", zarr_format=_format(layout))
     minx, miny, maxx, maxy = layout.bounds
     group.attrs.update(
         {
@@ -338,7 +347,7 @@ def feature_chunks(
     if layout.origin == "bottomLeft":
         data = data[::-1]
     store, objects = _memory()
-    group = zarr.open_group(store, mode="w", zarr_format=layout.zarr_format)
+    group = zarr.open_group(store, mode="w", zarr_format=_format(layout))
     array = _output_array(group, layout, spec)
     height, width = data.shape
     array[0, row : row + height, col : col + width] = data.astype(np.dtype(spec.dtype))

@@ -22,11 +22,13 @@ from rasterio.errors import RasterioError
 from rasterio.warp import transform_bounds
 from shapely.geometry import mapping, shape
 from sqlalchemy import delete, or_, select
+from sqlalchemy.orm import Session
 
 from eobatch.config import Settings
 from eobatch.errors import Conflict, InvalidRequest, NotFound
 from eobatch.schemas import parse_model
 from eobatch.schemas.byoc import CollectionIn, TileIn, TileUpdate
+from eobatch.sealing import keyring_for, open_secrets, seal_secrets
 from eobatch.sources.scenes import BandSource, Scene
 from eobatch.storage import Location, open_location, redact_locator
 from eobatch.store import Database
@@ -68,7 +70,7 @@ def collection_json(c: Collection, summary: dict[str, Any] | None = None) -> dic
     return body
 
 
-def _tiles_summary(session: Any, collection_id: str) -> dict[str, Any]:
+def _tiles_summary(session: Session, collection_id: str) -> dict[str, Any]:
     """`extent` (WGS84 polygon of the ingested tiles), `hasSensingTimes`, from/to times."""
     tiles = session.execute(
         select(Tile.tile_geometry, Tile.epsg, Tile.cover_geometry, Tile.sensing_time).where(
@@ -185,6 +187,11 @@ def _with_stored_secrets(storage: dict[str, Any], stored: dict[str, Any] | None)
     return merged
 
 
+def _where(storage: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A storage locator without its credentials."""
+    return redact_locator(storage) if storage is not None else None
+
+
 def _uuid_or_404(value: str, what: str) -> str:
     try:
         return str(uuid.UUID(value))
@@ -192,7 +199,7 @@ def _uuid_or_404(value: str, what: str) -> str:
         raise NotFound(f"{what} {value} not found") from None
 
 
-def _owned_collection(session: Any, account_id: str, collection_id: str) -> Collection:
+def _owned_collection(session: Session, account_id: str, collection_id: str) -> Collection:
     cid = _uuid_or_404(collection_id, "Collection")
     collection = session.get(Collection, cid)
     if collection is None or collection.account_id != account_id:
@@ -217,7 +224,7 @@ def create_collection(
             account_id=account_id,
             name=body.name,
             s3_bucket=bucket,
-            storage=storage,
+            storage=seal_secrets(storage, keyring_for(settings)),
             no_data=body.no_data,
             bands=_bands_json(body),
         )
@@ -259,9 +266,10 @@ def update_collection(
         has_tiles = session.scalars(
             select(Tile.id).where(Tile.collection_id == collection.id).limit(1)
         ).first()
+        keyring = keyring_for(settings)
         if body.storage is not None:
             storage = _with_stored_secrets(body.storage, collection.storage)
-            moved = storage != collection.storage
+            moved = open_secrets(storage, keyring) != open_secrets(collection.storage, keyring)
         else:  # s3Bucket alone: the same name keeps the collection's storage
             storage = None
             moved = body.s3_bucket != collection.s3_bucket
@@ -270,9 +278,8 @@ def update_collection(
                 raise Conflict(
                     "s3Bucket and storage can only be changed while the collection has no tiles"
                 )
-            collection.s3_bucket, collection.storage = _checked_storage(
-                settings, body.s3_bucket, storage
-            )
+            collection.s3_bucket, checked = _checked_storage(settings, body.s3_bucket, storage)
+            collection.storage = seal_secrets(checked, keyring)
         if body.additional_data is not None and body.additional_data.bands is not None:
             new_bands = _bands_json(body)
             if has_tiles and not _only_renames_or_nodata(collection.bands or {}, new_bands):
@@ -522,7 +529,8 @@ def copy_tiles(db: Database, account_id: str, collection_id: str, target_id: str
         target = _owned_collection(session, account_id, target_id)
         if target.id == source.id:
             raise InvalidRequest.at("toCollection", "must be another collection")
-        if (target.s3_bucket, target.storage) != (source.s3_bucket, source.storage):
+        # The same bucket: credentials (sealed, so never equal as stored) are not compared.
+        if (target.s3_bucket, _where(target.storage)) != (source.s3_bucket, _where(source.storage)):
             raise Conflict("tiles can only be copied between collections of the same bucket")
         if target.bands and target.bands != source.bands:
             raise Conflict(
@@ -552,7 +560,7 @@ def copy_tiles(db: Database, account_id: str, collection_id: str, target_id: str
             )
 
 
-def _owned_tile(session: Any, account_id: str, collection_id: str, tile_id: str) -> Tile:
+def _owned_tile(session: Session, account_id: str, collection_id: str, tile_id: str) -> Tile:
     collection = _owned_collection(session, account_id, collection_id)
     tile = session.get(Tile, _uuid_or_404(tile_id, "Tile"))
     if tile is None or tile.collection_id != collection.id:
@@ -637,7 +645,10 @@ def collection_scenes(
         footprint = _footprint(tile.tile_geometry, tile.epsg, tile.cover_geometry)
         cover = shape(tile.cover_geometry) if tile.cover_geometry else None
         cover_wkb = shapely.to_wkb(cover) if cover is not None else None
-        scene = Scene(tile.id, tile.sensing_time, tile.created, sources, cover_wkb, options)
+        # A tile may have no sensing time (null in the API): such a scene is read as it is, but
+        # a time filter or a time order over it fails. Left as found (issue 16 report).
+        sensed = tile.sensing_time
+        scene = Scene(tile.id, sensed, tile.created, sources, cover_wkb, options)  # type: ignore[arg-type]
         scenes.append((scene, footprint))
     return scenes, bands
 

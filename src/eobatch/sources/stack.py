@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC
 from posixpath import dirname
+from typing import Any
 
 import numpy as np
 
@@ -32,7 +33,7 @@ class Slice:
 def tile_metadata(scene: Scene) -> dict:
     """`scenes.tiles[i]` of a scene (and `scenes.orbits[i].tiles[j]`)."""
     first = next(iter(scene.bands.values()), None)
-    metadata = {
+    metadata: dict[str, Any] = {
         "date": _iso(scene),
         "shId": scene.id,
         "tileOriginalId": scene.id,
@@ -80,7 +81,9 @@ def read_slices(
     """
     wanted = [b for b in bands if b != "dataMask"]
     shape = (len(chosen), grid.height, grid.width)
-    stacks = {name: np.full(shape, np.nan, dtype=np.float32) for name in wanted}
+    stacks: dict[str, np.ndarray] = {
+        name: np.full(shape, np.nan, dtype=np.float32) for name in wanted
+    }
     mask = np.zeros(shape, dtype=np.uint8)
     for n, item in enumerate(chosen):
         values, valid = read_mosaic(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from alembic import command
 from alembic.config import Config
@@ -13,6 +13,9 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
+
+if TYPE_CHECKING:
+    from eobatch.sealing import Keyring
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
 # Any fixed 64-bit number: the PostgreSQL advisory lock that serialises migrations.
@@ -60,8 +63,9 @@ def _alembic_config() -> Config:
     return config
 
 
-def migrate(engine: Engine) -> None:
-    """Bring the schema to the newest Alembic revision.
+def migrate(engine: Engine, keyring: Keyring | None = None) -> None:
+    """Bring the schema to the newest Alembic revision (`keyring` seals the credentials of a
+    store from before 0010_security; a store without any needs none).
 
     On PostgreSQL the migration runs under an advisory lock, in one transaction: replicas that
     start together wait for the first one and then find the schema already up to date.
@@ -71,6 +75,7 @@ def migrate(engine: Engine) -> None:
         if connection.dialect.name == "postgresql":
             connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
         config.attributes["connection"] = connection
+        config.attributes["keyring"] = keyring
         command.upgrade(config, "head")
 
 
@@ -94,8 +99,8 @@ class Database:
     def is_sqlite(self) -> bool:
         return self.engine.dialect.name == "sqlite"
 
-    def migrate(self) -> None:
-        migrate(self.engine)
+    def migrate(self, keyring: Keyring | None = None) -> None:
+        migrate(self.engine, keyring)
 
     @contextmanager
     def session(self) -> Iterator[Session]:

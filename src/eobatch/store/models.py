@@ -18,6 +18,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -57,6 +58,8 @@ class Account(Base):
     # Held for features in flight, so that concurrent tasks never spend more than the balance.
     reserved_micro_pu: Mapped[int] = mapped_column(BigInteger, default=0)
     created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # A disabled account's tokens are refused and no new ones are issued (accounts.py).
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     @property
     def balance_pu(self) -> float:
@@ -78,7 +81,7 @@ class Task(Base):
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
-    # The request as submitted (with credentials: workers need them); never echoed unredacted.
+    # The request as submitted, its credentials sealed (sealing.py); never echoed unredacted.
     request: Mapped[dict[str, Any]] = mapped_column(JSON)
     description: Mapped[str | None] = mapped_column(Text, nullable=True)
     status: Mapped[str] = mapped_column(String(20), default="CREATED", index=True)
@@ -158,7 +161,7 @@ class Collection(Base):
     )
     name: Mapped[str] = mapped_column(String(500))
     s3_bucket: Mapped[str] = mapped_column(String(255))
-    # Its own storage locator ({"s3": {...}} / {"gs": {...}}, with credentials); None: s3_bucket
+    # Its own storage locator ({"s3": {...}} / {"gs": {...}}, credentials sealed); None: s3_bucket
     # of the deployment, read with the deployment's keys.
     storage: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     no_data: Mapped[float | None] = mapped_column(Float, nullable=True)
@@ -202,7 +205,8 @@ class LedgerEntry(Base):
 
 
 class ServiceSecret(Base):
-    """A secret of the deployment that every replica must share (the token-signing key)."""
+    """A secret of the deployment that every replica must share (the token-signing key),
+    sealed with the deployment's secret key (sealing.py)."""
 
     __tablename__ = "service_secrets"
 

@@ -7,6 +7,7 @@ so another account's task, feature or file is a 404 exactly like one that does n
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -96,7 +97,7 @@ def _to_wgs84(footprints: list[tuple[int, bytes]]) -> list[dict[str, Any] | None
 
 
 @cache
-def _projector(epsg: int):  # type: ignore[no-untyped-def]
+def _projector(epsg: int) -> Callable[[np.ndarray], np.ndarray]:
     transformer = Transformer.from_crs(epsg, 4326, always_xy=True)
 
     def project(xy: np.ndarray) -> np.ndarray:
