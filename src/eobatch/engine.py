@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
@@ -92,6 +93,12 @@ class FeatureOutcome:
     bytes_written: int = 0
     samples: int = 1  # data samples per pixel the script saw: 1 for SIMPLE, scenes for ORBIT/TILE
     seconds: float = 0.0  # time the worker spent on the feature
+
+
+def run_features(jobs: Sequence[FeatureJob]) -> list[FeatureOutcome]:
+    """Several features in one Dask job, one after the other: small features share the job's
+    fixed costs (scheduling, the controller's bookkeeping per job)."""
+    return [run_feature(job) for job in jobs]
 
 
 def run_feature(job: FeatureJob) -> FeatureOutcome:

@@ -82,8 +82,8 @@ class ControllerCollector(Collector):
         for name, doc, value in (
             (
                 "eobatch_features_in_flight",
-                "Feature jobs this controller has on Dask.",
-                len(c.in_flight),
+                "Features this controller has on Dask (several small ones per job).",
+                sum(len(features) for _, features in list(c.in_flight.values())),
             ),
             (
                 "eobatch_controller_tasks",

@@ -119,7 +119,9 @@ def test_user_stop_charges_processed_and_in_progress_features_only(service_facto
     task_id = svc.create(evalscript=SLOW_NDVI)
     svc.action(task_id, "start")
     run_until([controller], lambda: any(r.status == "DONE" for r in svc.features(task_id)))
-    in_flight = {fid for tid, fid in controller.in_flight.values() if tid == task_id}
+    in_flight = {
+        fid for tid, fids in controller.in_flight.values() if tid == task_id for fid in fids
+    }
     assert in_flight, "the stop must land while features are being processed"
     svc.action(task_id, "stop")
     run_until([controller], status_is(svc, task_id, "STOPPED"))

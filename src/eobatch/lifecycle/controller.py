@@ -5,9 +5,16 @@ One loop; each round (`step`):
 2. handles faults: forgets the tasks whose lease another controller took, reconnects a lost Dask
    scheduler, and gives back the tasks it cannot process meanwhile,
 3. records the jobs that finished: feature statuses, PU holds released, features billed,
-4. claims the tasks that need work and advances each: user actions, analysis, the end of a task,
+4. claims the tasks that need work and advances each: user actions, analysis, the end of a task
+   (once per poll interval; in between only the tasks with nothing in flight, which may be done),
 5. fills the in-flight window with fair shares of the tasks' pending features,
 6. uploads the execution databases that are due.
+
+A Dask job runs several small features (up to MAX_FEATURES_PER_JOB, PIXELS_PER_JOB pixels in all),
+so what the controller pays per job (a submission, a fenced transaction to hold PUs, one to record
+the outcomes, bill them and release the holds) is shared by its features. A job that fails as a
+whole (its worker died) counts no attempt: its features are dispatched again one per job, so one
+runaway feature cannot take its neighbours' attempts.
 
 Leases are claimed and renewed in `leases.py`; every write to a task, its features or its
 account's PUs is fenced (`fencing.py`), so a controller that lost a task changes nothing; the
@@ -17,13 +24,14 @@ Dask client comes back by itself (`recovery.py`); the window is shared by `fairn
 from __future__ import annotations
 
 import logging
+import math
 import os
 import socket
 import threading
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import partial
@@ -35,7 +43,7 @@ from sqlalchemy.orm import Session
 
 from eobatch import ledger
 from eobatch.config import Settings
-from eobatch.engine import FeatureJob, FeatureOutcome, run_feature
+from eobatch.engine import FeatureJob, FeatureOutcome, run_features
 from eobatch.errors import AnalysisError
 from eobatch.lifecycle import events
 from eobatch.lifecycle.analysis import analyse_task, check_script
@@ -72,6 +80,9 @@ from eobatch.store.models import Task
 
 log = logging.getLogger(__name__)
 
+MAX_FEATURES_PER_JOB = 16
+PIXELS_PER_JOB = 1_000_000  # a 1000 x 1000 px feature runs alone: it takes seconds anyway
+
 
 def _now() -> datetime:
     return datetime.now(UTC)
@@ -97,18 +108,27 @@ def _move(task: Task, event: Event) -> None:
 
 
 class Controller:
-    def __init__(self, db: Database, settings: Settings, client: Client | Cluster | None) -> None:
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        client: Client | Cluster | None,
+        run: Callable[[list[FeatureJob]], list[FeatureOutcome]] = run_features,
+    ) -> None:
         self.db = db
+        self.run_jobs = run  # what a Dask job runs: benchmarks/controller.py fakes the work
         self.settings = settings
         self.cluster = client if isinstance(client, Cluster) else Cluster(client)
         self.id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.leases = Leases(db, self.id, settings.lease_s, alive=self.alive)
-        self.in_flight: dict[Future, tuple[str, int]] = {}  # job -> (task, feature)
+        self.in_flight: dict[Future, tuple[str, tuple[int, ...]]] = {}  # job -> (task, features)
+        self.solo: dict[str, set[int]] = defaultdict(set)  # features whose job failed as a whole
         self.unrecorded: dict[str, list[FeatureOutcome]] = defaultdict(list)
         self.contexts: dict[str, tuple[TaskContext, ScriptSetup]] = {}
         self.last_snapshot: dict[str, float] = {}
         self.final_snapshots: dict[str, TaskContext | None] = {}
         self.last_step = time.monotonic()
+        self.last_claim = -math.inf
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -146,7 +166,12 @@ class Controller:
         self.wait_for_results()
         self.handle_faults()
         self.collect()
-        for task_id in self.claim():
+        if time.monotonic() - self.last_claim >= self.settings.controller_poll_s:
+            self.last_claim = time.monotonic()
+            tasks = self.claim()
+        else:  # a task with nothing in flight may be complete, or wait for its first jobs
+            tasks = [t for t in self.leases.held() if not self._busy(t)]
+        for task_id in tasks:
             with self._working_on(task_id):
                 self.advance(task_id)
         self.schedule()
@@ -236,6 +261,7 @@ class Controller:
             except Exception:  # the scheduler is going away: the jobs go with it
                 log.debug("could not cancel the jobs of task %s", task_id, exc_info=True)
         self.unrecorded.pop(task_id, None)
+        self.solo.pop(task_id, None)
         self.contexts.pop(task_id, None)
         self.last_snapshot.pop(task_id, None)
 
@@ -294,7 +320,7 @@ class Controller:
         mine = [f for f, (tid, _) in self.in_flight.items() if tid == task.id]
         charged = 0
         if mine:
-            in_flight_ids = [self.in_flight[f][1] for f in mine]
+            in_flight_ids = [fid for f in mine for fid in self.in_flight[f][1]]
             rows = self._rows(session, task.id, in_flight_ids)
             charged = self._bill(
                 session, task, [(r, r.max_samples, 0) for r in rows], "in progress"
@@ -304,8 +330,7 @@ class Controller:
                 FeatureRow.task_id == task.id, FeatureRow.reserved_micro_pu > 0
             )
         ).all()
-        for row in held:
-            self._release(session, task, row)
+        self._release(session, task, held)
         task.status = Status.STOPPED
         task.stopped_status_reason = reason
         task.last_updated = _now()
@@ -383,13 +408,17 @@ class Controller:
         room = self.window() - len(self.in_flight)
         if room <= 0:
             return
-        for task_id, count in fair_shares(room, self._demands()).items():
+        demands = self._demands()
+        waiting = {d.task_id: d.waiting for d in demands}
+        for task_id, count in fair_shares(room, demands).items():
+            # Spread a task's last features over the window rather than a few full jobs.
+            per_job = min(MAX_FEATURES_PER_JOB, math.ceil(waiting[task_id] / self.window()))
             with self._working_on(task_id):
-                self._dispatch(task_id, count)
+                self._dispatch(task_id, count, max(1, per_job))
 
     def _busy(self, task_id: str) -> set[int]:
         """Features of the task in flight or finished but not yet recorded."""
-        busy = {fid for tid, fid in self.in_flight.values() if tid == task_id}
+        busy = {fid for tid, fids in self.in_flight.values() if tid == task_id for fid in fids}
         return busy | {o.feature_id for o in self.unrecorded.get(task_id, ())}
 
     def _demands(self) -> list[Demand]:
@@ -418,8 +447,9 @@ class Controller:
             for t in tasks
         ]
 
-    def _dispatch(self, task_id: str, count: int) -> None:
-        """Hold the cost of up to `count` PENDING features of the task, then submit them."""
+    def _dispatch(self, task_id: str, count: int, per_job: int) -> None:
+        """Hold the cost of up to `count` jobs of at most `per_job` PENDING features of the task,
+        then submit them."""
         with self.db.session() as session:
             task = session.get(Task, task_id)
             assert task is not None
@@ -434,7 +464,7 @@ class Controller:
             self._let_go(task_id)
             return
         busy = self._busy(task_id)
-        jobs: list[tuple[int, FeatureJob]] = []
+        jobs: list[list[FeatureRow]] = []
         charged = 0
         with self._holding(task_id) as session:
             task = session.get(Task, task_id)
@@ -446,14 +476,31 @@ class Controller:
                 .where(FeatureRow.task_id == task_id, FeatureRow.status == "PENDING")
                 .where(FeatureRow.id.not_in(busy) if busy else true())
                 .order_by(FeatureRow.id)
-                .limit(count)
+                .limit(count * per_job)
             ).all()
-            for row in rows:
-                if not self._hold(session, task, row, context, setup):
-                    if not busy and not jobs and self._unaffordable(session, task, row):
-                        charged = self._halt(session, task, StoppedReason.OUT_OF_PU)
-                    break  # wait for holds of work in flight to be given back
-                jobs.append((row.id, context.job(_feature(row), setup, self.settings)))
+            jobs = self._pack(task_id, list(rows), count, per_job)
+            if not self._hold_all(session, task, [r for job in jobs for r in job], context, setup):
+                held: list[list[FeatureRow]] = []  # as many features as the balance allows
+                for job in jobs:
+                    affordable = []
+                    for row in job:
+                        if not self._hold(session, task, row, context, setup):
+                            break
+                        affordable.append(row)
+                    if affordable:
+                        held.append(affordable)
+                    if len(affordable) < len(job):
+                        break  # wait for holds of work in flight to be given back
+                if not busy and not held and self._unaffordable(session, task, jobs[0][0]):
+                    charged = self._halt(session, task, StoppedReason.OUT_OF_PU)
+                jobs = held
+            work = [
+                (
+                    tuple(r.id for r in job),
+                    [context.job(_feature(r), setup, self.settings) for r in job],
+                )
+                for job in jobs
+            ]
             status, cost = Status(task.status), task.cost_micro_pu
         if status is Status.STOPPED:
             PU_CHARGED.inc(to_pu(charged))
@@ -461,34 +508,66 @@ class Controller:
             self._let_go(task_id)
             return
         # The holds are committed: a job lost now is submitted again, under the same hold.
-        for feature_id, job in jobs:
+        for feature_ids, batch in work:
             try:
                 future = self.cluster.client.submit(  # type: ignore[union-attr]
-                    run_feature,
-                    job,
-                    key=f"feature-{task_id}-{feature_id}-{uuid.uuid4().hex[:6]}",
+                    self.run_jobs,
+                    batch,
+                    key=f"features-{task_id}-{feature_ids[0]}-{uuid.uuid4().hex[:6]}",
                     pure=False,
                 )
             except Exception:  # the client is closing: handle_faults() reconnects
                 log.warning("could not submit features of task %s", task_id, exc_info=True)
                 return
-            self.in_flight[future] = (task_id, feature_id)
+            self.in_flight[future] = (task_id, feature_ids)
+
+    def _pack(
+        self, task_id: str, rows: list[FeatureRow], count: int, per_job: int
+    ) -> list[list[FeatureRow]]:
+        """Up to `count` jobs of consecutive features: at most `per_job` of them and
+        PIXELS_PER_JOB pixels in all (a larger feature alone); a feature whose job failed as a
+        whole alone."""
+        solo = self.solo.get(task_id, set())
+        jobs: list[list[FeatureRow]] = []
+        pixels = 0
+        for row in rows:
+            size = row.width * row.height
+            alone = row.id in solo
+            if (
+                not jobs
+                or alone
+                or jobs[-1][0].id in solo
+                or len(jobs[-1]) >= per_job
+                or pixels + size > PIXELS_PER_JOB
+            ):
+                if len(jobs) == count:
+                    break
+                jobs.append([])
+                pixels = 0
+            jobs[-1].append(row)
+            pixels += size
+        return jobs
 
     def collect(self) -> None:
         """Record the outcome of every finished job; a job the cluster lost is just dropped
         (its feature is still PENDING and is submitted again, no attempt counted)."""
         for future in [f for f in self.in_flight if f.done()]:
-            task_id, feature_id = self.in_flight.pop(future)
+            task_id, feature_ids = self.in_flight.pop(future)
             try:
-                outcome = future.result()
+                outcomes = future.result()
             except Exception as exc:
                 if job_was_lost(exc):
                     continue
+                if len(feature_ids) > 1:  # which feature killed its workers? Each runs alone.
+                    self.solo[task_id].update(feature_ids)
+                    continue
                 # a worker died with the job (Dask retried it on others first): an attempt
-                outcome = FeatureOutcome(
-                    task_id, feature_id, False, error=f"{type(exc).__name__}: {exc}"
-                )
-            self.unrecorded[task_id].append(outcome)
+                outcomes = [
+                    FeatureOutcome(
+                        task_id, feature_ids[0], False, error=f"{type(exc).__name__}: {exc}"
+                    )
+                ]
+            self.unrecorded[task_id].extend(outcomes)
         for task_id in list(self.unrecorded):
             with self._working_on(task_id):
                 self._record(task_id, self.unrecorded[task_id])
@@ -511,11 +590,13 @@ class Controller:
                 )
             }
             billable = []
+            recorded = [rows[o.feature_id] for o in outcomes]
+            self._release(session, task, [r for r in recorded if r.status == "PENDING"])
             for outcome in outcomes:
                 row = rows[outcome.feature_id]
                 if row.status != "PENDING":
                     continue  # recorded already
-                self._release(session, task, row)
+                self.solo.get(task_id, set()).discard(row.id)
                 if outcome.ok:
                     row.status = "DONE"
                     row.delivered = not outcome.no_data
@@ -574,9 +655,31 @@ class Controller:
         row.reserved_micro_pu = amount
         return True
 
-    def _release(self, session: Session, task: Task, row: FeatureRow) -> None:
-        ledger.release(session, task.account_id, row.reserved_micro_pu)
-        row.reserved_micro_pu = 0
+    def _hold_all(
+        self,
+        session: Session,
+        task: Task,
+        rows: list[FeatureRow],
+        context: TaskContext,
+        setup: ScriptSetup,
+    ) -> bool:
+        """Hold the most possible cost of all `rows` at once (one update of the account), or
+        nothing when the balance cannot cover them all."""
+        amounts = [
+            (r, self._hold_micro(r, context, setup)) for r in rows if not r.reserved_micro_pu
+        ]
+        total = sum(amount for _, amount in amounts)
+        if total and not ledger.reserve(session, task.account_id, total):
+            return False
+        for row, amount in amounts:
+            row.reserved_micro_pu = amount
+        return True
+
+    def _release(self, session: Session, task: Task, rows: Sequence[FeatureRow]) -> None:
+        """Give back the holds of `rows` (one update of the account)."""
+        ledger.release(session, task.account_id, sum(r.reserved_micro_pu for r in rows))
+        for row in rows:
+            row.reserved_micro_pu = 0
 
     def _unaffordable(self, session: Session, task: Task, row: FeatureRow) -> bool:
         """True when the next feature costs more than the whole balance, holds or not."""
