@@ -16,6 +16,7 @@ from eobatch.lifecycle.inputs import (
     extent_of,
     footprint_wgs84,
     input_sources,
+    job_sources,
     pin_items,
     pinned_items,
     utc,
@@ -211,19 +212,7 @@ class TaskContext:
                 pin_items(session, task_id, self.sources)
 
     def job_sources(self, feature: Feature, setup: ScriptSetup) -> tuple[JobSource, ...]:
-        area = footprint_wgs84(feature)
-        return tuple(
-            JobSource(
-                s.id,
-                s.scenes_for(area),
-                upsampling=s.upsampling,
-                downsampling=s.downsampling,
-                scales=s.unit_factors(setup),
-                fill=s.fill,
-                time_range=s.script_time_range,
-            )
-            for s in self.sources
-        )
+        return job_sources(self.sources, footprint_wgs84(feature), setup)
 
     def job(self, feature: Feature, setup: ScriptSetup, settings: Settings) -> FeatureJob:
         return FeatureJob(

@@ -1,0 +1,464 @@
+"""The synchronous Process API: one request rendered exactly as one batch feature is.
+
+A request becomes a single feature (its bbox, CRS and size) and goes through the batch path:
+the same sources (`lifecycle.inputs`), reader and mosaicking, and script runtime
+(`engine.read_inputs`), so a preview holds the pixels a batch task delivers for the same grid.
+What differs is the wrapping: the synchronous API's checks and limits, its image formats and
+the tar of several responses, and PUs by the Process rules (no batch discount).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import shapely
+from pyproj import CRS
+from rasterio.features import geometry_mask
+from sqlalchemy import select
+
+from eobatch import ledger
+from eobatch.config import Settings
+from eobatch.engine import USERDATA, read_inputs
+from eobatch.errors import AnalysisError, EobatchError, Forbidden, InvalidRequest, Violation
+from eobatch.lifecycle.billing import Pricing, fusion_factor, to_micro, to_pu
+from eobatch.lifecycle.inputs import (
+    InputSource,
+    check_inputs,
+    check_mosaicking,
+    extent_of,
+    footprint_wgs84,
+    input_sources,
+    job_sources,
+)
+from eobatch.lifecycle.validation import SourceRef, check_data_source, check_fusion
+from eobatch.planning import Feature, parse_aoi
+from eobatch.schemas import parse_model
+from eobatch.schemas.process import (
+    MAX_PIXELS,
+    ProcessApiOutput,
+    ProcessApiRequest,
+    ProcessResponse,
+    open_time_bounds,
+)
+from eobatch.script import EvalscriptError, ScriptSetup, get_runtime, parse_setup
+from eobatch.sinks.images import (
+    EXTENSIONS,
+    IMAGE_BANDS,
+    IMAGE_SAMPLE_TYPES,
+    encode_image,
+    tar_archive,
+)
+from eobatch.sources import PixelGrid
+from eobatch.store import Database
+from eobatch.store.models import Collection
+
+DEFAULT_SIZE = 256  # pixels per side when the request gives neither size nor resolution
+TAR_TYPES = ("application/x-tar", "application/tar")
+MAX_METERS_PER_PIXEL = 1500.0  # of the STAC collections (Sentinel Hub's limit for S2 L2A)
+PROCESS = "process"  # the ledger kind of Process API charges
+_METERS_PER_DEGREE = 111_320.0
+
+
+class RenderingError(EobatchError):
+    """The evalscript failed while rendering (400, as Sentinel Hub reports script errors)."""
+
+    status = 400
+    code = "RENDERER_EXCEPTION"
+
+
+class ResolutionLimit(InvalidRequest):
+    """Pixels coarser than a collection allows (400 COMMON_EXCEPTION, as Sentinel Hub has it)."""
+
+    code = "COMMON_EXCEPTION"
+
+
+class SourceUnavailable(EobatchError):
+    """A data source could not be searched: the server's problem, not the request's."""
+
+    status = 503
+    code = "COMMON_EXCEPTION"
+
+
+@dataclass(frozen=True)
+class ProcessResult:
+    """A rendered request: the response body, its media type and what it was charged."""
+
+    body: bytes
+    media_type: str
+    cost_micro: int
+    width: int
+    height: int
+
+    @property
+    def cost_pu(self) -> float:
+        return to_pu(self.cost_micro)
+
+
+@dataclass(frozen=True)
+class _Checked:
+    """A request that passed every check that needs no data: what they derived."""
+
+    request: ProcessApiRequest
+    evalscript: str
+    feature: Feature
+    geometry: shapely.Geometry | None  # pixels outside it have no data; None: the whole bbox
+    refs: tuple[SourceRef, ...]
+    media_type: str  # of the response body: one format, or a tar
+
+
+def process(
+    db: Database,
+    settings: Settings,
+    account_id: str,
+    body: Any,
+    evalscript: str | None,
+    accept: str | None,
+) -> ProcessResult:
+    """Render the request `body` (the evalscript may come apart, from a multipart form) for
+    `account_id` and charge it; raises `InvalidRequest` (nothing charged) for a bad request."""
+    started = time.monotonic()
+    checked = _check(db, settings, account_id, body, evalscript, accept)
+    request = checked.request
+    sources = input_sources(db, settings, account_id, request.input.data, checked.refs)
+    setup = _check_script(checked, sources)
+    _check_resolution(checked.feature, sources)
+    feature = checked.feature
+    extent = extent_of([(feature.epsg, feature.bounds)])
+    for source in sources:
+        try:
+            source.load(db, settings, account_id, extent)
+        except AnalysisError as exc:
+            raise SourceUnavailable(str(exc)) from exc
+    grid = PixelGrid(feature.epsg, feature.transform, feature.width, feature.height)
+    limit = min(settings.process_timeout_s, settings.script_timeout_s)
+    runtime = get_runtime(limit, settings.script_heap_mb)
+    # One JavaScript context per account: no script ever sees another account's globals.
+    runtime.bind(f"process:{account_id}")
+    reading = job_sources(sources, footprint_wgs84(feature), setup)
+    try:
+        data, samples = read_inputs(checked.evalscript, setup, reading, grid, runtime)
+        if checked.geometry is not None:
+            outside = geometry_mask(
+                [checked.geometry], (grid.height, grid.width), grid.transform, all_touched=False
+            )
+            for source_data in data.values():
+                for values in source_data.bands.values():
+                    values[:, outside] = 0
+        if time.monotonic() - started > settings.process_timeout_s:
+            raise RenderingError(
+                f"The request took longer than {settings.process_timeout_s:g} s to read its "
+                "data; ask for a smaller area or fewer pixels"
+            )
+        result = runtime.evaluate_sources(checked.evalscript, setup, data)
+    except EvalscriptError as exc:
+        raise RenderingError(f"Evalscript error: {exc}") from exc
+    files = _encode(checked, setup, result.rasters, result.userdata)
+    payload = tar_archive(files) if checked.media_type in TAR_TYPES else files[0][1]
+    pricing = Pricing(
+        tuple(setup.bands),
+        tuple(
+            setup.output(r.identifier).sample_type
+            for r in _responses(checked)
+            if r.format.type == "image/tiff"
+        ),
+        fusion_factor(len(sources)),
+    )
+    cost = to_micro(pricing.request_pu(feature.width, feature.height, samples))
+    _charge(db, account_id, cost, f"Process API {feature.width}x{feature.height} px")
+    return ProcessResult(payload, checked.media_type, cost, feature.width, feature.height)
+
+
+# -- checks that need no data ----------------------------------------------------------------
+
+
+def _check(
+    db: Database,
+    settings: Settings,
+    account_id: str,
+    body: Any,
+    evalscript: str | None,
+    accept: str | None,
+) -> _Checked:
+    request = parse_model(ProcessApiRequest, open_time_bounds(body))
+    script = evalscript if evalscript is not None else request.evalscript
+    found: list[Violation] = []
+    if not (script or "").strip():
+        found.append(Violation("evalscript", "Missing or empty evalscript."))
+    feature = geometry = None
+    bounds = request.input.bounds
+    if bounds is None or (bounds.bbox is None and bounds.geometry is None):
+        found.append(Violation("input->bounds", "is required: give a bbox and/or a geometry"))
+    else:
+        crs = bounds.properties.crs if bounds.properties else None
+        try:
+            aoi = parse_aoi(bounds.bbox, bounds.geometry, crs)
+        except InvalidRequest as exc:
+            found.extend(_unprefixed(exc.errors))
+        else:
+            box = tuple(bounds.bbox) if bounds.bbox is not None else aoi.geometry.bounds
+            geometry = aoi.geometry if bounds.geometry is not None else None
+            size = _size(box, request.output, found)
+            if size is not None:
+                feature = Feature(0, "process", aoi.epsg, box, *size, shapely.box(*box))  # type: ignore[arg-type]
+    with db.session() as session:
+        owned = set(
+            session.scalars(select(Collection.id).where(Collection.account_id == account_id))
+        )
+    refs = []
+    for i, source in enumerate(request.input.data):
+        source_found: list[Violation] = []
+        ref = check_data_source(i, source, settings, owned, source_found)
+        found.extend(_unprefixed(source_found))
+        if ref is not None:
+            refs.append(ref)
+    found.extend(_unprefixed(check_fusion(request.input.data)))
+    found.extend(_check_responses(request.output.responses))
+    media_type = None
+    try:
+        media_type = negotiate(accept, request.output.responses)
+    except InvalidRequest as exc:
+        found.extend(exc.errors)
+    if found:
+        summary = "; ".join(f"{v.parameter}: {v.violation}" for v in found[:5])
+        more = f" (and {len(found) - 5} more)" if len(found) > 5 else ""
+        raise InvalidRequest(f"Invalid request: {summary}{more}", found)
+    assert feature is not None and media_type is not None and script is not None
+    return _Checked(request, script, feature, geometry, tuple(refs), media_type)
+
+
+def _unprefixed(found: Sequence[Violation]) -> list[Violation]:
+    """Violations of the batch checks, named as the Process API's parameters."""
+    return [Violation(v.parameter.removeprefix("processRequest->"), v.violation) for v in found]
+
+
+def _size(
+    bbox: tuple[float, ...], output: ProcessApiOutput, found: list[Violation]
+) -> tuple[int, int] | None:
+    """Width and height in pixels: given, derived from resx/resy (rounded, at least 1), or
+    one side from the other by the bbox's aspect ratio; None after adding violations."""
+    extent_x, extent_y = bbox[2] - bbox[0], bbox[3] - bbox[1]
+    derived: dict[str, tuple[int, str | None]]
+    sizes = output.width is not None or output.height is not None
+    resolutions = output.resx is not None or output.resy is not None
+    if sizes and resolutions:
+        found.append(Violation("output", "give width and height, or resx and resy, not both kinds"))
+        return None
+    if resolutions:
+        resx = output.resx or output.resy
+        resy = output.resy or output.resx
+        assert resx is not None and resy is not None
+        width, height = max(1, round(extent_x / resx)), max(1, round(extent_y / resy))
+        derived = {"width": (width, "resx"), "height": (height, "resy")}
+    elif sizes:
+        width = output.width or max(1, round(output.height * extent_x / extent_y))  # type: ignore[operator]
+        height = output.height or max(1, round(width * extent_y / extent_x))
+        derived = {
+            "width": (width, "height" if output.width is None else None),
+            "height": (height, "width" if output.height is None else None),
+        }
+    else:
+        return DEFAULT_SIZE, DEFAULT_SIZE
+    ok = True
+    for side, (pixels, source) in derived.items():
+        if source is not None and pixels > MAX_PIXELS:
+            found.append(
+                Violation(
+                    f"output->{source}",
+                    f"`{side} = {pixels}`, calculated from {source}, is larger than allowed "
+                    f"{MAX_PIXELS}.",
+                )
+            )
+            ok = False
+    return (width, height) if ok else None
+
+
+def _check_responses(responses: Sequence[ProcessResponse]) -> list[Violation]:
+    found = []
+    ids = [r.identifier for r in responses]
+    for i, response in enumerate(responses):
+        where = f"output->responses->{i}"
+        if ids.count(response.identifier) > 1 and ids.index(response.identifier) == i:
+            found.append(
+                Violation(f"{where}->identifier", f"duplicate identifier '{response.identifier}'")
+            )
+        is_json = response.format.type == "application/json"
+        if is_json != (response.identifier == USERDATA):
+            found.append(
+                Violation(
+                    f"{where}->format->type",
+                    "application/json is the format of the 'userdata' response, and only of it",
+                )
+            )
+    return found
+
+
+def negotiate(accept: str | None, responses: Sequence[ProcessResponse]) -> str:
+    """The media type of the answer: the `Accept` header's if it names one this API serves
+    (several responses only come as a tar), else the single response's format."""
+    kinds = [r.format.type for r in responses]
+    default = kinds[0] if len(kinds) == 1 else TAR_TYPES[0]
+    wanted = [part.split(";")[0].strip().lower() for part in (accept or "").split(",")]
+    wanted = [media for media in wanted if media]
+    for media in wanted:
+        if media in TAR_TYPES:
+            return media
+        if media in EXTENSIONS:
+            if len(kinds) > 1:
+                raise InvalidRequest.at(
+                    "Accept",
+                    f"{len(kinds)} responses come as one tar archive: accept "
+                    f"application/x-tar or application/tar, not {media}",
+                )
+            return media
+        if media in ("*/*", "image/*", "application/*"):
+            return default
+    if wanted:
+        raise InvalidRequest.at(
+            "Accept",
+            f"'{accept}' names no format of this API; allowed: {', '.join(EXTENSIONS)}, "
+            f"or {' or '.join(TAR_TYPES)} for several responses",
+        )
+    return default
+
+
+def _responses(checked: _Checked) -> list[ProcessResponse]:
+    """The responses as rendered: a single one takes the format the Accept header asks for."""
+    responses = checked.request.output.responses
+    if checked.media_type in TAR_TYPES or responses[0].format.type == checked.media_type:
+        return list(responses)
+    only = responses[0]
+    return [
+        only.model_copy(
+            update={"format": only.format.model_copy(update={"type": checked.media_type})}
+        )
+    ]
+
+
+# -- checks against the script and the data -------------------------------------------------
+
+
+def _check_script(checked: _Checked, sources: list[InputSource]) -> ScriptSetup:
+    """`setup()` against the responses, their formats and the sources' bands; 400s."""
+    try:
+        setup = parse_setup(checked.evalscript)
+    except EvalscriptError as exc:
+        raise InvalidRequest.at("evalscript", str(exc)) from exc
+    output_ids = {o.id for o in setup.outputs}
+    found = []
+    for i, response in enumerate(_responses(checked)):
+        where = f"output->responses->{i}"
+        kind = response.format.type
+        if kind == "application/json" and response.identifier != USERDATA:
+            found.append(
+                Violation("Accept", "application/json is the format of the 'userdata' response")
+            )
+            continue
+        if response.identifier == USERDATA:
+            if kind != "application/json":
+                found.append(Violation("Accept", f"the 'userdata' response is JSON, not {kind}"))
+            continue
+        if response.identifier not in output_ids:
+            found.append(
+                Violation(
+                    f"{where}->identifier",
+                    f"output '{response.identifier}' is not defined in the evalscript's setup() "
+                    f"(outputs: {', '.join(sorted(output_ids))})",
+                )
+            )
+            continue
+        output = setup.output(response.identifier)
+        allowed = IMAGE_SAMPLE_TYPES[kind]
+        if output.sample_type not in allowed:
+            found.append(
+                Violation(
+                    f"{where}->format->type",
+                    f"{kind} cannot hold sampleType {output.sample_type} (output "
+                    f"'{output.id}'); allowed: {', '.join(allowed)}",
+                )
+            )
+        bands = IMAGE_BANDS.get(kind)
+        if bands and not setup.updates_output and output.bands not in bands:
+            found.append(
+                Violation(
+                    f"{where}->format->type",
+                    f"{kind} holds {' or '.join(map(str, bands))} bands, output "
+                    f"'{output.id}' has {output.bands}",
+                )
+            )
+    if found:
+        raise InvalidRequest(f"Invalid request: {found[0].parameter}: {found[0].violation}", found)
+    try:
+        setup = check_inputs(setup, sources)
+        check_mosaicking(setup, sources)
+    except AnalysisError as exc:
+        raise InvalidRequest.at("evalscript", str(exc)) from exc
+    return setup
+
+
+def meters_per_pixel(feature: Feature) -> float:
+    """The coarser of the two pixel sizes in metres; degrees count at the bbox's centre."""
+    res_x, res_y = feature.resolution
+    if CRS.from_epsg(feature.epsg).is_geographic:
+        latitude = (feature.bounds[1] + feature.bounds[3]) / 2
+        res_x *= _METERS_PER_DEGREE * math.cos(math.radians(latitude))
+        res_y *= _METERS_PER_DEGREE
+    return max(res_x, res_y)
+
+
+def _check_resolution(feature: Feature, sources: Sequence[InputSource]) -> None:
+    """Sentinel Hub refuses pixels coarser than a collection allows (COMMON_EXCEPTION)."""
+    resolution = meters_per_pixel(feature)
+    for source in sources:
+        if source.stac is not None and resolution > MAX_METERS_PER_PIXEL:
+            raise ResolutionLimit(
+                f"Your request of {resolution:.2f} meters per pixel exceeds the limit "
+                f"{MAX_METERS_PER_PIXEL:.2f} meters per pixel of the collection "
+                f"{source.request.type}. Please revise the resolution (or corresponding "
+                "width/height) to make sure it is in supported range."
+            )
+
+
+# -- the answer ----------------------------------------------------------------------------
+
+
+def _encode(
+    checked: _Checked, setup: ScriptSetup, rasters: dict[str, np.ndarray], userdata: Any
+) -> list[tuple[str, bytes]]:
+    """(tar member name, file) of each response, in the request's order."""
+    feature = checked.feature
+    files = []
+    for response in _responses(checked):
+        kind = response.format.type
+        name = f"{response.identifier}.{EXTENSIONS[kind]}"
+        if response.identifier == USERDATA:
+            content = json.dumps(userdata if userdata is not None else {}, allow_nan=False)
+            files.append((name, content.encode()))
+            continue
+        raster = rasters[response.identifier]
+        bands = IMAGE_BANDS.get(kind)
+        if raster.shape[0] == 0 or (bands and raster.shape[0] not in bands):
+            raise RenderingError(
+                f"updateOutput() gave output '{response.identifier}' {raster.shape[0]} band(s); "
+                f"{kind} holds {' or '.join(map(str, bands or (1,)))} or more"
+            )
+        image = encode_image(raster, kind, feature.epsg, feature.transform, response.format.quality)
+        files.append((name, image))
+    return files
+
+
+def _charge(db: Database, account_id: str, cost_micro: int, note: str) -> None:
+    """Charge a rendered request, if the account's free balance covers it (403 otherwise)."""
+    with db.session() as session:
+        if not ledger.reserve(session, account_id, cost_micro):
+            raise Forbidden(
+                f"Not enough processing units: the request costs {to_pu(cost_micro)} PU, more "
+                "than the account's free balance"
+            )
+        ledger.release(session, account_id, cost_micro)
+        ledger.post(session, account_id, -cost_micro, PROCESS, note=note)
