@@ -28,8 +28,8 @@ from sentinelhub import (
     SHConfig,
 )
 from sentinelhub.api.batch import utils as batch_utils
-from sentinelhub.api.catalog import get_available_timestamps
 from sentinelhub.api.batch.process import BatchProcessClient, BatchRequestStatus
+from sentinelhub.api.catalog import get_available_timestamps
 from sentinelhub.exceptions import DownloadFailedException
 
 from eobatch import ledger
@@ -249,9 +249,7 @@ def test_bad_process_requests_get_a_400_and_cost_nothing(world: World, served: S
         preview(served, "", BBox(demo_aoi(), crs=CRS.WGS84), (10, 10), ("default", MimeType.PNG))
 
 
-def test_catalog_search_with_sentinelhub_py_and_pystac_client(
-    world: World, served: Served
-) -> None:
+def test_catalog_search_with_sentinelhub_py_and_pystac_client(world: World, served: Served) -> None:
     catalog = SentinelHubCatalog(config=served.config)
     assert catalog.get_info()["conformsTo"]
     byoc = DataCollection.define_byoc(served.collection_id)
