@@ -204,7 +204,7 @@ def _check(
         else:
             box = tuple(bounds.bbox) if bounds.bbox is not None else aoi.geometry.bounds
             geometry = aoi.geometry if bounds.geometry is not None else None
-            size = _size(box, request.output, found)
+            size = output_size(box, request.output, found)
             if size is not None:
                 feature = Feature(0, "process", aoi.epsg, box, *size, shapely.box(*box))  # type: ignore[arg-type]
     with db.session() as session:
@@ -238,7 +238,7 @@ def _unprefixed(found: Sequence[Violation]) -> list[Violation]:
     return [Violation(v.parameter.removeprefix("processRequest->"), v.violation) for v in found]
 
 
-def _size(
+def output_size(
     bbox: tuple[float, ...], output: ProcessApiOutput, found: list[Violation]
 ) -> tuple[int, int] | None:
     """Width and height in pixels: given, derived from resx/resy (rounded, at least 1), or
