@@ -19,6 +19,7 @@ from eobatch.lifecycle.inputs import (
     job_sources,
     pin_items,
     pinned_items,
+    priced_bands,
     utc,
 )
 from eobatch.lifecycle.validation import validate_request
@@ -143,7 +144,7 @@ class TaskContext:
         """The price factors of this task's features: bands, delivered outputs, data fusion."""
         sources = len(self.request.process_request.input.data)
         return Pricing(
-            tuple(setup.bands),
+            priced_bands(setup, self.sources),
             tuple(o.sample_type for o in self.delivered_outputs(setup)),
             fusion_factor(sources),
         )

@@ -219,6 +219,14 @@ def job_sources(
     )
 
 
+def priced_bands(setup: ScriptSetup, sources: Sequence[InputSource]) -> tuple[str, ...]:
+    """The input bands PUs are counted by: with data fusion each source's own, so a band read
+    from two sources counts twice (`billing.band_factor`)."""
+    if len(sources) < 2 and not setup.datasources:
+        return setup.bands
+    return tuple(band for s in sources for band in setup.bands_of(s.id))
+
+
 def check_inputs(setup: ScriptSetup, sources: Sequence[InputSource]) -> ScriptSetup:
     """The script's inputs against the sources: data sources named (or paired by position),
     bands present, units known. Returns the setup with every input paired with its source."""

@@ -36,6 +36,7 @@ from eobatch.lifecycle.inputs import (
     footprint_wgs84,
     input_sources,
     job_sources,
+    priced_bands,
 )
 from eobatch.lifecycle.validation import SourceRef, check_data_source, check_fusion
 from eobatch.planning import Feature, parse_aoi
@@ -57,7 +58,7 @@ from eobatch.sinks.images import (
 )
 from eobatch.sources import PixelGrid
 from eobatch.store import Database
-from eobatch.store.models import Collection
+from eobatch.store.models import Account, Collection
 
 DEFAULT_SIZE = 256  # pixels per side when the request gives neither size nor resolution
 TAR_TYPES = ("application/x-tar", "application/tar")
@@ -136,6 +137,14 @@ def process(
             source.load(db, settings, account_id, extent)
         except AnalysisError as exc:
             raise SourceUnavailable(str(exc)) from exc
+    pricing = _pricing(checked, setup, sources)
+    # Known before reading (exactly for SIMPLE, at its least for ORBIT/TILE): refuse early.
+    simple = all(
+        setup.mosaicking_of(s.id if len(sources) > 1 else None) == "SIMPLE" for s in sources
+    )
+    _check_balance(
+        db, account_id, to_micro(pricing.request_pu(feature.width, feature.height, int(simple)))
+    )
     grid = PixelGrid(feature.epsg, feature.transform, feature.width, feature.height)
     limit = min(settings.process_timeout_s, settings.script_timeout_s)
     runtime = get_runtime(limit, settings.script_heap_mb)
@@ -161,15 +170,6 @@ def process(
         raise RenderingError(f"Evalscript error: {exc}") from exc
     files = _encode(checked, setup, result.rasters, result.userdata)
     payload = tar_archive(files) if checked.media_type in TAR_TYPES else files[0][1]
-    pricing = Pricing(
-        tuple(setup.bands),
-        tuple(
-            setup.output(r.identifier).sample_type
-            for r in _responses(checked)
-            if r.format.type == "image/tiff"
-        ),
-        fusion_factor(len(sources)),
-    )
     cost = to_micro(pricing.request_pu(feature.width, feature.height, samples))
     _charge(db, account_id, cost, f"Process API {feature.width}x{feature.height} px")
     return ProcessResult(payload, checked.media_type, cost, feature.width, feature.height)
@@ -460,13 +460,38 @@ def _encode(
     return files
 
 
+def _pricing(checked: _Checked, setup: ScriptSetup, sources: list[InputSource]) -> Pricing:
+    """The PU factors of a request: input bands, FLOAT32 TIFF responses, data fusion."""
+    return Pricing(
+        priced_bands(setup, sources),
+        tuple(
+            setup.output(r.identifier).sample_type
+            for r in _responses(checked)
+            if r.format.type == "image/tiff"
+        ),
+        fusion_factor(len(sources)),
+    )
+
+
+def _check_balance(db: Database, account_id: str, cost_micro: int) -> None:
+    with db.session() as session:
+        account = session.get(Account, account_id)
+        free = account.balance_micro_pu - account.reserved_micro_pu if account else 0
+    if free < cost_micro:
+        raise _not_enough(cost_micro)
+
+
+def _not_enough(cost_micro: int) -> Forbidden:
+    return Forbidden(
+        f"Not enough processing units: the request costs {to_pu(cost_micro)} PU, more than the "
+        "account's free balance"
+    )
+
+
 def _charge(db: Database, account_id: str, cost_micro: int, note: str) -> None:
     """Charge a rendered request, if the account's free balance covers it (403 otherwise)."""
     with db.session() as session:
         if not ledger.reserve(session, account_id, cost_micro):
-            raise Forbidden(
-                f"Not enough processing units: the request costs {to_pu(cost_micro)} PU, more "
-                "than the account's free balance"
-            )
+            raise _not_enough(cost_micro)
         ledger.release(session, account_id, cost_micro)
         ledger.post(session, account_id, -cost_micro, PROCESS, note=note)
