@@ -126,11 +126,10 @@ def process(
     `account_id` and charge it; raises `InvalidRequest` (nothing charged) for a bad request."""
     started = time.monotonic()
     checked = _check(db, settings, account_id, body, evalscript, accept)
-    request = checked.request
-    sources = input_sources(db, settings, account_id, request.input.data, checked.refs)
+    sources = input_sources(db, settings, account_id, checked.request.input.data, checked.refs)
     setup = _check_script(checked, sources)
-    _check_resolution(checked.feature, sources)
     feature = checked.feature
+    _check_resolution(feature, sources)
     extent = extent_of([(feature.epsg, feature.bounds)])
     for source in sources:
         try:
@@ -139,12 +138,30 @@ def process(
             raise SourceUnavailable(str(exc)) from exc
     pricing = _pricing(checked, setup, sources)
     # Known before reading (exactly for SIMPLE, at its least for ORBIT/TILE): refuse early.
-    simple = all(
-        setup.mosaicking_of(s.id if len(sources) > 1 else None) == "SIMPLE" for s in sources
-    )
-    _check_balance(
-        db, account_id, to_micro(pricing.request_pu(feature.width, feature.height, int(simple)))
-    )
+    fused = len(sources) > 1
+    simple = all(setup.mosaicking_of(s.id if fused else None) == "SIMPLE" for s in sources)
+    least = pricing.request_pu(feature.width, feature.height, int(simple))
+    _check_balance(db, account_id, to_micro(least))
+    rasters, userdata, samples = _render(checked, setup, sources, settings, account_id, started)
+    files = _encode(checked, setup, rasters, userdata)
+    payload = tar_archive(files) if checked.media_type in TAR_TYPES else files[0][1]
+    cost = to_micro(pricing.request_pu(feature.width, feature.height, samples))
+    _charge(db, account_id, cost, f"Process API {feature.width}x{feature.height} px")
+    return ProcessResult(payload, checked.media_type, cost, feature.width, feature.height)
+
+
+def _render(
+    checked: _Checked,
+    setup: ScriptSetup,
+    sources: list[InputSource],
+    settings: Settings,
+    account_id: str,
+    started: float,
+) -> tuple[dict[str, np.ndarray], Any, int]:
+    """The script's rasters, its userdata and the data samples it saw: read and evaluated
+    exactly as a batch feature is (`engine.read_inputs`), pixels outside the geometry without
+    data."""
+    feature = checked.feature
     grid = PixelGrid(feature.epsg, feature.transform, feature.width, feature.height)
     limit = min(settings.process_timeout_s, settings.script_timeout_s)
     runtime = get_runtime(limit, settings.script_heap_mb)
@@ -154,9 +171,7 @@ def process(
     try:
         data, samples = read_inputs(checked.evalscript, setup, reading, grid, runtime)
         if checked.geometry is not None:
-            outside = geometry_mask(
-                [checked.geometry], (grid.height, grid.width), grid.transform, all_touched=False
-            )
+            outside = geometry_mask([checked.geometry], (grid.height, grid.width), grid.transform)
             for source_data in data.values():
                 for values in source_data.bands.values():
                     values[:, outside] = 0
@@ -168,11 +183,7 @@ def process(
         result = runtime.evaluate_sources(checked.evalscript, setup, data)
     except EvalscriptError as exc:
         raise RenderingError(f"Evalscript error: {exc}") from exc
-    files = _encode(checked, setup, result.rasters, result.userdata)
-    payload = tar_archive(files) if checked.media_type in TAR_TYPES else files[0][1]
-    cost = to_micro(pricing.request_pu(feature.width, feature.height, samples))
-    _charge(db, account_id, cost, f"Process API {feature.width}x{feature.height} px")
-    return ProcessResult(payload, checked.media_type, cost, feature.width, feature.height)
+    return result.rasters, result.userdata, samples
 
 
 # -- checks that need no data ----------------------------------------------------------------
