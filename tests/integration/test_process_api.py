@@ -259,3 +259,17 @@ def test_bad_searches_name_the_parameter(api: Api, body: dict, parameter: str) -
     response = api.http.post(f"{CATALOG}/search", json=body)
     assert response.status_code == 400, response.text
     assert response.json()["error"]["errors"][0]["parameter"] == parameter
+
+
+def test_pixels_coarser_than_the_collection_allows(api: Api) -> None:
+    body = api.body(output={"width": 10, "height": 10})
+    body["input"] = {
+        "bounds": {"bbox": [14.0, 48.0, 15.0, 49.0]},  # ~74 km wide: 7.4 km pixels
+        "data": [{"type": "sentinel-2-l2a"}],
+    }
+    response = api.http.post("/api/v1/process", json=body)
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["code"] == "COMMON_EXCEPTION"
+    assert "meters per pixel exceeds the limit 1500.00" in error["message"]
+    assert entries(api.db, api.account_id)[-1].kind != "process"
