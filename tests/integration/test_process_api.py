@@ -273,3 +273,26 @@ def test_pixels_coarser_than_the_collection_allows(api: Api) -> None:
     assert error["code"] == "COMMON_EXCEPTION"
     assert "meters per pixel exceeds the limit 1500.00" in error["message"]
     assert entries(api.db, api.account_id)[-1].kind != "process"
+
+
+def test_a_script_that_runs_too_long_is_stopped_and_free(api: Api, settings: Settings) -> None:
+    creds = create_account(api.db, "looper", 100)
+    tuned = settings.model_copy(update={"process_timeout_s": 1.0})
+    http = signed_in(create_app(tuned, api.db), creds)
+    collection = http.post(
+        "/api/v1/byoc/collections", json={"name": "loops", "s3Bucket": DATA_BUCKET}
+    ).json()["data"]["id"]
+    http.post(
+        f"/api/v1/byoc/collections/{collection}/tiles",
+        json={"path": "2024-05-10/(BAND).tif", "sensingTime": "2024-05-10T10:05:00Z"},
+    ).raise_for_status()
+    body = api.body(
+        evalscript=RGBA.replace(
+            "function evaluatePixel(s) {", "function evaluatePixel(s) { while (true) {}"
+        )
+    )
+    body["input"]["data"][0]["type"] = f"byoc-{collection}"
+    response = http.post("/api/v1/process", json=body)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["code"] == "RENDERER_EXCEPTION"
+    assert all(e.kind != "process" for e in entries(api.db, creds.account_id))
