@@ -16,6 +16,7 @@ import rasterio
 import shapely
 from fastapi.testclient import TestClient
 from PIL import Image
+from pyproj import Transformer
 
 from eobatch.accounts import create_account
 from eobatch.api import create_app
@@ -296,3 +297,21 @@ def test_a_script_that_runs_too_long_is_stopped_and_free(api: Api, settings: Set
     assert response.status_code == 400, response.text
     assert response.json()["error"]["code"] == "RENDERER_EXCEPTION"
     assert all(e.kind != "process" for e in entries(api.db, creds.account_id))
+
+
+def test_catalog_intersects_and_one_item(api: Api) -> None:
+    minx, miny, _, _ = DEMO_DEFAULT_BOUNDS
+    lon, lat = Transformer.from_crs(DEMO_EPSG, 4326, always_xy=True).transform(
+        minx + 500, miny + 5000
+    )
+    west = {"type": "Point", "coordinates": [lon, lat]}  # only the two scenes covering it all
+    found = api.http.post(
+        f"{CATALOG}/search",
+        json={"collections": [f"byoc-{api.collection_id}"], "intersects": west},
+    ).json()["features"]
+    assert [f["properties"]["datetime"][:10] for f in found] == ["2023-08-01", "2024-05-10"]
+    one = api.http.get(f"{CATALOG}/collections/byoc-{api.collection_id}/items/{found[1]['id']}")
+    assert one.status_code == 200 and one.json()["id"] == found[1]["id"]
+    assert one.headers["content-type"] == "application/geo+json"
+    missing = api.http.get(f"{CATALOG}/collections/byoc-{api.collection_id}/items/nope")
+    assert missing.status_code == 404
