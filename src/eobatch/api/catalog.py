@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, time
 from typing import Any
 from urllib.parse import urlencode
@@ -276,9 +277,13 @@ async def search_post(request: Request, account: str = Depends(current_account))
     return _page_response(page, links)
 
 
+@dataclass(frozen=True)
 class _Page:
-    def __init__(self, features: list[Any], limit: int, next_offset: int | None) -> None:
-        self.features, self.limit, self.next = features, limit, next_offset
+    """One page of a search: its features (or distinct values), the limit, the next offset."""
+
+    features: list[Any]
+    limit: int
+    next: int | None
 
 
 def _page_response(page: _Page, links: list[dict[str, Any]]) -> JSONResponse:
