@@ -7,7 +7,7 @@ import pytest
 
 from eobatch.errors import InvalidRequest, Violation
 from eobatch.lifecycle.billing import Pricing
-from eobatch.lifecycle.process import negotiate, output_size
+from eobatch.lifecycle.process_rules import negotiate, output_size
 from eobatch.schemas.process import ProcessApiOutput, ProcessResponse, open_time_bounds
 from eobatch.sources.cql2 import Condition, parse_fields, parse_filter, select_fields
 
