@@ -120,6 +120,9 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     script_timeout_s: float = Field(default=120.0, gt=0, description="CPU time per feature script.")
     script_heap_mb: int = Field(default=2048, ge=64, description="V8 heap cap per worker.")
+    process_timeout_s: float = Field(
+        default=30.0, gt=0, description="Time limit of a Process API request (read and script)."
+    )
     restart_lock_s: float = Field(default=1800.0, ge=0, description="No restart after a user stop.")
     min_balance_pu: float = Field(default=1000.0, ge=0, description="Balance needed to create.")
 

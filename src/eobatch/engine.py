@@ -124,27 +124,18 @@ def _attempt(job: FeatureJob) -> FeatureOutcome:
 
 
 def _run(job: FeatureJob) -> FeatureOutcome:
-    feature, setup = job.feature, job.setup
+    feature = job.feature
     grid = PixelGrid(feature.epsg, feature.transform, feature.width, feature.height)
     runtime = get_runtime(job.script_timeout_s, job.script_heap_mb)
     runtime.bind(job.task_id)  # no JavaScript state is ever shared with another task
-    fused = len(job.sources) > 1 or bool(setup.datasources)
-    modes = {s.id: setup.mosaicking_of(s.id if fused else None) for s in job.sources}
-    per_scene = _read_per_scene(job, grid, runtime, fused, modes)
-    # A single SIMPLE source is read straight into the script's memory; fused ones apart.
-    stage = runtime if len(job.sources) == 1 else None
-    data = {
-        s.id: per_scene[s.id] if s.id in per_scene else _read_simple(setup, s, fused, grid, stage)
-        for s in job.sources
-    }  # in the request's order: fused scripts may name the sources by position
-    samples = max(1 if modes[sid] == "SIMPLE" else d.scene_count for sid, d in data.items())
+    data, samples = read_inputs(job.evalscript, job.setup, job.sources, grid, runtime)
     # dataMask is always read (the runtime passes on only the bands the script asks for).
     if samples == 0 or not any(d.bands["dataMask"].any() for d in data.values()):
         return FeatureOutcome(
             job.task_id, feature.id, True, no_data=True, error="No data", samples=samples
         )
     # copy=False: the rasters are encoded below, before this runtime evaluates anything else.
-    result = runtime.evaluate_sources(job.evalscript, setup, data, copy=False)
+    result = runtime.evaluate_sources(job.evalscript, job.setup, data, copy=False)
     for target in job.targets:  # before anything is written
         if target.output_id != USERDATA:
             _check_bands(job, target.output_id, result.rasters[target.output_id])
@@ -158,7 +149,7 @@ def _run(job: FeatureJob) -> FeatureOutcome:
             chunks = feature_chunks(job.zarr, target.output_id, raster, row, col)
             files = {f"{target.key}/{key}": data for key, data in chunks.items()}
         else:
-            output = setup.output(target.output_id)
+            output = job.setup.output(target.output_id)
             files = {
                 target.key: encode_output(
                     result.rasters[target.output_id],
@@ -173,6 +164,29 @@ def _run(job: FeatureJob) -> FeatureOutcome:
             job.delivery.put(key, payload)
             written += len(payload)
     return FeatureOutcome(job.task_id, feature.id, True, bytes_written=written, samples=samples)
+
+
+def read_inputs(
+    evalscript: str,
+    setup: ScriptSetup,
+    sources: tuple[JobSource, ...],
+    grid: PixelGrid,
+    runtime: EvalscriptRuntime,
+) -> tuple[dict[str, SourceData], int]:
+    """Every source read onto `grid` as the script sees it, and the data samples per pixel
+    (1 for SIMPLE, the scenes kept for ORBIT/TILE). Batch features and Process API requests
+    both come through here, so a preview has a batch task's pixels."""
+    fused = len(sources) > 1 or bool(setup.datasources)
+    modes = {s.id: setup.mosaicking_of(s.id if fused else None) for s in sources}
+    per_scene = _read_per_scene(evalscript, setup, sources, grid, runtime, fused, modes)
+    # A single SIMPLE source is read straight into the script's memory; fused ones apart.
+    stage = runtime if len(sources) == 1 else None
+    data = {
+        s.id: per_scene[s.id] if s.id in per_scene else _read_simple(setup, s, fused, grid, stage)
+        for s in sources
+    }  # in the request's order: fused scripts may name the sources by position
+    samples = max(1 if modes[sid] == "SIMPLE" else d.scene_count for sid, d in data.items())
+    return data, samples
 
 
 def _check_bands(job: FeatureJob, output_id: str, raster: np.ndarray) -> None:
@@ -228,7 +242,9 @@ def _read_simple(
 
 
 def _read_per_scene(
-    job: FeatureJob,
+    evalscript: str,
+    setup: ScriptSetup,
+    job_sources: tuple[JobSource, ...],
     grid: PixelGrid,
     runtime: EvalscriptRuntime,
     fused: bool,
@@ -236,17 +252,17 @@ def _read_per_scene(
 ) -> dict[str, SourceData]:
     """ORBIT/TILE sources: the samples `preProcessScenes` keeps (all without it), each read
     apart. SIMPLE sources are left out."""
-    sources = [s for s in job.sources if modes[s.id] != "SIMPLE"]
+    sources = [s for s in job_sources if modes[s.id] != "SIMPLE"]
     if not sources:
         return {}
     candidates = {s.id: slices(s.scenes, modes[s.id]) for s in sources}
     metadata = {sid: [c.metadata for c in cs] for sid, cs in candidates.items()}
     ranges = {s.id: s.time_range for s in sources}
-    kept = runtime.pre_process_scenes(job.evalscript, job.setup, metadata, ranges)
+    kept = runtime.pre_process_scenes(evalscript, setup, metadata, ranges)
     data = {}
     for s in sources:
         chosen = [candidates[s.id][n] for n in kept[s.id]]
-        bands = _bands(job.setup, s, fused)
+        bands = _bands(setup, s, fused)
         data[s.id] = read_slices(
             chosen, bands, grid, s.upsampling, s.downsampling, s.scales, s.fill
         )

@@ -99,6 +99,7 @@ def test_the_readme_walkthrough_runs_as_written(tmp_path: Path) -> None:
     blocks = walkthrough()
     assert [lang for lang, _, _ in blocks] == ["bash", "bash", "bash", "python", "bash", "bash"]
     assert "SentinelHubBYOC" in blocks[3][1] and "BatchProcessClient" in blocks[3][1]
+    assert "SentinelHubRequest" in blocks[3][1]
 
     prefix = _isolated_network()
     if prefix is None and not _port_8000_free():
@@ -124,8 +125,9 @@ def test_the_readme_walkthrough_runs_as_written(tmp_path: Path) -> None:
     serve_log = (tmp_path / "serve.log").read_text() if (tmp_path / "serve.log").exists() else ""
     assert result.returncode == 0, out + result.stderr + serve_log
 
-    # step 4: four tiles registered, the task started
+    # step 4: four tiles registered, a preview as a numpy array, the task started
     assert out.count("INGESTED") == 4
+    assert re.search(r"preview \(330, 300\) mean NDVI 0\.\d+", out), out
     task_id = re.search(r"batch task (\S+) started", out).group(1)
     # step 5: the watch ended DONE and said where the results are
     assert re.search(r"status\s+DONE", out)

@@ -310,6 +310,56 @@ def test_cloud_cover_filter_and_every_mosaicking_order(world: World) -> None:
     assert np.array_equal(got[3], c08.astype(np.uint16))  # C's offset is already gone
 
 
+def test_process_api_previews_sentinel2_as_tasks_read_it(world: World) -> None:
+    """The same sources through POST /api/v1/process over the feature's grid: the pixels of
+    the task above (same numpy models), charged once by the Process rules."""
+    data = [
+        {"type": "sentinel-2-l2a", "id": "newest", "dataFilter": {"timeRange": JUNE}},
+        {
+            "type": "sentinel-2-l2a",
+            "id": "cc30",
+            "dataFilter": {"timeRange": JUNE, "maxCloudCoverage": 30},
+        },
+        {
+            "type": "sentinel-2-l2a",
+            "id": "least",
+            "dataFilter": {"timeRange": JUNE, "mosaickingOrder": "leastCC"},
+        },
+        {
+            "type": "sentinel-2-l2a",
+            "id": "oldest",
+            "dataFilter": {"timeRange": JUNE, "mosaickingOrder": "leastRecent"},
+        },
+    ]
+    body = {
+        "input": {
+            "bounds": {
+                "bbox": [X0, Y0 - SIZE, X0 + SIZE, Y0],
+                "properties": {"crs": f"http://www.opengis.net/def/crs/EPSG/0/{EPSG}"},
+            },
+            "data": data,
+        },
+        "output": {
+            "width": PX,
+            "height": PX,
+            "responses": [{"identifier": "default", "format": {"type": "image/tiff"}}],
+        },
+        "evalscript": ORDERS_SCRIPT,
+    }
+    response = world.http.post("/api/v1/process", json=body)
+    assert response.status_code == 200, response.text
+    with MemoryFile(response.content) as memory, memory.open() as src:
+        got, transform = src.read(), src.transform
+    assert transform == Affine(RES, 0, X0, 0, -RES, Y0)
+    a, b, c = world.june
+    a08 = harmonised(window(a, "B08"), -1000)
+    b08, c08 = (harmonised(window(s, "B08"), 0) for s in (b, c))
+    expected = [mosaic([a08, b08]), b08, b08, c08]
+    for band, values in zip(got, expected, strict=True):
+        assert np.array_equal(band, values.astype(np.uint16))
+    assert float(response.headers["x-processingunits-spent"]) > 0
+
+
 RESAMPLING_SCRIPT = """//VERSION=3
 function setup() {
   return {

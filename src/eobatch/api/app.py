@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from fastapi import FastAPI
 
 from eobatch import metrics
-from eobatch.api import auth, batch, byoc, console, operations
+from eobatch.api import auth, batch, byoc, catalog, console, operations, process
 from eobatch.api.errors import install_error_handlers
 from eobatch.api.openapi import install_openapi
 from eobatch.config import Settings
@@ -40,6 +40,8 @@ def create_app(settings: Settings, db: Database, controller: Controller | None =
     app.include_router(auth.router)
     app.include_router(batch.router)
     app.include_router(byoc.router)
+    app.include_router(process.router)
+    app.include_router(catalog.router)
     app.include_router(operations.router)
     app.include_router(console.router)
     install_pages(app)

@@ -8,9 +8,10 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from eobatch.api.auth import current_account
+from eobatch.api.bodies import MULTIPART_PARTS, json_or_multipart
 from eobatch.api.openapi import json_body
 from eobatch.api.pagination import page, page_window
-from eobatch.errors import InvalidRequest, NotFound
+from eobatch.errors import NotFound
 from eobatch.lifecycle import tasks
 from eobatch.lifecycle.states import UserAction
 from eobatch.planning import GRIDS
@@ -19,31 +20,15 @@ from eobatch.schemas import BatchRequest, DescriptionUpdate, parse_json
 router = APIRouter(prefix="/api/v2/batch", tags=["batch"])
 
 
-async def _create_body(request: Request) -> tuple[object, str | None]:
-    """The request JSON and, for multipart bodies, the separate evalscript part."""
-    content_type = request.headers.get("content-type", "")
-    if content_type.startswith("multipart/form-data"):
-        form = await request.form()
-        part = form.get("request")
-        if part is None:
-            raise InvalidRequest.at("request", "the multipart body needs a 'request' part")
-        raw = await part.read() if hasattr(part, "read") else str(part).encode()
-        script = form.get("evalscript")
-        if script is not None and hasattr(script, "read"):
-            script = (await script.read()).decode("utf-8", errors="replace")
-        return parse_json(raw), script  # type: ignore[return-value]
-    return parse_json(await request.body()), None
-
-
 _MULTIPART = {
+    **MULTIPART_PARTS,
     "request": {"type": "string", "description": "the BatchRequest JSON"},
-    "evalscript": {"type": "string", "description": "the evalscript, replacing the request's"},
 }
 
 
 @router.post("/process", status_code=201, openapi_extra=json_body(BatchRequest, _MULTIPART))
 async def create(request: Request, account: str = Depends(current_account)) -> dict:
-    body, evalscript = await _create_body(request)
+    body, evalscript = await json_or_multipart(request)
     state = request.app.state
     return await run_in_threadpool(
         tasks.create_task, state.db, state.settings, account, body, evalscript

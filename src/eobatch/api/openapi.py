@@ -16,6 +16,7 @@ from pydantic.json_schema import models_json_schema
 
 from eobatch.schemas import BatchRequest, DescriptionUpdate
 from eobatch.schemas.byoc import CollectionIn, TileIn, TileUpdate
+from eobatch.schemas.process import ProcessApiRequest
 
 REF = "#/components/schemas/{model}"
 BODY_MODELS: tuple[type[BaseModel], ...] = (
@@ -24,6 +25,7 @@ BODY_MODELS: tuple[type[BaseModel], ...] = (
     CollectionIn,
     TileIn,
     TileUpdate,
+    ProcessApiRequest,
 )
 
 

@@ -76,11 +76,15 @@ class Pricing:
 
     def feature_pu(self, width: int, height: int, samples: int = 1) -> float:
         """PUs of one batch feature of width × height output pixels and `samples` data samples."""
-        pixels = width * height
-        area = max(MIN_AREA_FACTOR, pixels / PIXELS_PER_PU)
+        pu = self.request_pu(width, height, samples) if samples > 0 else 0.0
+        return pu * BATCH_DISCOUNT if width * height >= BATCH_DISCOUNT_MIN_PIXELS else pu
+
+    def request_pu(self, width: int, height: int, samples: int = 1) -> float:
+        """PUs of one Process API request of width × height pixels: no batch discount, and
+        never less than the 0.005 PU minimum (even without data samples)."""
+        area = max(MIN_AREA_FACTOR, width * height / PIXELS_PER_PU)
         factors = band_factor(self.bands) * format_factor(self.sample_types) * self.fusion
-        pu = max(MIN_REQUEST_PU, area * factors * samples) if samples > 0 else 0.0
-        return pu * BATCH_DISCOUNT if pixels >= BATCH_DISCOUNT_MIN_PIXELS else pu
+        return max(MIN_REQUEST_PU, area * factors * samples)
 
     def feature_micro(self, width: int, height: int, samples: int = 1) -> int:
         return to_micro(self.feature_pu(width, height, samples))

@@ -16,8 +16,10 @@ from eobatch.lifecycle.inputs import (
     extent_of,
     footprint_wgs84,
     input_sources,
+    job_sources,
     pin_items,
     pinned_items,
+    priced_bands,
     utc,
 )
 from eobatch.lifecycle.validation import validate_request
@@ -143,7 +145,7 @@ class TaskContext:
         """The price factors of this task's features: bands, delivered outputs, data fusion."""
         sources = len(self.request.process_request.input.data)
         return Pricing(
-            tuple(setup.bands),
+            priced_bands(setup, self.sources),
             tuple(o.sample_type for o in self.delivered_outputs(setup)),
             fusion_factor(sources),
         )
@@ -212,19 +214,7 @@ class TaskContext:
                 pin_items(session, task_id, self.sources)
 
     def job_sources(self, feature: Feature, setup: ScriptSetup) -> tuple[JobSource, ...]:
-        area = footprint_wgs84(feature)
-        return tuple(
-            JobSource(
-                s.id,
-                s.scenes_for(area),
-                upsampling=s.upsampling,
-                downsampling=s.downsampling,
-                scales=s.unit_factors(setup),
-                fill=s.fill,
-                time_range=s.script_time_range,
-            )
-            for s in self.sources
-        )
+        return job_sources(self.sources, footprint_wgs84(feature), setup)
 
     def job(self, feature: Feature, setup: ScriptSetup, settings: Settings) -> FeatureJob:
         return FeatureJob(

@@ -24,6 +24,7 @@ from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
 
 from eobatch.config import Settings
+from eobatch.engine import JobSource
 from eobatch.errors import AnalysisError, InvalidRequest
 from eobatch.lifecycle.validation import SourceRef, stac_collections
 from eobatch.planning import Feature
@@ -197,6 +198,33 @@ def input_sources(
             stac = stac_collections(settings)[ref.key]
             sources.append(InputSource(source_id, request, ref, stac.band_info(), stac))
     return sources
+
+
+def job_sources(
+    sources: Sequence[InputSource], area: shapely.Geometry, setup: ScriptSetup
+) -> tuple[JobSource, ...]:
+    """What a job reads of each source over `area` (lon/lat): its scenes meeting the area,
+    resampling, units and time range."""
+    return tuple(
+        JobSource(
+            s.id,
+            s.scenes_for(area),
+            upsampling=s.upsampling,
+            downsampling=s.downsampling,
+            scales=s.unit_factors(setup),
+            fill=s.fill,
+            time_range=s.script_time_range,
+        )
+        for s in sources
+    )
+
+
+def priced_bands(setup: ScriptSetup, sources: Sequence[InputSource]) -> tuple[str, ...]:
+    """The input bands PUs are counted by: with data fusion each source's own, so a band read
+    from two sources counts twice (`billing.band_factor`)."""
+    if len(sources) < 2 and not setup.datasources:
+        return setup.bands
+    return tuple(band for s in sources for band in setup.bands_of(s.id))
 
 
 def check_inputs(setup: ScriptSetup, sources: Sequence[InputSource]) -> ScriptSetup:

@@ -99,7 +99,7 @@ def collection_id_of(source_type: str, filter_collection_id: str | None) -> str 
     return None
 
 
-def _check_source(
+def check_data_source(
     i: int, source: DataSource, settings: Settings, owned: set[str], found: list[Violation]
 ) -> SourceRef | None:
     """The source entry `i` refers to, or None after adding its violations to `found`."""
@@ -174,7 +174,7 @@ def _check_source(
     return None
 
 
-def _check_fusion(sources: list[DataSource]) -> list[Violation]:
+def check_fusion(sources: list[DataSource]) -> list[Violation]:
     """Fused sources are told apart by their ids (optional: without one, a source is known by
     its position, as on Sentinel Hub), so ids must be unique."""
     if len(sources) < 2:
@@ -236,9 +236,9 @@ def validate_request(
     sources = tuple(
         found_source
         for i, source in enumerate(process.input.data)
-        if (found_source := _check_source(i, source, settings, owned_collections, found))
+        if (found_source := check_data_source(i, source, settings, owned_collections, found))
     )
-    found.extend(_check_fusion(process.input.data))
+    found.extend(check_fusion(process.input.data))
 
     responses = process.output.responses
     ids = [r.identifier for r in responses]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import re
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import PurePosixPath
@@ -667,3 +668,35 @@ def _to_wgs84(geometry: shapely.Geometry, epsg: int | None) -> shapely.Geometry:
 def _to_wgs84_transformer(epsg: int) -> Transformer:
     """Creating a transformer takes tens of ms; a collection's tiles share a few CRSs."""
     return Transformer.from_crs(epsg, 4326, always_xy=True)
+
+
+@dataclass(frozen=True)
+class TileFootprint:
+    """An ingested tile as the Catalog API lists it."""
+
+    id: str
+    path: str  # in the collection's bucket, with (BAND)
+    sensing_time: datetime | None
+    footprint: shapely.Geometry | None  # lon/lat
+    epsg: int | None
+
+
+def tile_footprints(
+    db: Database, account_id: str, collection_id: str
+) -> tuple[str, list[TileFootprint]]:
+    """The bucket of an account's collection and its ingested tiles with lon/lat footprints."""
+    with db.session() as session:
+        collection = _owned_collection(session, account_id, collection_id)
+        tiles = session.scalars(
+            select(Tile).where(Tile.collection_id == collection.id, Tile.status == "INGESTED")
+        ).all()
+        return collection.s3_bucket, [
+            TileFootprint(
+                t.id,
+                t.path,
+                t.sensing_time,
+                _footprint(t.tile_geometry, t.epsg, t.cover_geometry),
+                t.epsg,
+            )
+            for t in tiles
+        ]
