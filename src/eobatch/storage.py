@@ -22,6 +22,7 @@ import copy
 import json
 import os
 import re
+import shutil
 import tempfile
 import threading
 import time
@@ -222,6 +223,29 @@ class Location:
         try:
             with os.fdopen(fd, "wb") as out:
                 out.write(data)
+            os.replace(temp, target)
+        except BaseException:
+            Path(temp).unlink(missing_ok=True)
+            raise
+
+    def put_file(self, key: str, source: Path) -> None:
+        """Write the file `source` at `key` as `put` does, streamed from disk (a large
+        manifest is never held in memory whole; S3 gets it in multipart pieces)."""
+        key = _clean_key(key)
+        if self.is_gcs:
+            self._gcs().blob(self._object_key(key)).upload_from_filename(str(source))
+            return
+        if self.local_root is None:
+            obstore.put(self._store(), self._object_key(key), source)
+            return
+        target = Path(self.local_root) / key
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, temp = tempfile.mkstemp(
+            dir=target.parent, prefix=f".{target.name}.", suffix=_TEMP_SUFFIX
+        )
+        os.close(fd)
+        try:
+            shutil.copyfile(source, temp)
             os.replace(temp, target)
         except BaseException:
             Path(temp).unlink(missing_ok=True)
