@@ -3,8 +3,9 @@
 Each workload is a real task in a SQLite store with local-folder buckets, analysed by
 `analyse_task` exactly as the controller does it: read the input, plan the features, write
 `featureManifest-<id>.gpkg` and insert the features into the store. Each runs in a fresh
-process (with --smoke, all in this one); "peak MB" is its resident memory above what it held before the analysis began, and
-"stall ms" the longest a thread waking every 10 ms (as the API's would) waited past its time.
+process (with --smoke, all in this one); "peak MB" is its resident memory above what it held
+before the analysis began, and "stall ms" the longest a thread waking every 10 ms (as the API's
+would) waited past its time.
 
   (a) a 700 000-feature GeoPackage in 3 CRSs, with an AOI covering half of the features
   (b) grid 1 (UTM 10 km) over Europe, bbox -25,34,45,72
