@@ -85,7 +85,9 @@ class FeaturePlan:
     def __len__(self) -> int:
         return self.count
 
-    def chunks(self, size: int = CHUNK) -> Iterator[list[Feature]]:
+    def chunks(self, size: int | None = None) -> Iterator[list[Feature]]:
+        """The features in lists of `size` (default `CHUNK`), in plan order."""
+        size = size or CHUNK
         for start in range(0, self.count, size):
             yield self.make(start, min(start + size, self.count))
 
