@@ -199,10 +199,7 @@ def skipped_features(context: TaskContext, plan: FeaturePlan) -> set[int]:
     output = context.request.output
     if not isinstance(output, RasterOutput):
         return set()
-    folder = _output_folder(context, plan)
-    if folder is None:
-        return set()
-    existing = set(context.delivery.list(folder))
+    existing = set(context.delivery.list(_output_folder(context)))
     if not existing:
         return set()
     skipped = set()
@@ -229,20 +226,14 @@ def skipped_features(context: TaskContext, plan: FeaturePlan) -> set[int]:
     return skipped
 
 
-def _output_folder(context: TaskContext, plan: FeaturePlan) -> str | None:
-    """The deepest folder holding every output file of the plan (None: no output files), so
-    one listing finds the outputs that exist already."""
-    folder: str | None = None
-    for feature in plan:
-        for target in context.targets(feature):
-            parent = posixpath.dirname(target.key)
-            if folder is None:
-                folder = parent
-            elif parent != folder and not parent.startswith(f"{folder}/"):
-                folder = posixpath.commonpath([folder, parent])
-                if not folder:
-                    return folder  # the delivery root: nothing deeper to find
-    return folder
+def _output_folder(context: TaskContext) -> str:
+    """The deepest folder the delivery template puts every output file in: the fixed start of
+    its keys (one listing there finds the outputs that exist already, without a pass over the
+    plan). Two keys that differ in every per-feature value share just that start."""
+    one = context.template.key(context.task_id, "a", 0, "a", "a")
+    other = context.template.key(context.task_id, "b", 1, "b", "b")
+    fixed = posixpath.commonprefix([one, other])
+    return fixed[: fixed.rfind("/")] if "/" in fixed else ""
 
 
 def analyse_task(
