@@ -139,6 +139,8 @@ def geopackage_plan(tables: list[FeatureTable], aoi: AOI | None, source: str) ->
     def make(start: int, stop: int) -> list[Feature]:
         features = []
         for (table, first, rows, bounds), lo, hi in zip(parts, starts, starts[1:], strict=False):
+            if hi <= start or lo >= stop:  # the table holds none of these features
+                continue
             a, b = max(start, lo) - lo, min(stop, hi) - lo
             for i, box in zip(rows[a:b].tolist(), bounds[a:b].tolist(), strict=True):
                 features.append(
