@@ -142,6 +142,18 @@ def test_keys_never_leave_the_location(location: Location, key: str) -> None:
             location.child(key)
 
 
+def test_put_file_streams_a_file_as_put_writes_bytes(location: Location, tmp_path: Path) -> None:
+    source = tmp_path / "manifest.gpkg"
+    data = bytes(range(256)) * 40_000  # 10 MB: more than one multipart piece on S3
+    source.write_bytes(data)
+    location.put("a/old.gpkg", b"old")
+    location.put_file("a/old.gpkg", source)  # replaces
+    location.put_file("b/new.gpkg", source)
+    assert location.get("a/old.gpkg") == data
+    assert location.get("b/new.gpkg") == data
+    assert location.list() == ["a/old.gpkg", "b/new.gpkg"]  # no temporary files left behind
+
+
 def test_local_put_leaves_no_temp_files(tmp_path: Path) -> None:
     settings = _local_settings(tmp_path)
     (settings.buckets_dir / "b1").mkdir(parents=True)

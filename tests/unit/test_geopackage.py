@@ -13,6 +13,7 @@ from eobatch.planning import parse_aoi
 from eobatch.planning.geopackage import (
     MAX_FEATURES,
     SizeDefaults,
+    geopackage_plan,
     plan_geopackage,
     plan_geopackage_input,
     read_feature_tables,
@@ -40,6 +41,24 @@ def test_valid_geopackage_in_two_crss(tmp_path: Path) -> None:
     assert features[1].bounds == (501000, 5350000, 502000, 5351000)
     assert features[1].transform.a == 10.0 and features[1].transform.e == -10.0
     assert features[0].geometry.equals(shapely.box(500000, 5350000, 501000, 5351000))
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 4, 5, 6])
+def test_a_plan_made_in_chunks_of_any_size_is_the_whole_plan(tmp_path: Path, size: int) -> None:
+    tables = read_feature_tables(valid_geopackage(tmp_path / "f.gpkg"), NO_DEFAULTS, SOURCE)
+    whole = geopackage_plan(tables, None, SOURCE)
+    chunks = list(whole.chunks(size))
+    assert [len(c) for c in chunks] == [min(size, 5 - start) for start in range(0, 5, size)]
+    assert (
+        [f for chunk in chunks for f in chunk]
+        == whole.make(0, 5)
+        == plan_geopackage(tables, None, SOURCE)
+    )
+    assert list(whole.extents) == [4326, 32633]  # by EPSG code, as the manifest's layers
+    assert whole.extents == {
+        32633: (500000.0, 5350000.0, 503000.0, 5351000.0),
+        4326: pytest.approx((14.30, 48.28, 14.32, 48.29)),
+    }
 
 
 def test_aoi_keeps_only_intersecting_features_with_stable_ids(tmp_path: Path) -> None:

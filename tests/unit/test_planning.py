@@ -22,6 +22,7 @@ from eobatch.planning import (
     parse_aoi,
     parse_crs,
     plan_tiling_grid,
+    tiling_grid_plan,
     validate_tiling_input,
 )
 
@@ -363,3 +364,34 @@ def test_manifest_table_schema_matches_the_spec(tmp_path: Path) -> None:
 def test_grid3_antimeridian_aoi_selects_cells_on_both_sides() -> None:
     aoi = parse_aoi([179.5, -17.0, 180.5, -16.5], None, None)
     assert [f.name for f in plan_tiling_grid(3, 0.001, 0, 0, aoi)] == ["S17W180", "S17E179"]
+
+
+@pytest.mark.parametrize(
+    ("grid", "res", "buffer", "bbox"),
+    [
+        (7, 20.0, (2, 3), [9.0, 50.0, 10.5, 51.0]),  # LAEA
+        (3, 0.001, (0, 0), [178.5, -1.5, 180.0, 1.5]),  # lon/lat, up to the antimeridian
+        (0, 60.0, (1, 1), [5.5, 47.5, 7.0, 48.5]),  # UTM, across zones 31 and 32
+    ],
+)
+def test_a_plan_made_in_chunks_is_the_whole_plan_and_knows_its_extents(
+    grid: int, res: float, buffer: tuple[int, int], bbox: list[float]
+) -> None:
+    plan = tiling_grid_plan(grid, res, *buffer, parse_aoi(bbox, None, None))
+    whole = plan.make(0, len(plan))
+    assert len(whole) > 7
+    for size in (1, 7, len(plan)):
+        chunks = list(plan.chunks(size))
+        assert all(len(c) == size for c in chunks[:-1]) and 0 < len(chunks[-1]) <= size
+        assert [f for chunk in chunks for f in chunk] == whole
+    assert plan_tiling_grid(grid, res, *buffer, parse_aoi(bbox, None, None)) == whole
+    codes = sorted({f.epsg for f in whole})
+    assert list(plan.extents) == codes
+    for code in codes:
+        bounds = [f.bounds for f in whole if f.epsg == code]
+        assert plan.extents[code] == (
+            min(b[0] for b in bounds),
+            min(b[1] for b in bounds),
+            max(b[2] for b in bounds),
+            max(b[3] for b in bounds),
+        )

@@ -1,12 +1,20 @@
 """Analysis of a task: check the script against the request, plan the features, write the manifest.
 
 Re-running an analysis (e.g. after a controller crash) replaces its features, so it is idempotent.
+
+Memory and store locks stay bounded whatever the task's size: the plan is kept as columns and
+made into features a chunk at a time (`FeaturePlan`); each chunk goes into the manifest file on
+local disk and into the store in its own short transaction, so the API's writes wait for one
+chunk at most. A failed analysis removes the features it stored.
 """
 
 from __future__ import annotations
 
+import contextlib
 import posixpath
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import cast
 
 import numpy as np
@@ -19,9 +27,11 @@ from eobatch.engine import USERDATA
 from eobatch.errors import AnalysisError
 from eobatch.lifecycle.billing import estimate
 from eobatch.lifecycle.context import TaskContext
+from eobatch.lifecycle.fencing import LeaseLost
 from eobatch.lifecycle.inputs import check_inputs, check_mosaicking, pin_items
-from eobatch.planning import Feature, ManifestRow, feature_manifest_bytes, plan_tiling_grid
-from eobatch.planning.geopackage import SizeDefaults, plan_geopackage_input
+from eobatch.planning import Feature, FeaturePlan, ManifestRow, tiling_grid_plan
+from eobatch.planning.geopackage import SizeDefaults, geopackage_input_plan
+from eobatch.planning.manifest import ManifestWriter
 from eobatch.schemas.batch import (
     GeoPackageDefaults,
     GeoPackageInput,
@@ -90,7 +100,7 @@ def _check_ingestion(context: TaskContext) -> None:
     """BYOC ingestion needs the delivery in the deployment's cloud and region (or a local
     folder bucket, which is the deployment's own storage)."""
     delivery, settings = context.delivery, context.settings
-    assert settings is not None, "analysis runs on a context built from the store"
+    assert settings is not None  # a context built from the store has its settings
     if delivery.cloud is None:
         return
     if delivery.cloud != settings.cloud or delivery.region != settings.region:
@@ -111,7 +121,7 @@ def byoc_collection(context: TaskContext, setup: ScriptSetup, account_id: str) -
     ids = [r.identifier for r in context.request.process_request.output.responses]
     bands = collection_bands(setup, ids)
     collection_id = (output.collection_id or "").lower() or new_collection_id(context.task_id)
-    assert context.db is not None, "analysis runs on a context built from the store"
+    assert context.db is not None  # a context built from the store has its database
     prepare_collection(
         context.db,
         account_id,
@@ -143,7 +153,7 @@ def _check_zarr_outputs(setup: ScriptSetup, context: TaskContext) -> None:
             )
 
 
-def write_zarr_group(context: TaskContext, features: list[Feature]) -> None:
+def write_zarr_group(context: TaskContext, plan: FeaturePlan) -> None:
     """Lay out the task's zarr group (metadata and coordinates) in its empty folder."""
     group = context.template.key(context.task_id, "", 0, "", "")
     present = context.delivery.list(group)
@@ -153,32 +163,33 @@ def write_zarr_group(context: TaskContext, features: list[Feature]) -> None:
             f"The zarr output folder {context.delivery.url_for(group)} must be "
             f"empty; it holds {shown}"
         )
-    if not features:
+    if not plan.count:
         return
-    bounds = np.array([f.bounds for f in features])
+    bounds = np.array(list(plan.extents.values()))
     extent = (*bounds[:, :2].min(axis=0).tolist(), *bounds[:, 2:].max(axis=0).tolist())
-    context.zarr = context.zarr_layout(tuple(extent), features[0].epsg)  # type: ignore[arg-type]
+    epsg = next(iter(plan.extents))  # zarr output is on a single-CRS grid
+    context.zarr = context.zarr_layout(tuple(extent), epsg)  # type: ignore[arg-type]
     for key, data in group_objects(context.zarr, context.task_id).items():
         context.delivery.put(f"{group}/{key}", data)
 
 
-def plan_features(context: TaskContext) -> list[Feature]:
+def plan_features(context: TaskContext) -> FeaturePlan:
     grid = context.request.input
     if isinstance(grid, GeoPackageInput):
         assert context.features is not None
         defaults = grid.defaults or GeoPackageDefaults()
-        return plan_geopackage_input(
+        return geopackage_input_plan(
             *context.features,
             SizeDefaults(defaults.width, defaults.height, defaults.resolution),
             context.aoi,
         )
     assert isinstance(grid, TilingGridInput) and context.aoi is not None
-    return plan_tiling_grid(
+    return tiling_grid_plan(
         grid.id, grid.resolution, grid.buffer_x or 0, grid.buffer_y or 0, context.aoi
     )
 
 
-def skipped_features(context: TaskContext, features: list[Feature]) -> set[int]:
+def skipped_features(context: TaskContext, plan: FeaturePlan) -> set[int]:
     """Ids of features to skip because their outputs exist (`skipExisting`).
 
     Existing outputs are a failure unless the request allows them (batch-v2-api.md §4.4):
@@ -188,22 +199,18 @@ def skipped_features(context: TaskContext, features: list[Feature]) -> set[int]:
     output = context.request.output
     if not isinstance(output, RasterOutput):
         return set()
-    keys = {f.id: [t.key for t in context.targets(f)] for f in features}
-    every = [k for ks in keys.values() for k in ks]
-    if not every:
-        return set()
-    folder = posixpath.commonpath([posixpath.dirname(k) for k in every])
-    existing = set(context.delivery.list(folder)) & set(every)
+    existing = set(context.delivery.list(_output_folder(context)))
     if not existing:
         return set()
     skipped = set()
     refused: list[str] = []
-    for feature_id, feature_keys in keys.items():
+    for feature in plan:
+        feature_keys = [t.key for t in context.targets(feature)]
         present = [k for k in feature_keys if k in existing]
         if not present:
             continue
         if output.skip_existing and len(present) == len(feature_keys):
-            skipped.add(feature_id)
+            skipped.add(feature.id)
         elif not output.overwrite:
             refused.extend(present)
     if refused:
@@ -219,83 +226,140 @@ def skipped_features(context: TaskContext, features: list[Feature]) -> set[int]:
     return skipped
 
 
+def _output_folder(context: TaskContext) -> str:
+    """The deepest folder the delivery template puts every output file in: the fixed start of
+    its keys (one listing there finds the outputs that exist already, without a pass over the
+    plan). Two keys that differ in every per-feature value share just that start."""
+    one = context.template.key(context.task_id, "a", 0, "a", "a")
+    other = context.template.key(context.task_id, "b", 1, "b", "b")
+    fixed = posixpath.commonprefix([one, other])
+    return fixed[: fixed.rfind("/")] if "/" in fixed else ""
+
+
 def analyse_task(
     db: Database, settings: Settings, task: Task, fence: Callable[[Session], None] | None = None
 ) -> tuple[int, TaskContext, ScriptSetup]:
     """Analyse `task`, store its features (PENDING) and upload the manifest; returns the count,
     and the context and setup processing goes on with (so its scenes are not searched again).
 
-    `fence` is called first in the transaction that stores the features: it raises to refuse
-    the write (the controller lost the task meanwhile)."""
+    `fence` is called first in every transaction that writes the task's features: it raises to
+    refuse the write (the controller lost the task meanwhile)."""
     context = TaskContext.build(db, settings, task, with_scenes=False)
     setup = check_script(context.evalscript, context)
-    features = plan_features(context)
-    context.load_scenes([(f.epsg, f.bounds) for f in features])  # over the features' extent
+    plan = plan_features(context)
+    context.load_scenes(list(plan.extents.items()))  # over the features' extent
     byoc_collection(context, setup, task.account_id)
-    skipped = skipped_features(context, features)
+    skipped = skipped_features(context, plan)
     if isinstance(context.request.output, ZarrOutput):
-        write_zarr_group(context, features)
-    samples = context.sample_bounds(setup, features)
-    cost = estimate(  # skipped features are final and free
-        context.pricing(setup),
-        (
-            (f.width, f.height, low, high)
-            for f, (low, high) in zip(features, samples, strict=True)
-            if f.id not in skipped
-        ),
-        context.crossing(settings),
-        context.output_bands(setup),
-    )
-    rows = [
-        ManifestRow(
-            output_id=target.output_id,
-            identifier=feature.name,
-            path=context.delivery.url_for(target.key),
-            width=feature.width,
-            height=feature.height,
-            epsg=feature.epsg,
-            geometry=feature.geometry,
+        write_zarr_group(context, plan)
+    with tempfile.TemporaryDirectory(prefix="eobatch-analysis-") as folder:
+        manifest = ManifestWriter(Path(folder) / "manifest.gpkg", plan.extents)
+        _forget_features(db, task.id, fence)  # an earlier analysis's, if any
+        try:
+            cost = estimate(  # skipped features are final and free
+                context.pricing(setup),
+                _store_plan(db, context, setup, plan, skipped, manifest, fence),
+                context.crossing(settings),
+                context.output_bands(setup),
+            )
+            context.delivery.put_file(MANIFEST_FILE.format(request_id=task.id), manifest.path)
+            with db.session() as session:
+                if fence is not None:
+                    fence(session)
+                session.execute(
+                    update(Task).where(Task.id == task.id).values(estimate=cost.as_json())
+                )
+                pin_items(session, task.id, context.sources)  # processing reads these scenes
+        except LeaseLost:
+            raise  # the task is another controller's now: its features are not ours to touch
+        except BaseException:
+            with contextlib.suppress(LeaseLost):  # else another controller's job
+                _forget_features(db, task.id, fence)  # a failed analysis leaves no features
+            raise
+    return plan.count, context, setup
+
+
+def _store_plan(
+    db: Database,
+    context: TaskContext,
+    setup: ScriptSetup,
+    plan: FeaturePlan,
+    skipped: set[int],
+    manifest: ManifestWriter,
+    fence: Callable[[Session], None] | None,
+) -> Iterator[tuple[int, int, int, int]]:
+    """Write the plan a chunk at a time into the manifest file and the store; yields every
+    billable feature's (width, height, fewest samples, most samples) for the estimate."""
+    for chunk in plan.chunks():
+        samples = context.sample_bounds(setup, chunk)
+        manifest.append(
+            [
+                ManifestRow(
+                    output_id=target.output_id,
+                    identifier=feature.name,
+                    path=context.delivery.url_for(target.key),
+                    width=feature.width,
+                    height=feature.height,
+                    epsg=feature.epsg,
+                    geometry=feature.geometry,
+                )
+                for feature in chunk
+                for target in context.targets(feature)
+            ]
         )
-        for feature in features
-        for target in context.targets(feature)
-    ]
-    context.delivery.put(MANIFEST_FILE.format(request_id=task.id), feature_manifest_bytes(rows))
+        store_features(db, context.task_id, chunk, samples, skipped, fence)
+        for feature, (low, high) in zip(chunk, samples, strict=True):
+            if feature.id not in skipped:
+                yield feature.width, feature.height, low, high
+
+
+def store_features(
+    db: Database,
+    task_id: str,
+    features: list[Feature],
+    samples: list[tuple[int, int]],
+    skipped: set[int],
+    fence: Callable[[Session], None] | None,
+) -> None:
+    """Insert `features` (PENDING, or DONE if skipped) in one short transaction of their own."""
+    # Core executemany with WKB made in one vectorised call
+    wkb = shapely.to_wkb(np.array([f.geometry for f in features], dtype=object))
     with db.session() as session:
         if fence is not None:
             fence(session)
-        session.execute(delete(FeatureRow).where(FeatureRow.task_id == task.id))
-        session.execute(update(Task).where(Task.id == task.id).values(estimate=cost.as_json()))
-        pin_items(session, task.id, context.sources)  # processing reads exactly these scenes
-        if features:
-            # Core executemany with WKB made in one vectorised call: 700 000 rows in seconds
-            wkb = shapely.to_wkb(np.array([f.geometry for f in features], dtype=object))
-            session.execute(
-                insert(cast(Table, FeatureRow.__table__)),
-                [
-                    {
-                        "task_id": task.id,
-                        "id": f.id,
-                        "name": f.name,
-                        "epsg": f.epsg,
-                        "minx": f.bounds[0],
-                        "miny": f.bounds[1],
-                        "maxx": f.bounds[2],
-                        "maxy": f.bounds[3],
-                        "width": f.width,
-                        "height": f.height,
-                        "geometry": geometry,
-                        # A skipped feature is final and free: its outputs are already there.
-                        "status": "DONE" if f.id in skipped else "PENDING",
-                        "attempts": 0,
-                        "delivered": f.id in skipped,
-                        "max_samples": most,
-                        "bytes_written": 0,
-                        "cost_micro_pu": 0,
-                        "surcharge_micro_pu": 0,
-                        "reserved_micro_pu": 0,
-                        "billed": f.id in skipped,
-                    }
-                    for f, geometry, (_, most) in zip(features, wkb.tolist(), samples, strict=True)
-                ],
-            )
-    return len(features), context, setup
+        session.execute(
+            insert(cast(Table, FeatureRow.__table__)),
+            [
+                {
+                    "task_id": task_id,
+                    "id": f.id,
+                    "name": f.name,
+                    "epsg": f.epsg,
+                    "minx": f.bounds[0],
+                    "miny": f.bounds[1],
+                    "maxx": f.bounds[2],
+                    "maxy": f.bounds[3],
+                    "width": f.width,
+                    "height": f.height,
+                    "geometry": geometry,
+                    # A skipped feature is final and free: its outputs are already there.
+                    "status": "DONE" if f.id in skipped else "PENDING",
+                    "attempts": 0,
+                    "delivered": f.id in skipped,
+                    "max_samples": most,
+                    "bytes_written": 0,
+                    "cost_micro_pu": 0,
+                    "surcharge_micro_pu": 0,
+                    "reserved_micro_pu": 0,
+                    "billed": f.id in skipped,
+                }
+                for f, geometry, (_, most) in zip(features, wkb.tolist(), samples, strict=True)
+            ],
+        )
+
+
+def _forget_features(db: Database, task_id: str, fence: Callable[[Session], None] | None) -> None:
+    with db.session() as session:
+        if fence is not None:
+            fence(session)
+        session.execute(delete(FeatureRow).where(FeatureRow.task_id == task_id))

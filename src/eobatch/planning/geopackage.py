@@ -21,7 +21,7 @@ from pyproj.exceptions import CRSError
 
 from eobatch.errors import AnalysisError
 from eobatch.planning.aoi import AOI, projected
-from eobatch.planning.features import Feature
+from eobatch.planning.features import Feature, FeaturePlan, extents_of
 from eobatch.storage import Location
 
 MAX_FEATURES = 700_000
@@ -82,6 +82,13 @@ def read_feature_tables(path: Path, defaults: SizeDefaults, source: str) -> list
 def plan_geopackage_input(
     folder: Location, name: str, defaults: SizeDefaults, aoi: AOI | None
 ) -> list[Feature]:
+    """Every feature of `geopackage_input_plan`, as a list."""
+    return list(geopackage_input_plan(folder, name, defaults, aoi))
+
+
+def geopackage_input_plan(
+    folder: Location, name: str, defaults: SizeDefaults, aoi: AOI | None
+) -> FeaturePlan:
     """Fetch the GeoPackage `name` from `folder`, check it and plan its features."""
     source = folder.url_for(name)
     try:
@@ -93,16 +100,21 @@ def plan_geopackage_input(
         path.write_bytes(data)
         del data
         tables = read_feature_tables(path, defaults, source)
-    return plan_geopackage(tables, aoi, source)
+    return geopackage_plan(tables, aoi, source)
 
 
 def plan_geopackage(tables: list[FeatureTable], aoi: AOI | None, source: str) -> list[Feature]:
+    """Every feature of `geopackage_plan`, as a list."""
+    return list(geopackage_plan(tables, aoi, source))
+
+
+def geopackage_plan(tables: list[FeatureTable], aoi: AOI | None, source: str) -> FeaturePlan:
     """The features to process: all of them, or those meeting the AOI; in the feature CRS.
 
     Ids are 0, 1, … over all tables in table order, then `id` order, counted before the AOI
     filter, so the same feature always gets the same id.
     """
-    features: list[Feature] = []
+    parts: list[tuple[FeatureTable, int, np.ndarray, np.ndarray]] = []  # table, first id, rows
     first_id = 0
     for table in tables:
         hit = np.ones(len(table.fids), dtype=bool)
@@ -117,24 +129,37 @@ def plan_geopackage(tables: list[FeatureTable], aoi: AOI | None, source: str) ->
                 shapely.prepare(area)
                 hit = shapely.intersects(area, table.geometries)
                 hit &= ~shapely.touches(area, table.geometries)
-        bounds = shapely.bounds(table.geometries)
-        for i in np.flatnonzero(hit).tolist():
-            minx, miny, maxx, maxy = bounds[i].tolist()
-            features.append(
-                Feature(
-                    id=first_id + i,
-                    name=table.identifiers[i],
-                    epsg=table.epsg,
-                    bounds=(minx, miny, maxx, maxy),
-                    width=int(table.width[i]),
-                    height=int(table.height[i]),
-                    geometry=table.geometries[i],
-                )
-            )
+        rows = np.flatnonzero(hit)
+        if len(rows):
+            parts.append((table, first_id, rows, shapely.bounds(table.geometries[rows])))
         first_id += len(table.fids)
-    if not features:
+    if not parts:
         raise GeoPackageError(f"No feature of GeoPackage {source} meets the AOI (input bounds)")
-    return features
+    starts = np.cumsum([0] + [len(rows) for _, _, rows, _ in parts])
+
+    def make(start: int, stop: int) -> list[Feature]:
+        features = []
+        for (table, first, rows, bounds), lo, hi in zip(parts, starts, starts[1:], strict=False):
+            if hi <= start or lo >= stop:  # the table holds none of these features
+                continue
+            a, b = max(start, lo) - lo, min(stop, hi) - lo
+            for i, box in zip(rows[a:b].tolist(), bounds[a:b].tolist(), strict=True):
+                features.append(
+                    Feature(
+                        id=first + i,
+                        name=table.identifiers[i],
+                        epsg=table.epsg,
+                        bounds=tuple(box),  # type: ignore[arg-type]
+                        width=int(table.width[i]),
+                        height=int(table.height[i]),
+                        geometry=table.geometries[i],
+                    )
+                )
+        return features
+
+    epsg = np.concatenate([np.full(len(rows), t.epsg) for t, _, rows, _ in parts])
+    extents = extents_of(epsg, np.concatenate([bounds for _, _, _, bounds in parts]))
+    return FeaturePlan(int(starts[-1]), extents, make)
 
 
 def _connect(path: Path, where: str) -> sqlite3.Connection:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tempfile
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,36 +31,54 @@ def feature_manifest_bytes(rows: Iterable[ManifestRow]) -> bytes:
 
     One layer `feature_<epsg>` per CRS; geometries are the tiles without buffer, in that CRS.
     """
-    by_crs: dict[int, list[ManifestRow]] = defaultdict(list)
-    for row in rows:
-        by_crs[row.epsg].append(row)
+    rows = list(rows)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "manifest.gpkg"
-        if not by_crs:  # still a valid GeoPackage, with an empty layer
-            by_crs[4326] = []
-        for index, (epsg, layer_rows) in enumerate(sorted(by_crs.items())):
-            pyogrio.raw.write(
-                path,
-                geometry=_wkb([r.geometry for r in layer_rows]),
-                field_data=[
-                    np.array([r.output_id for r in layer_rows], dtype=object),
-                    np.array([r.identifier for r in layer_rows], dtype=object),
-                    np.array([r.path for r in layer_rows], dtype=object),
-                    np.array([r.width for r in layer_rows], dtype=np.int64),
-                    np.array([r.height for r in layer_rows], dtype=np.int64),
-                ],
-                fields=["outputId", "identifier", "path", "width", "height"],
-                layer=f"feature_{epsg}",
-                driver="GPKG",
-                geometry_type="Unknown",  # a generic GEOMETRY column, as SH's manifest has
-                crs=f"EPSG:{epsg}",
-                append=index > 0,
-                layer_options={"GEOMETRY_NAME": "geometry"},
-                # GDAL >= 3.7 writes GeoPackage 1.4, which GDAL 3.6 and older (still in Debian
-                # 12 and QGIS LTR builds) open with a "partially supported" warning.
-                dataset_options={"VERSION": GEOPACKAGE_VERSION},
-            )
+        ManifestWriter(path, {row.epsg for row in rows}).append(rows)
         return path.read_bytes()
+
+
+class ManifestWriter:
+    """The feature manifest written into a GeoPackage file a chunk of rows at a time.
+
+    Every layer is created (empty) up front, in EPSG order, so the file is the one a single
+    write of all rows makes; `append` adds rows to their layers in the order given.
+    """
+
+    def __init__(self, path: Path, epsg_codes: Iterable[int]) -> None:
+        self.path = path
+        for epsg in sorted(epsg_codes) or [4326]:  # no rows: still a GeoPackage, one empty layer
+            self._write(epsg, [])
+
+    def append(self, rows: Sequence[ManifestRow]) -> None:
+        by_crs: dict[int, list[ManifestRow]] = defaultdict(list)
+        for row in rows:
+            by_crs[row.epsg].append(row)
+        for epsg, layer_rows in by_crs.items():
+            self._write(epsg, layer_rows)
+
+    def _write(self, epsg: int, rows: list[ManifestRow]) -> None:
+        pyogrio.raw.write(
+            self.path,
+            geometry=_wkb([r.geometry for r in rows]),
+            field_data=[
+                np.array([r.output_id for r in rows], dtype=object),
+                np.array([r.identifier for r in rows], dtype=object),
+                np.array([r.path for r in rows], dtype=object),
+                np.array([r.width for r in rows], dtype=np.int64),
+                np.array([r.height for r in rows], dtype=np.int64),
+            ],
+            fields=["outputId", "identifier", "path", "width", "height"],
+            layer=f"feature_{epsg}",
+            driver="GPKG",
+            geometry_type="Unknown",  # a generic GEOMETRY column, as SH's manifest has
+            crs=f"EPSG:{epsg}",
+            append=self.path.exists(),
+            layer_options={"GEOMETRY_NAME": "geometry"},
+            # GDAL >= 3.7 writes GeoPackage 1.4, which GDAL 3.6 and older (still in Debian
+            # 12 and QGIS LTR builds) open with a "partially supported" warning.
+            dataset_options={"VERSION": GEOPACKAGE_VERSION},
+        )
 
 
 def _wkb(geometries: list[shapely.Geometry]) -> np.ndarray:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 import threading
 import time
@@ -67,6 +68,10 @@ class Backend(ABC):
 
     @abstractmethod
     def put(self, key: str, data: bytes) -> None: ...
+
+    @abstractmethod
+    def put_file(self, key: str, source: Path) -> None:
+        """Write the file `source` at `key`, streamed from disk."""
 
     @abstractmethod
     def get(self, key: str) -> bytes:
@@ -134,6 +139,20 @@ class LocalFolder(Backend):
             Path(temp).unlink(missing_ok=True)
             raise
 
+    def put_file(self, key: str, source: Path) -> None:
+        target = self.root / key
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, temp = tempfile.mkstemp(
+            dir=target.parent, prefix=f".{target.name}.", suffix=_TEMP_SUFFIX
+        )
+        os.close(fd)
+        try:
+            shutil.copyfile(source, temp)
+            os.replace(temp, target)
+        except BaseException:
+            Path(temp).unlink(missing_ok=True)
+            raise
+
     def get(self, key: str) -> bytes:
         path = self.root / key
         if not path.is_file():
@@ -185,6 +204,9 @@ class S3Bucket(Backend):
 
     def put(self, key: str, data: bytes) -> None:
         obstore.put(self._store(), self.object_key(key), data)
+
+    def put_file(self, key: str, source: Path) -> None:
+        obstore.put(self._store(), self.object_key(key), source)  # multipart when large
 
     def get(self, key: str) -> bytes:
         return bytes(obstore.get(self._store(), self.object_key(key)).bytes())
@@ -291,6 +313,9 @@ class GCSBucket(Backend):
 
     def put(self, key: str, data: bytes) -> None:
         self._bucket().blob(self.object_key(key)).upload_from_string(data)
+
+    def put_file(self, key: str, source: Path) -> None:
+        self._bucket().blob(self.object_key(key)).upload_from_filename(str(source))
 
     def get(self, key: str) -> bytes:
         from google.api_core.exceptions import NotFound

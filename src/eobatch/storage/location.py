@@ -108,6 +108,11 @@ class Location:
         """Write `data` at `key`, replacing any object there (atomically for local files)."""
         self._backend().put(clean_key(key), data)
 
+    def put_file(self, key: str, source: Path) -> None:
+        """Write the file `source` at `key` as `put` does, streamed from disk (a large manifest
+        is never held in memory whole; S3 gets it in multipart pieces)."""
+        self._backend().put_file(clean_key(key), source)
+
     def get(self, key: str) -> bytes:
         """The bytes at `key`; raises `FileNotFoundError` if there is no such object."""
         key = clean_key(key)
