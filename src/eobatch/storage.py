@@ -222,6 +222,7 @@ class Location:
         try:
             with os.fdopen(fd, "wb") as out:
                 out.write(data)
+            os.chmod(temp, _FILE_MODE)  # mkstemp makes it private; deliveries are plain files
             os.replace(temp, target)
         except BaseException:
             Path(temp).unlink(missing_ok=True)
@@ -417,6 +418,23 @@ def _s3_store(location: Location, max_retries: int, retry_timeout_s: float) -> S
             "retry_timeout": timedelta(seconds=retry_timeout_s),
         },
     )
+
+
+def _process_umask() -> int:
+    """The umask, read without changing it where Linux tells (os.umask can only set it)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)  # elsewhere: set and restore once, at import
+    os.umask(mask)
+    return mask
+
+
+# Files in local-folder buckets get the mode any file written by this process gets.
+_FILE_MODE = 0o666 & ~_process_umask()
 
 
 def _clean_key(key: str, allow_empty: bool = False) -> str:

@@ -11,10 +11,12 @@ from eobatch.api.pagination import page, page_window
 from eobatch.errors import InvalidRequest, NotFound
 from eobatch.lifecycle import tasks
 from eobatch.lifecycle.states import UserAction
+from eobatch.limits import shown
 from eobatch.planning import GRIDS
 from eobatch.schemas import BatchRequest, DescriptionUpdate, parse_json
 
 router = APIRouter(prefix="/api/v2/batch", tags=["batch"])
+_GRID_IDS = ", ".join(map(str, GRIDS))
 
 
 async def _create_body(request: Request) -> tuple[object, str | None]:
@@ -125,8 +127,16 @@ def list_grids(
 @router.get("/tilinggrids/{grid_id}")
 def get_grid(grid_id: str, _: str = Depends(current_account)) -> dict:
     try:
-        grid = GRIDS[int(grid_id)]
-    except (ValueError, KeyError):
+        number = int(grid_id) if grid_id.isascii() else None
+    except ValueError:
+        number = None
+    if number is None:
+        raise InvalidRequest.at(
+            "id", f"{shown(grid_id)} is not a tiling grid id; ids are integers: {_GRID_IDS}"
+        )
+    try:
+        grid = GRIDS[number]
+    except KeyError:
         raise NotFound(
             f"Tiling grid {grid_id} not found; available: {', '.join(map(str, GRIDS))}"
         ) from None

@@ -19,6 +19,7 @@ from eobatch.errors import AnalysisError
 from eobatch.lifecycle.billing import estimate
 from eobatch.lifecycle.context import TaskContext
 from eobatch.lifecycle.inputs import check_inputs, check_mosaicking, pin_items
+from eobatch.limits import path_violations, shown, too_many_features
 from eobatch.planning import Feature, ManifestRow, feature_manifest_bytes, plan_tiling_grid
 from eobatch.planning.geopackage import SizeDefaults, plan_geopackage_input
 from eobatch.schemas.batch import (
@@ -175,6 +176,26 @@ def plan_features(context: TaskContext) -> list[Feature]:
     )
 
 
+def check_planned(context: TaskContext, features: list[Feature], settings: Settings) -> None:
+    """The planned features within the limits, before anything is written: how many there are,
+    and for GeoPackage input (whose names are only known now) the longest output path."""
+    many = too_many_features(len(features), settings, estimated=False)
+    if many is not None:
+        raise AnalysisError(many[0].upper() + many[1:])
+    if not isinstance(context.request.input, GeoPackageInput) or not features:
+        return
+    longest = max(features, key=lambda f: len(f.name.encode()))
+    for target in context.targets(longest):
+        found = path_violations(
+            context.delivery.url_for(target.key),
+            "output->delivery",
+            settings,
+            what=f"output path of feature {shown(longest.name)}",
+        )
+        if found:
+            raise AnalysisError(found[0].violation[0].upper() + found[0].violation[1:])
+
+
 def skipped_features(context: TaskContext, features: list[Feature]) -> set[int]:
     """Ids of features to skip because their outputs exist (`skipExisting`).
 
@@ -227,6 +248,7 @@ def analyse_task(
     context = TaskContext.build(db, settings, task, with_scenes=False)
     setup = check_script(context.evalscript, context)
     features = plan_features(context)
+    check_planned(context, features, settings)
     context.load_scenes([(f.epsg, f.bounds) for f in features])  # over the features' extent
     byoc_collection(context, setup, task.account_id)
     skipped = skipped_features(context, features)

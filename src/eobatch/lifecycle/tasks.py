@@ -25,6 +25,7 @@ from eobatch.lifecycle.states import (
     accept_user_action,
 )
 from eobatch.lifecycle.validation import validate_request
+from eobatch.limits import check_json_text
 from eobatch.schemas import BatchRequest, DescriptionUpdate, parse_model
 from eobatch.storage import redact_locator
 from eobatch.store import Database
@@ -90,6 +91,7 @@ def create_task(
         if not isinstance(body, dict) or not isinstance(body.get("processRequest"), dict):
             raise InvalidRequest.at("request->processRequest", "is required")
         body = {**body, "processRequest": {**body["processRequest"], "evalscript": evalscript}}
+        check_json_text(body)  # the script part came apart from the JSON
     request = parse_model(BatchRequest, body)
     with db.session() as session:
         owned = set(

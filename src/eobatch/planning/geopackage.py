@@ -78,10 +78,9 @@ def read_feature_tables(path: Path, defaults: SizeDefaults, source: str) -> list
     return read
 
 
-def plan_geopackage_input(
-    folder: Location, name: str, defaults: SizeDefaults, aoi: AOI | None
-) -> list[Feature]:
-    """Fetch the GeoPackage `name` from `folder`, check it and plan its features."""
+def fetch_feature_tables(folder: Location, name: str, defaults: SizeDefaults) -> list[FeatureTable]:
+    """Fetch the GeoPackage `name` from `folder` and read it, checked against every input rule
+    (task creation does this too, to refuse a broken file before anything is stored)."""
     source = folder.url_for(name)
     try:
         data = folder.get(name)
@@ -91,17 +90,27 @@ def plan_geopackage_input(
         path = Path(tmp) / "features.gpkg"
         path.write_bytes(data)
         del data
-        tables = read_feature_tables(path, defaults, source)
-    return plan_geopackage(tables, aoi, source)
+        return read_feature_tables(path, defaults, source)
+
+
+def plan_geopackage_input(
+    folder: Location, name: str, defaults: SizeDefaults, aoi: AOI | None
+) -> list[Feature]:
+    """Fetch the GeoPackage `name` from `folder`, check it and plan its features."""
+    tables = fetch_feature_tables(folder, name, defaults)
+    return plan_geopackage(tables, aoi, folder.url_for(name))
 
 
 def plan_geopackage(tables: list[FeatureTable], aoi: AOI | None, source: str) -> list[Feature]:
     """The features to process: all of them, or those meeting the AOI; in the feature CRS.
 
-    Ids are 0, 1, … over all tables in table order, then `id` order, counted before the AOI
-    filter, so the same feature always gets the same id.
+    A feature's id is its GeoPackage `id` (what the execution database lists), unless two
+    tables share an id or one does not fit the store's 32-bit ids: then ids are 0, 1, … over all
+    tables in table order, then `id` order, counted before the AOI filter.
     """
     features: list[Feature] = []
+    every = np.concatenate([table.fids for table in tables])
+    own_ids = len(np.unique(every)) == len(every) and bool(((every >= 0) & (every < 2**31)).all())
     first_id = 0
     for table in tables:
         hit = np.ones(len(table.fids), dtype=bool)
@@ -121,7 +130,7 @@ def plan_geopackage(tables: list[FeatureTable], aoi: AOI | None, source: str) ->
             minx, miny, maxx, maxy = bounds[i].tolist()
             features.append(
                 Feature(
-                    id=first_id + i,
+                    id=int(table.fids[i]) if own_ids else first_id + i,
                     name=table.identifiers[i],
                     epsg=table.epsg,
                     bounds=(minx, miny, maxx, maxy),

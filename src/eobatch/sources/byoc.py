@@ -25,6 +25,7 @@ from sqlalchemy import delete, or_, select
 
 from eobatch.config import Settings
 from eobatch.errors import Conflict, InvalidRequest, NotFound
+from eobatch.limits import path_violations
 from eobatch.schemas import parse_model
 from eobatch.schemas.byoc import CollectionIn, TileIn, TileUpdate
 from eobatch.sources.scenes import BandSource, Scene
@@ -455,6 +456,9 @@ def create_tile(
 ) -> dict[str, Any]:
     """Register a tile and ingest it: INGESTED, or FAILED with the reason."""
     body = parse_model(TileIn, raw)
+    refused = path_violations(body.path, "path", settings, what="tile path")
+    if refused:
+        raise InvalidRequest(f"Invalid request: path: {refused[0].violation}", refused)
     cover = _cover_to_crs84(body.cover_geometry) if body.cover_geometry else None
     with db.session() as session:
         collection = _owned_collection(session, account_id, collection_id)
