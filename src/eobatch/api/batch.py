@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
@@ -17,6 +19,7 @@ from eobatch.schemas import BatchRequest, DescriptionUpdate, parse_json
 
 router = APIRouter(prefix="/api/v2/batch", tags=["batch"])
 _GRID_IDS = ", ".join(map(str, GRIDS))
+_INTEGER = re.compile(r"-?[0-9]+")
 
 
 async def _create_body(request: Request) -> tuple[object, str | None]:
@@ -126,18 +129,12 @@ def list_grids(
 
 @router.get("/tilinggrids/{grid_id}")
 def get_grid(grid_id: str, _: str = Depends(current_account)) -> dict:
-    try:
-        number = int(grid_id) if grid_id.isascii() else None
-    except ValueError:
-        number = None
-    if number is None:
+    if _INTEGER.fullmatch(grid_id) is None:
         raise InvalidRequest.at(
             "id", f"{shown(grid_id)} is not a tiling grid id; ids are integers: {_GRID_IDS}"
         )
-    try:
-        grid = GRIDS[number]
+    try:  # a number too long for int() is no grid either
+        grid = GRIDS[int(grid_id) if len(grid_id) < 20 else -1]
     except KeyError:
-        raise NotFound(
-            f"Tiling grid {grid_id} not found; available: {', '.join(map(str, GRIDS))}"
-        ) from None
+        raise NotFound(f"Tiling grid {shown(grid_id)} not found; available: {_GRID_IDS}") from None
     return grid.descriptor()
