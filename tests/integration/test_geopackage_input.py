@@ -140,7 +140,9 @@ def test_malformed_geopackage_is_refused_at_create_and_fails_the_analysis(  # ty
     breaker(path)
     results = sorted(p.name for p in (settings.buckets_dir / "results").rglob("*"))
     error = assert_error(alice.http.post("/api/v2/batch/process", json=body), 400)
-    violation = {e["parameter"]: e["violation"] for e in error["errors"]}["input->features->s3->url"]
+    violation = {e["parameter"]: e["violation"] for e in error["errors"]}[
+        "input->features->s3->url"
+    ]
     assert violation.startswith("GeoPackage s3://in/fields.gpkg")
     assert re.search(message, violation), violation
     assert task_count(db) == 1  # nothing stored for the refused one, no request file written
