@@ -23,8 +23,8 @@ from eobatch.store.models import Task
 from tests.integration.test_api import User, _user, valid_request
 
 CREATE = "/api/v2/batch/process"
-SCHEMA_EXAMPLES = 400
-MUTATION_EXAMPLES = 600
+SCHEMA_EXAMPLES = 300
+MUTATION_EXAMPLES = 500
 
 
 def _fuzz(examples: int) -> settings:

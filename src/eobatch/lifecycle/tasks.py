@@ -101,7 +101,7 @@ def create_task(
         if account is None:
             raise NotFound("Account not found")
         balance = account.balance_pu
-    checked = validate_request(request, settings, owned)
+    checked = validate_request(request, settings, owned, read_geopackage=True)
     if balance < settings.min_balance_pu:
         raise Forbidden(
             f"Creating a batch task needs at least {settings.min_balance_pu:g} PU on the account; "

@@ -192,9 +192,16 @@ def _check_fusion(sources: list[DataSource]) -> list[Violation]:
 
 
 def validate_request(
-    request: BatchRequest, settings: Settings, owned_collections: set[str]
+    request: BatchRequest,
+    settings: Settings,
+    owned_collections: set[str],
+    *,
+    read_geopackage: bool = False,
 ) -> ValidatedRequest:
-    """Check `request` for the account owning `owned_collections`; raises `InvalidRequest`."""
+    """Check `request` for the account owning `owned_collections`; raises `InvalidRequest`.
+
+    `read_geopackage` (task creation) also fetches a GeoPackage input and checks its rules;
+    the analysis reads it anyway, and reports a file broken since with its own message."""
     found: list[Violation] = []
 
     def check(fn, *args):  # type: ignore[no-untyped-def]
@@ -236,7 +243,7 @@ def validate_request(
                 if many is not None:
                     found.append(Violation("processRequest->input->bounds", many))
     else:
-        features = check(_check_geopackage_input, request.input, settings)
+        features = check(_check_geopackage_input, request.input, settings, read_geopackage)
         bounds = process.input.bounds
         if bounds is not None and (bounds.bbox is not None or bounds.geometry is not None):
             crs = bounds.properties.crs if bounds.properties else None
@@ -448,11 +455,11 @@ def _check_cog(output: RasterOutput, responses: list) -> list[Violation]:
     return found
 
 
-def _check_geopackage_input(source: GeoPackageInput, settings: Settings) -> tuple[Location, str]:
-    """The folder and file name of the GeoPackage, which must exist, and consistent defaults.
-
-    Its content is checked by the analysis (`planning.geopackage`), which reads the whole file.
-    """
+def _check_geopackage_input(
+    source: GeoPackageInput, settings: Settings, read: bool
+) -> tuple[Location, str]:
+    """The folder and file name of the GeoPackage, which must exist, and consistent defaults;
+    with `read`, its content too (`planning.geopackage`, which reads the whole file)."""
     found: list[Violation] = []
     defaults = source.defaults
     if defaults is not None:
@@ -491,7 +498,7 @@ def _check_geopackage_input(source: GeoPackageInput, settings: Settings) -> tupl
         else:
             if not location.exists(name):
                 found.append(Violation(where, f"no GeoPackage at {url}"))
-            elif not found:  # the file's own rules (the seed: create validates all but the script)
+            elif read and not found:  # the seed: create validates everything but the script
                 sizes = defaults or GeoPackageDefaults()
                 try:
                     fetch_feature_tables(
