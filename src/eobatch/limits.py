@@ -22,6 +22,9 @@ _ANY_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _SCRIPT_CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")
 _SCRIPTS = frozenset({"processRequest->evalscript"})
 _SHOWN = 40  # characters of an offending value repeated in a message
+# A `search` is words joined by | and &; each word is one LIKE clause of the query.
+MAX_SEARCH_CHARS = 500
+MAX_SEARCH_WORDS = 32
 
 
 def shown(text: str) -> str:
@@ -74,6 +77,17 @@ def check_json_text(data: Any) -> None:
 def text_violation(parameter: str, text: str) -> Violation | None:
     """A query parameter or other single text with NUL or any control character, or None."""
     return _control_violation(parameter, text, _ANY_CONTROL)
+
+
+def check_search(search: str) -> None:
+    """Refuse a `search` too long, or with so many words that its query would be unwieldy."""
+    words = len(re.split(r"[|&]", search))
+    if len(search) > MAX_SEARCH_CHARS or words > MAX_SEARCH_WORDS:
+        raise InvalidRequest.at(
+            "search",
+            f"has {len(search)} characters and {words} words; at most {MAX_SEARCH_CHARS} "
+            f"characters and {MAX_SEARCH_WORDS} words joined by | or & are allowed",
+        )
 
 
 def path_violations(

@@ -258,6 +258,40 @@ def test_control_characters_in_the_url_are_refused(url: str, alice: User) -> Non
     assert alice.http.get(CREATE, params={"search": "test"}).status_code == 200
 
 
+@pytest.mark.parametrize(
+    ("url", "text"),
+    [
+        ("s3://data/" + "/".join(["p"] * 2000), "bytes long"),
+        ("s3://data/" + "q" * 5000, "bytes long"),
+        ("s3://data/a/../b", "'..'"),
+    ],
+)
+def test_bad_collection_storage_urls_are_refused(url: str, text: str, alice: User, db) -> None:  # type: ignore[no-untyped-def]
+    with db.session() as session:
+        before = session.query(Collection).count()
+    response = alice.http.post(
+        "/api/v1/byoc/collections", json={"name": "mine", "storage": {"s3": {"url": url}}}
+    )
+    assert text in violations(response)["storage->s3->url"]
+    with db.session() as session:
+        assert session.query(Collection).count() == before
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"search": "|".join(["a"] * 3000)},  # one LIKE per word: SQLite's expression limit
+        {"search": "x" * 501},
+        {"viewtoken": "9" * 25},  # past a 64-bit SQL offset
+    ],
+)
+@pytest.mark.parametrize("listing", [CREATE, "/api/v1/byoc/collections"])
+def test_listing_parameters_beyond_reason_are_400(query: dict, listing: str, alice: User) -> None:
+    found = violations(alice.http.get(listing, params=query))
+    assert set(found) == set(query)
+    assert alice.http.get(listing, params={"search": "a|b&c"}).status_code == 200
+
+
 def test_nul_in_a_collection_name_is_refused(alice: User, db) -> None:  # type: ignore[no-untyped-def]
     with db.session() as session:
         before = session.query(Collection).count()

@@ -25,7 +25,7 @@ from eobatch.lifecycle.states import (
     accept_user_action,
 )
 from eobatch.lifecycle.validation import validate_request
-from eobatch.limits import check_json_text
+from eobatch.limits import check_json_text, check_search
 from eobatch.schemas import BatchRequest, DescriptionUpdate, parse_model
 from eobatch.storage import redact_locator
 from eobatch.store import Database
@@ -198,6 +198,7 @@ def list_tasks(
         raise InvalidRequest.at("sort", f"must be one of {', '.join(SORTS)}")
     query = select(Task).where(Task.account_id == account_id)
     if search:
+        check_search(search)
         query = query.where(_search_clause(search))
     query = query.order_by(*order, Task.id).offset(offset).limit(limit + 1)
     with db.session() as session:

@@ -25,7 +25,7 @@ from sqlalchemy import delete, or_, select
 
 from eobatch.config import Settings
 from eobatch.errors import Conflict, InvalidRequest, NotFound
-from eobatch.limits import path_violations
+from eobatch.limits import check_search, path_violations
 from eobatch.schemas import parse_model
 from eobatch.schemas.byoc import CollectionIn, TileIn, TileUpdate
 from eobatch.sources.scenes import BandSource, Scene
@@ -162,6 +162,14 @@ def _checked_storage(
             "storage->s3->iamRoleARN",
             "collections read with an accessKey/secretAccessKey pair; roles are for deliveries",
         )
+    for kind, fields in storage.items():
+        if isinstance(fields, dict) and isinstance(fields.get("url"), str):
+            refused = path_violations(fields["url"], f"storage->{kind}->url", settings, what="URL")
+            if refused:
+                problem = refused[0]
+                raise InvalidRequest(
+                    f"Invalid request: {problem.parameter}: {problem.violation}", refused
+                )
     location = open_location(storage, settings, "storage")
     if s3_bucket is not None and s3_bucket != location.bucket:
         raise InvalidRequest.at(
@@ -232,6 +240,7 @@ def list_collections(
 ) -> list[dict[str, Any]]:
     query = select(Collection).where(Collection.account_id == account_id)
     if search:
+        check_search(search)
         query = query.where(
             or_(
                 *(
