@@ -5,15 +5,20 @@ other requests."""
 from __future__ import annotations
 
 import json
+import sqlite3
 import uuid
 from collections.abc import Iterator
+from contextlib import closing
 
 import pytest
 from fastapi.testclient import TestClient
 
 from eobatch.api import create_app
-from eobatch.store.models import Collection, Task, Tile
-from tests.geopackages import valid_geopackage
+from eobatch.lifecycle.controller import Controller
+from eobatch.planning import parse_aoi, plan_tiling_grid
+from eobatch.planning.estimate import estimate_features
+from eobatch.store.models import Collection, Feature, Task, Tile
+from tests.geopackages import squares, valid_geopackage, write_layer
 from tests.integration.test_api import (
     EVALSCRIPT,
     User,
@@ -372,3 +377,76 @@ def test_a_test_client_without_a_token_gets_413_before_401(app) -> None:  # type
     anonymous = TestClient(app, raise_server_exceptions=False)
     assert_error(anonymous.post(CREATE, content=b"x" * (BODY_LIMIT + 1)), 413)
     assert_error(anonymous.post(CREATE, content=b"{}"), 401)
+
+
+# -- at analysis ---------------------------------------------------------------------------------
+
+MASK_SCRIPT = """//VERSION=3
+function setup() { return { input: ["dataMask"], output: { bands: 1, sampleType: "UINT8" } }; }
+function evaluatePixel(s) { return [s.dataMask]; }
+"""
+
+
+def _analysed(user: User, db, settings, body: dict) -> dict:  # type: ignore[no-untyped-def]
+    response = user.http.post(CREATE, json=body)
+    assert response.status_code == 201, response.text
+    task_id = response.json()["id"]
+    assert user.http.post(f"{CREATE}/{task_id}/analyse").status_code == 204
+    controller = Controller(db, settings, client=None)  # analysis needs no Dask cluster
+    for claimed in controller.claim():
+        controller.advance(claimed)
+    return user.http.get(f"{CREATE}/{task_id}").json()
+
+
+def test_the_execution_database_lists_geopackage_ids(alice: User, db, limited) -> None:  # type: ignore[no-untyped-def]
+    path = limited.buckets_dir / "in" / "fields.gpkg"
+    squares_ = squares(500000, 5350000, 1000, 3)
+    write_layer(path, "fields", 32633, squares_, ids=[10, 20, 30], width=[8] * 3, height=[8] * 3)
+    body = valid_request(alice.collection_id)
+    body["processRequest"]["evalscript"] = MASK_SCRIPT
+    del body["processRequest"]["input"]["bounds"]
+    body["input"] = {"type": "geopackage", "features": {"s3": {"url": "s3://in/fields.gpkg"}}}
+    task = _analysed(alice, db, limited, body)
+    assert task["status"] == "ANALYSIS_DONE", task
+    Controller(db, limited, client=None).upload_execution_db(task["id"])
+    written = limited.buckets_dir / "results" / "run" / f"execution-{task['id']}.sqlite"
+    with closing(sqlite3.connect(written)) as connection:
+        rows = connection.execute("SELECT id, name FROM features ORDER BY id").fetchall()
+    assert rows == [(10, "fields-10"), (20, "fields-20"), (30, "fields-30")]
+
+
+def test_a_misplaced_setup_key_fails_the_analysis_naming_it(alice: User, db, limited) -> None:  # type: ignore[no-untyped-def]
+    body = valid_request(alice.collection_id)
+    body["processRequest"]["evalscript"] = MASK_SCRIPT.replace(
+        'sampleType: "UINT8" }', 'sampleType: "UINT8" }, noDataValue: 0'
+    )
+    task = _analysed(alice, db, limited, body)
+    assert task["status"] == "FAILED"
+    assert "setup().noDataValue is not a property" in task["error"]
+    assert "belongs in each object of setup().output" in task["error"]
+    with db.session() as session:
+        assert session.query(Feature).filter(Feature.task_id == task["id"]).count() == 0
+
+
+def test_too_many_planned_features_fail_the_analysis_before_anything_is_written(  # type: ignore[no-untyped-def]
+    alice: User, db, limited
+) -> None:
+    """An AOI the estimate lets through (a thin diagonal line of tiles) is counted exactly."""
+    body = valid_request(alice.collection_id)
+    body["processRequest"]["evalscript"] = MASK_SCRIPT
+    line = [[10.0, 45.0], [16.0, 50.0], [16.0001, 50.0], [10.0001, 45.0], [10.0, 45.0]]
+    geometry = {"type": "Polygon", "coordinates": [line]}
+    body["processRequest"]["input"]["bounds"] = {"geometry": geometry}
+    aoi = parse_aoi(None, geometry, None)
+    estimate = estimate_features(7, aoi)
+    planned = len(plan_tiling_grid(7, 20.0, 0, 0, aoi))
+    assert planned > estimate  # a line meets more cells than the average shape of its size
+    tight = limited.model_copy(update={"max_features": estimate})
+    task = _analysed(alice, db, tight, body)
+    assert task["status"] == "FAILED"
+    assert task["error"] == (
+        f"The task has {planned} features; a task may have at most {estimate}. Split the area "
+        "into several tasks or choose a coarser grid"
+    )
+    manifest = limited.buckets_dir / "results" / "run" / f"featureManifest-{task['id']}.gpkg"
+    assert not manifest.exists()
