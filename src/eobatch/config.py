@@ -125,6 +125,27 @@ class Settings(BaseSettings):
     )
     restart_lock_s: float = Field(default=1800.0, ge=0, description="No restart after a user stop.")
     min_balance_pu: float = Field(default=1000.0, ge=0, description="Balance needed to create.")
+    # Input limits (docs/limits.md): each is refused with a 4xx before any work is done.
+    max_body_bytes: int = Field(
+        default=10 * 1024 * 1024,
+        ge=1024,
+        description="Largest request body; a bigger one is refused (413) while it streams in.",
+    )
+    max_features: int = Field(
+        default=700_000,
+        ge=1,
+        description="Most features one task may have (estimated at create, counted at analysis).",
+    )
+    max_path_bytes: int = Field(
+        default=1024,
+        ge=64,
+        description="Longest object path (delivery URL, GeoPackage URL, BYOC tile path), UTF-8.",
+    )
+    max_name_bytes: int = Field(
+        default=255,
+        ge=16,
+        description="Longest part of a path (a folder or file name), UTF-8.",
+    )
 
     @field_validator("database_url")
     @classmethod

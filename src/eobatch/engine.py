@@ -131,8 +131,10 @@ def _run(job: FeatureJob) -> FeatureOutcome:
     data, samples = read_inputs(job.evalscript, job.setup, job.sources, grid, runtime)
     # dataMask is always read (the runtime passes on only the bands the script asks for).
     if samples == 0 or not any(d.bands["dataMask"].any() for d in data.values()):
+        # Nothing evaluated, nothing delivered: no sample is charged, whatever the mosaicking
+        # ("you are only charged PUs for the features that are processed").
         return FeatureOutcome(
-            job.task_id, feature.id, True, no_data=True, error="No data", samples=samples
+            job.task_id, feature.id, True, no_data=True, error="No data", samples=0
         )
     # copy=False: the rasters are encoded below, before this runtime evaluates anything else.
     result = runtime.evaluate_sources(job.evalscript, job.setup, data, copy=False)

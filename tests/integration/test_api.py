@@ -236,7 +236,7 @@ def test_tiling_grids(alice: User) -> None:
     assert grid["properties"]["tileWidth"] == 20000.0
     assert sorted(grid["properties"]["resolutions"]) == [10.0, 20.0]
     assert_error(alice.http.get("/api/v2/batch/tilinggrids/5"), 404, "COMMON_NOT_FOUND")
-    assert_error(alice.http.get("/api/v2/batch/tilinggrids/abc"), 404, "COMMON_NOT_FOUND")
+    assert_error(alice.http.get("/api/v2/batch/tilinggrids/abc"), 400, "COMMON_BAD_PAYLOAD")
     two = alice.http.get("/api/v2/batch/tilinggrids", params={"count": 4}).json()
     assert len(two["data"]) == 4 and two["links"]["nextToken"] == "4"
 

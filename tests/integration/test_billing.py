@@ -341,3 +341,25 @@ def test_outputs_to_another_region_pay_the_transfer_surcharge(  # type: ignore[n
         assert_books_balance(svc, [task_id], to_micro(5000.0))
     finally:
         db.dispose()
+
+
+def test_features_without_data_are_not_charged(service_factory) -> None:  # type: ignore[no-untyped-def]
+    """SIMPLE features with no scene in the time range: DONE with 'No data', nothing
+    delivered, nothing charged (not even the 100 PU minimum)."""
+    svc = service_factory(5000.0)
+    controller = svc.controller()
+    body = svc.basic_request()
+    body["processRequest"]["input"]["data"][0]["dataFilter"] = {
+        "timeRange": {"from": "2010-01-01T00:00:00Z", "to": "2010-12-31T23:59:59Z"}
+    }
+    task_id = svc.create(body)
+    svc.action(task_id, "start")
+    run_until([controller], status_is(svc, task_id, "DONE", "FAILED", "STOPPED"))
+    rows = svc.features(task_id)
+    assert len(rows) == 4
+    assert {(r.status, r.error, r.delivered, r.cost_micro_pu) for r in rows} == {
+        ("DONE", "No data", False, 0)
+    }
+    assert svc.task(task_id)["costPU"] == 0
+    assert svc.balance() == (to_micro(5000.0), 0)
+    assert not list((svc.settings.buckets_dir / "results" / "run").rglob("*.tif"))

@@ -126,13 +126,33 @@ def test_aoi_and_defaults_apply(alice: User, db, settings) -> None:  # type: ign
         "point feature",
     ],
 )
-def test_malformed_geopackage_fails_the_task_with_its_message(  # type: ignore[no-untyped-def]
+def test_malformed_geopackage_is_refused_at_create_and_fails_the_analysis(  # type: ignore[no-untyped-def]
     case: str, alice: User, db, settings
 ) -> None:
+    """Create checks the file's rules (the seed: it validates all but the evalscript); a file
+    broken after the task was created fails its analysis with the same message."""
     breaker, message = MALFORMED[case]
     path = valid_geopackage(settings.buckets_dir / "in" / "fields.gpkg")
+    body = geopackage_request(alice, "s3://in/fields.gpkg")
+    created = alice.http.post("/api/v2/batch/process", json=body)
+    assert created.status_code == 201, created.text
+    task_id = created.json()["id"]
     breaker(path)
-    task = analyse(alice, db, settings, geopackage_request(alice, "s3://in/fields.gpkg"))
+    results = sorted(p.name for p in (settings.buckets_dir / "results").rglob("*"))
+    error = assert_error(alice.http.post("/api/v2/batch/process", json=body), 400)
+    violation = {e["parameter"]: e["violation"] for e in error["errors"]}[
+        "input->features->s3->url"
+    ]
+    assert violation.startswith("GeoPackage s3://in/fields.gpkg")
+    assert re.search(message, violation), violation
+    assert task_count(db) == 1  # nothing stored for the refused one, no request file written
+    assert sorted(p.name for p in (settings.buckets_dir / "results").rglob("*")) == results
+
+    assert alice.http.post(f"/api/v2/batch/process/{task_id}/analyse").status_code == 204
+    controller = Controller(db, settings, client=None)  # analysis needs no Dask cluster
+    for claimed in controller.claim():
+        controller.advance(claimed)
+    task = alice.http.get(f"/api/v2/batch/process/{task_id}").json()
     assert task["status"] == "FAILED"
     assert task["error"].startswith("GeoPackage s3://in/fields.gpkg")
     assert re.search(message, task["error"]), task["error"]

@@ -74,6 +74,22 @@ def test_aoi_keeps_only_intersecting_features_with_stable_ids(tmp_path: Path) ->
     assert [(f.id, f.name) for f in plan(path, aoi=lonlat)] == [(3, "fields_wgs-1")]
 
 
+def test_features_keep_their_geopackage_ids_when_unique(tmp_path: Path) -> None:
+    """The execution database lists a feature by its GeoPackage id (the seed's `id`)."""
+    path = tmp_path / "f.gpkg"
+    write_layer(
+        path,
+        "a",
+        32633,
+        squares(500000, 5350000, 1000, 2),
+        ids=[10, 20],
+        width=[8, 8],
+        height=[8, 8],
+    )
+    write_layer(path, "b", 32633, squares(600000, 5350000, 1000, 1), ids=[7], width=[8], height=[8])
+    assert [(f.id, f.name) for f in plan(path)] == [(10, "a-10"), (20, "a-20"), (7, "b-7")]
+
+
 def test_defaults_fill_features_without_a_size(tmp_path: Path) -> None:
     path = tmp_path / "f.gpkg"
     write_layer(

@@ -145,6 +145,14 @@ def test_setup_is_picklable() -> None:
             "did you mean 'sampleType'?",
         ),
         ('{input: [{bands: ["B04"], unit: "DN"}]}', "setup().input[0].unit is not a"),
+        (  # an output's key beside `output` would be ignored silently: refused, with the place
+            '{input: ["B04"], output: {bands: 1}, noDataValue: 0}',
+            "setup().noDataValue is not a property of setup()'s result (allowed: input, output, "
+            "mosaicking); 'nodataValue' belongs in each object of setup().output (allowed "
+            "there: id, bands, sampleType, nodataValue)",
+        ),
+        ('{input: ["B04"], sampleType: "UINT8"}', "'sampleType' belongs in each object of"),
+        ('{input: ["B04"], units: "DN"}', "'units' belongs in each object of setup().input"),
         ('{input: ["B04"], mosaicing: "ORBIT"}', "did you mean 'mosaicking'?"),
         (
             '{input: [{bands: ["B04"], mosaicking: "ORBIT"}, {bands: ["B08"], mosaicking: '
@@ -157,6 +165,12 @@ def test_parse_setup_rejects_invalid_results(setup: str, expected: str) -> None:
     with pytest.raises(EvalscriptError) as info:
         parse_setup(script(setup, "return [0];"))
     assert expected in str(info.value)
+
+
+def test_unknown_top_level_keys_stay_ignored() -> None:
+    """evalscript-v3 recommends ignoring keys it does not document (`processing`)."""
+    parsed = parse_setup(script('{input: ["B04"], processing: {x: 1}}', "return [0];"))
+    assert parsed.outputs[0].id == "default"
 
 
 def test_parse_setup_requires_version_line() -> None:

@@ -139,3 +139,14 @@ def test_pending_action_events(status: Status, action: UserAction) -> None:
     assert event == expected
     if event is not None:  # every event a pending action produces has a transition
         assert next_status(status, event) is not None
+
+
+@pytest.mark.parametrize("status", [Status.ANALYSING, Status.ANALYSIS_DONE])
+def test_start_right_after_a_stop_keeps_the_stop(status: Status) -> None:
+    """A STOP not yet carried out starts the restart lock: a START may not replace it."""
+    stopping = accept_user_action(state(status, UserAction.NONE), UserAction.STOP, NOW, LOCK)
+    assert stopping.user_action is UserAction.STOP
+    with pytest.raises(IllegalAction, match="cannot be restarted for 30 minutes"):
+        accept_user_action(stopping, UserAction.START, NOW + timedelta(seconds=1), LOCK)
+    later = accept_user_action(stopping, UserAction.START, NOW + LOCK, LOCK)
+    assert later.user_action is UserAction.START

@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from eobatch import metrics
 from eobatch.api import auth, batch, byoc, catalog, console, operations, process
 from eobatch.api.errors import install_error_handlers
+from eobatch.api.guard import InputGuard
 from eobatch.api.openapi import install_openapi
 from eobatch.config import Settings
 from eobatch.sealing import keyring_for
@@ -37,6 +38,7 @@ def create_app(settings: Settings, db: Database, controller: Controller | None =
     app.state.signing_key = token_signing_key(db, keyring_for(settings), settings.jwt_secret)
     app.state.metrics = metrics.registry(db, controller)
     install_error_handlers(app)
+    app.add_middleware(InputGuard, max_body_bytes=settings.max_body_bytes)
     app.include_router(auth.router)
     app.include_router(batch.router)
     app.include_router(byoc.router)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -11,13 +12,16 @@ from eobatch.api.auth import current_account
 from eobatch.api.bodies import MULTIPART_PARTS, json_or_multipart
 from eobatch.api.openapi import json_body
 from eobatch.api.pagination import page, page_window
-from eobatch.errors import NotFound
+from eobatch.errors import InvalidRequest, NotFound
 from eobatch.lifecycle import tasks
 from eobatch.lifecycle.states import UserAction
+from eobatch.limits import shown
 from eobatch.planning import GRIDS
 from eobatch.schemas import BatchRequest, DescriptionUpdate, parse_json
 
 router = APIRouter(prefix="/api/v2/batch", tags=["batch"])
+_GRID_IDS = ", ".join(map(str, GRIDS))
+_INTEGER = re.compile(r"-?[0-9]+")
 
 
 _MULTIPART = {
@@ -111,10 +115,12 @@ def list_grids(
 
 @router.get("/tilinggrids/{grid_id}")
 def get_grid(grid_id: str, _: str = Depends(current_account)) -> dict:
-    try:
-        grid = GRIDS[int(grid_id)]
-    except (ValueError, KeyError):
-        raise NotFound(
-            f"Tiling grid {grid_id} not found; available: {', '.join(map(str, GRIDS))}"
-        ) from None
+    if _INTEGER.fullmatch(grid_id) is None:
+        raise InvalidRequest.at(
+            "id", f"{shown(grid_id)} is not a tiling grid id; ids are integers: {_GRID_IDS}"
+        )
+    try:  # a number too long for int() is no grid either
+        grid = GRIDS[int(grid_id) if len(grid_id) < 20 else -1]
+    except KeyError:
+        raise NotFound(f"Tiling grid {shown(grid_id)} not found; available: {_GRID_IDS}") from None
     return grid.descriptor()

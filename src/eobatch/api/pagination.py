@@ -9,6 +9,7 @@ from fastapi import Request
 from eobatch.errors import InvalidRequest
 
 MAX_COUNT = 100
+_MAX_OFFSET = 2**62  # SQL offsets are 64-bit: a bigger token is none this endpoint returned
 
 
 def page_window(count: int | None, viewtoken: str | None) -> tuple[int, int]:
@@ -20,7 +21,7 @@ def page_window(count: int | None, viewtoken: str | None) -> tuple[int, int]:
         offset = int(viewtoken) if viewtoken not in (None, "") else 0
     except ValueError:
         offset = -1
-    if offset < 0:
+    if not 0 <= offset < _MAX_OFFSET:
         raise InvalidRequest.at("viewtoken", "is not a token returned by this endpoint")
     return offset, limit
 

@@ -29,6 +29,7 @@ from eobatch.lifecycle.billing import estimate
 from eobatch.lifecycle.context import TaskContext
 from eobatch.lifecycle.fencing import LeaseLost
 from eobatch.lifecycle.inputs import check_inputs, check_mosaicking, pin_items
+from eobatch.limits import path_violations, shown, too_many_features
 from eobatch.planning import Feature, FeaturePlan, ManifestRow, tiling_grid_plan
 from eobatch.planning.geopackage import SizeDefaults, geopackage_input_plan
 from eobatch.planning.manifest import ManifestWriter
@@ -189,6 +190,27 @@ def plan_features(context: TaskContext) -> FeaturePlan:
     )
 
 
+def check_planned(context: TaskContext, plan: FeaturePlan, settings: Settings) -> None:
+    """The planned features within the limits, before anything is written: how many there are,
+    and for GeoPackage input (whose names are only known now) the longest output path."""
+    many = too_many_features(plan.count, settings, estimated=False)
+    if many is not None:
+        raise AnalysisError(many[0].upper() + many[1:])
+    if not isinstance(context.request.input, GeoPackageInput) or not plan.count:
+        return
+    features = (f for chunk in plan.chunks() for f in chunk)
+    longest = max(features, key=lambda f: len(f.name.encode()))
+    for target in context.targets(longest):
+        found = path_violations(
+            context.delivery.url_for(target.key),
+            "output->delivery",
+            settings,
+            what=f"output path of feature {shown(longest.name)}",
+        )
+        if found:
+            raise AnalysisError(found[0].violation[0].upper() + found[0].violation[1:])
+
+
 def skipped_features(context: TaskContext, plan: FeaturePlan) -> set[int]:
     """Ids of features to skip because their outputs exist (`skipExisting`).
 
@@ -247,6 +269,7 @@ def analyse_task(
     context = TaskContext.build(db, settings, task, with_scenes=False)
     setup = check_script(context.evalscript, context)
     plan = plan_features(context)
+    check_planned(context, plan, settings)
     context.load_scenes(list(plan.extents.items()))  # over the features' extent
     byoc_collection(context, setup, task.account_id)
     skipped = skipped_features(context, plan)

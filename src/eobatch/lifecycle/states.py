@@ -117,9 +117,15 @@ def accept_user_action(
         raise IllegalAction(
             "Illegal to change userAction from START to ANALYSE: the task is already starting."
         )
+    # The lock starts with the user's STOP, also while that STOP is still pending (a START
+    # must not replace it) and until it has stopped the task.
+    if state.status is Status.STOPPED:
+        stopped_by_user = state.stopped_status_reason is StoppedReason.USER_ACTION
+    else:
+        stopped_by_user = state.user_action is UserAction.STOP
     if (
-        state.status is Status.STOPPED
-        and state.stopped_status_reason is StoppedReason.USER_ACTION
+        action is UserAction.START
+        and stopped_by_user
         and state.user_action_updated is not None
         and now < state.user_action_updated + restart_lock
     ):

@@ -26,6 +26,7 @@ from eobatch.lifecycle.states import (
     accept_user_action,
 )
 from eobatch.lifecycle.validation import validate_request
+from eobatch.limits import check_json_text, check_search
 from eobatch.schemas import BatchRequest, DescriptionUpdate, parse_model
 from eobatch.sealing import keyring_for, seal_secrets
 from eobatch.storage import redact_locator
@@ -92,6 +93,7 @@ def create_task(
         if not isinstance(body, dict) or not isinstance(body.get("processRequest"), dict):
             raise InvalidRequest.at("request->processRequest", "is required")
         body = {**body, "processRequest": {**body["processRequest"], "evalscript": evalscript}}
+        check_json_text(body)  # the script part came apart from the JSON
     request = parse_model(BatchRequest, body)
     with db.session() as session:
         owned = set(
@@ -101,7 +103,7 @@ def create_task(
         if account is None:
             raise NotFound("Account not found")
         balance = account.balance_pu
-    checked = validate_request(request, settings, owned)
+    checked = validate_request(request, settings, owned, read_geopackage=True)
     if balance < settings.min_balance_pu:
         raise Forbidden(
             f"Creating a batch task needs at least {settings.min_balance_pu:g} PU on the account; "
@@ -198,6 +200,7 @@ def list_tasks(
         raise InvalidRequest.at("sort", f"must be one of {', '.join(SORTS)}")
     query = select(Task).where(Task.account_id == account_id)
     if search:
+        check_search(search)
         query = query.where(_search_clause(search))
     query = query.order_by(*order, Task.id).offset(offset).limit(limit + 1)
     with db.session() as session:

@@ -14,10 +14,14 @@ from urllib.parse import urlsplit
 
 from eobatch.config import Settings
 from eobatch.errors import InvalidRequest, Violation
+from eobatch.limits import path_violations, shown, too_many_features
 from eobatch.planning import AOI, GRIDS, parse_aoi, validate_tiling_input
+from eobatch.planning.estimate import estimate_features
+from eobatch.planning.geopackage import GeoPackageError, SizeDefaults, fetch_feature_tables
 from eobatch.schemas.batch import (
     BatchRequest,
     DataSource,
+    GeoPackageDefaults,
     GeoPackageInput,
     RasterOutput,
     TilingGridInput,
@@ -193,9 +197,16 @@ T = TypeVar("T")
 
 
 def validate_request(
-    request: BatchRequest, settings: Settings, owned_collections: set[str]
+    request: BatchRequest,
+    settings: Settings,
+    owned_collections: set[str],
+    *,
+    read_geopackage: bool = False,
 ) -> ValidatedRequest:
-    """Check `request` for the account owning `owned_collections`; raises `InvalidRequest`."""
+    """Check `request` for the account owning `owned_collections`; raises `InvalidRequest`.
+
+    `read_geopackage` (task creation) also fetches a GeoPackage input and checks its rules;
+    the analysis reads it anyway, and reports a file broken since with its own message."""
     found: list[Violation] = []
 
     def check(fn: Callable[..., T], *args: Any) -> T | None:
@@ -204,6 +215,12 @@ def validate_request(
         except InvalidRequest as exc:
             found.extend(exc.errors or [Violation("body", exc.message)])
             return None
+
+    refused = _path_problems(request, settings)
+    if refused:  # checked first: the other checks open these locations
+        raise InvalidRequest(
+            f"Invalid request: {refused[0].parameter}: {refused[0].violation}", refused
+        )
 
     process = request.process_request
     if not (process.evalscript or "").strip():
@@ -226,8 +243,12 @@ def validate_request(
         else:
             crs = bounds.properties.crs if bounds.properties else None
             aoi = check(parse_aoi, bounds.bbox, bounds.geometry, crs)
+            if aoi is not None and grid.id in GRIDS:
+                many = too_many_features(estimate_features(grid.id, aoi), settings, estimated=True)
+                if many is not None:
+                    found.append(Violation("processRequest->input->bounds", many))
     else:
-        features = check(_check_geopackage_input, request.input, settings)
+        features = check(_check_geopackage_input, request.input, settings, read_geopackage)
         bounds = process.input.bounds
         if bounds is not None and (bounds.bbox is not None or bounds.geometry is not None):
             crs = bounds.properties.crs if bounds.properties else None
@@ -269,6 +290,8 @@ def validate_request(
     output = request.output
     if isinstance(output, RasterOutput):
         delivery, template = _check_delivery(output, responses, settings, found)
+        if template is not None:
+            found.extend(_output_path_problems(template, responses, settings))
         if output.create_collection and not output.cog_output:
             found.append(Violation("output->createCollection", "requires cogOutput: true"))
         if output.collection_id is not None and (
@@ -297,6 +320,46 @@ def validate_request(
     assert delivery is not None and template is not None
     assert aoi is not None or isinstance(request.input, GeoPackageInput)
     return ValidatedRequest(request, aoi, delivery, template, sources, features)
+
+
+def _path_problems(request: BatchRequest, settings: Settings) -> list[Violation]:
+    """Length, control characters and `.`/`..` parts of the delivery and GeoPackage URLs."""
+    locators = [("output->delivery", request.output.delivery)]
+    if isinstance(request.input, GeoPackageInput):
+        locators.append(("input->features", request.input.features))
+    found = []
+    for where, locator in locators:
+        kind = "s3" if locator.s3 is not None else "gs"
+        url = locator.wire()[kind]["url"]
+        found.extend(path_violations(url, f"{where}->{kind}->url", settings, what="URL"))
+    return found
+
+
+# The longest values placeholders take for tiling grids (names such as 20kmE216N160 or
+# 33UVP_4_4, 64-bit ids); GeoPackage identifiers are checked against them at analysis.
+_LONGEST_TILE_NAME = "x" * 16
+_LONGEST_TILE_ID = 2**63 - 1
+
+
+def _output_path_problems(
+    template: DeliveryTemplate, responses: list, settings: Settings
+) -> list[Violation]:
+    """The delivery paths with every placeholder at its longest must fit the path limits."""
+    kind = template.url.partition("://")[0]
+    where = f"output->delivery->{kind}->url"
+    for response in responses:
+        key = template.key(
+            "0" * 36, _LONGEST_TILE_NAME, _LONGEST_TILE_ID, response.identifier, "tiff"
+        )
+        found = path_violations(
+            f"{template.root}/{key}",
+            where,
+            settings,
+            what=f"path of output {shown(response.identifier)} (placeholders filled in)",
+        )
+        if found:
+            return found
+    return []
 
 
 def _check_zarr(
@@ -397,11 +460,11 @@ def _check_cog(output: RasterOutput, responses: list) -> list[Violation]:
     return found
 
 
-def _check_geopackage_input(source: GeoPackageInput, settings: Settings) -> tuple[Location, str]:
-    """The folder and file name of the GeoPackage, which must exist, and consistent defaults.
-
-    Its content is checked by the analysis (`planning.geopackage`), which reads the whole file.
-    """
+def _check_geopackage_input(
+    source: GeoPackageInput, settings: Settings, read: bool
+) -> tuple[Location, str]:
+    """The folder and file name of the GeoPackage, which must exist, and consistent defaults;
+    with `read`, its content too (`planning.geopackage`, which reads the whole file)."""
     found: list[Violation] = []
     defaults = source.defaults
     if defaults is not None:
@@ -440,6 +503,14 @@ def _check_geopackage_input(source: GeoPackageInput, settings: Settings) -> tupl
         else:
             if not location.exists(name):
                 found.append(Violation(where, f"no GeoPackage at {url}"))
+            elif read and not found:  # the seed: create validates everything but the script
+                sizes = defaults or GeoPackageDefaults()
+                try:
+                    fetch_feature_tables(
+                        location, name, SizeDefaults(sizes.width, sizes.height, sizes.resolution)
+                    )
+                except GeoPackageError as exc:
+                    found.append(Violation(where, str(exc)))
     if found:
         raise InvalidRequest(f"Invalid GeoPackage input: {found[0].violation}", found)
     assert location is not None

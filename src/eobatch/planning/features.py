@@ -134,7 +134,7 @@ def tiling_grid_plan(
     size = grid.tile_width
     coverage = WGS84_COVERAGE if grid.epsg == 4326 else LAEA_COVERAGE
     # grid 3 is lon/lat: the AOI cut at the antimeridian lands in the right cells on both sides
-    area = aoi.wgs84() if grid.epsg == 4326 else _aoi_in_grid_crs(aoi, grid.epsg)
+    area = aoi.wgs84() if grid.epsg == 4326 else aoi_in_grid_crs(aoi, grid.epsg)
     area = shapely.intersection(area, shapely.box(*coverage)) if area is not None else None
     outside = AnalysisError(
         f"The AOI does not meet tiling grid {grid_id} ({grid.name}), which covers "
@@ -305,7 +305,7 @@ def _aoi_in_zone(
     return area if area is None or area.is_valid else shapely.make_valid(area)
 
 
-def _aoi_in_grid_crs(aoi: AOI, epsg: int) -> shapely.Geometry | None:
+def aoi_in_grid_crs(aoi: AOI, epsg: int) -> shapely.Geometry | None:
     """The AOI in the grid CRS; None where it cannot be projected there (e.g. far from Europe)."""
     if epsg == 3035 and aoi.epsg != 3035:
         wgs84 = projected(aoi.geometry, aoi.epsg, 4326)

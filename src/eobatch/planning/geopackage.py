@@ -79,6 +79,21 @@ def read_feature_tables(path: Path, defaults: SizeDefaults, source: str) -> list
     return read
 
 
+def fetch_feature_tables(folder: Location, name: str, defaults: SizeDefaults) -> list[FeatureTable]:
+    """Fetch the GeoPackage `name` from `folder` and read it, checked against every input rule
+    (task creation does this too, to refuse a broken file before anything is stored)."""
+    source = folder.url_for(name)
+    try:
+        data = folder.get(name)
+    except FileNotFoundError:
+        raise GeoPackageError(f"GeoPackage {source} not found") from None
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "features.gpkg"
+        path.write_bytes(data)
+        del data
+        return read_feature_tables(path, defaults, source)
+
+
 def plan_geopackage_input(
     folder: Location, name: str, defaults: SizeDefaults, aoi: AOI | None
 ) -> list[Feature]:
@@ -90,17 +105,8 @@ def geopackage_input_plan(
     folder: Location, name: str, defaults: SizeDefaults, aoi: AOI | None
 ) -> FeaturePlan:
     """Fetch the GeoPackage `name` from `folder`, check it and plan its features."""
-    source = folder.url_for(name)
-    try:
-        data = folder.get(name)
-    except FileNotFoundError:
-        raise GeoPackageError(f"GeoPackage {source} not found") from None
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "features.gpkg"
-        path.write_bytes(data)
-        del data
-        tables = read_feature_tables(path, defaults, source)
-    return geopackage_plan(tables, aoi, source)
+    tables = fetch_feature_tables(folder, name, defaults)
+    return geopackage_plan(tables, aoi, folder.url_for(name))
 
 
 def plan_geopackage(tables: list[FeatureTable], aoi: AOI | None, source: str) -> list[Feature]:
@@ -111,10 +117,13 @@ def plan_geopackage(tables: list[FeatureTable], aoi: AOI | None, source: str) ->
 def geopackage_plan(tables: list[FeatureTable], aoi: AOI | None, source: str) -> FeaturePlan:
     """The features to process: all of them, or those meeting the AOI; in the feature CRS.
 
-    Ids are 0, 1, … over all tables in table order, then `id` order, counted before the AOI
-    filter, so the same feature always gets the same id.
+    A feature's id is its GeoPackage `id` (what the execution database lists), unless two
+    tables share an id or one does not fit the store's 32-bit ids: then ids are 0, 1, … over all
+    tables in table order, then `id` order, counted before the AOI filter.
     """
     parts: list[tuple[FeatureTable, int, np.ndarray, np.ndarray]] = []  # table, first id, rows
+    every = np.concatenate([table.fids for table in tables])
+    own_ids = len(np.unique(every)) == len(every) and bool(((every >= 0) & (every < 2**31)).all())
     first_id = 0
     for table in tables:
         hit = np.ones(len(table.fids), dtype=bool)
@@ -146,7 +155,7 @@ def geopackage_plan(tables: list[FeatureTable], aoi: AOI | None, source: str) ->
             for i, box in zip(rows[a:b].tolist(), bounds[a:b].tolist(), strict=True):
                 features.append(
                     Feature(
-                        id=first + i,
+                        id=int(table.fids[i]) if own_ids else first + i,
                         name=table.identifiers[i],
                         epsg=table.epsg,
                         bounds=tuple(box),  # type: ignore[arg-type]

@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from eobatch.errors import InvalidRequest, Violation
+from eobatch.limits import MAX_JSON_DEPTH, check_json_text
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -49,10 +50,17 @@ def parse_model(model: type[M], data: Any, prefix: str = "") -> M:
 
 
 def parse_json(raw: bytes) -> Any:
-    """Decode a JSON body; an empty or malformed body is a 400."""
+    """Decode a JSON body; an empty or malformed body, or one holding NUL or control
+    characters (`limits.check_json_text`), is a 400."""
     if not raw.strip():
         raise InvalidRequest("Request body should be non-empty.")
     try:
-        return json.loads(raw)
+        data = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InvalidRequest(f"Request body is not valid JSON: {exc}") from exc
+    except RecursionError:
+        raise InvalidRequest(
+            f"Request body is nested more than {MAX_JSON_DEPTH} levels deep."
+        ) from None
+    check_json_text(data)
+    return data

@@ -148,6 +148,7 @@ def setup_from_json(value: Any, *, updates_output: bool = False) -> ScriptSetup:
     if not isinstance(value, dict):
         raise EvalscriptError(f"setup() must return an object, got {_shown(value)}")
     _check_keys(value, SETUP_KEYS, "setup()")
+    _check_misplaced(value)
     if "input" not in value:
         raise EvalscriptError("setup() must return an 'input' listing the bands to read")
     inputs = _inputs(value["input"])
@@ -189,6 +190,25 @@ def _check_keys(value: dict[str, Any], known: tuple[str, ...], where: str) -> No
             f"{where}.{key} is not a setup() property; did you mean '{meant}'? "
             f"(known: {', '.join(known)})"
         )
+
+
+def _check_misplaced(value: dict[str, Any]) -> None:
+    """Refuse a key of an output or input object given at the top of setup()'s result
+    (`noDataValue: 0` beside `output`): ignored, it would silently change the result. Other
+    unknown keys stay ignored, as evalscript-v3 recommends (`processing`)."""
+    for key in value:
+        if key in SETUP_KEYS:
+            continue
+        for known, belongs in ((OUTPUT_KEYS, "setup().output"), (INPUT_KEYS, "setup().input")):
+            near = [k for k in known if k.lower() == key.lower()] or get_close_matches(
+                key, known, n=1, cutoff=0.8
+            )
+            if near:
+                raise EvalscriptError(
+                    f"setup().{key} is not a property of setup()'s result (allowed: "
+                    f"{', '.join(SETUP_KEYS)}); '{near[0]}' belongs in each object of "
+                    f"{belongs} (allowed there: {', '.join(known)})"
+                )
 
 
 # What a misspelt key falls back to when ignored (keys without a default change the result).

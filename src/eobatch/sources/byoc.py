@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 
 from eobatch.config import Settings
 from eobatch.errors import Conflict, InvalidRequest, NotFound
+from eobatch.limits import check_search, path_violations
 from eobatch.schemas import parse_model
 from eobatch.schemas.byoc import CollectionIn, TileIn, TileUpdate
 from eobatch.sealing import keyring_for, open_secrets, seal_secrets
@@ -164,6 +165,14 @@ def _checked_storage(
             "storage->s3->iamRoleARN",
             "collections read with an accessKey/secretAccessKey pair; roles are for deliveries",
         )
+    for kind, fields in storage.items():
+        if isinstance(fields, dict) and isinstance(fields.get("url"), str):
+            refused = path_violations(fields["url"], f"storage->{kind}->url", settings, what="URL")
+            if refused:
+                problem = refused[0]
+                raise InvalidRequest(
+                    f"Invalid request: {problem.parameter}: {problem.violation}", refused
+                )
     location = open_location(storage, settings, "storage")
     if s3_bucket is not None and s3_bucket != location.bucket:
         raise InvalidRequest.at(
@@ -239,6 +248,7 @@ def list_collections(
 ) -> list[dict[str, Any]]:
     query = select(Collection).where(Collection.account_id == account_id)
     if search:
+        check_search(search)
         query = query.where(
             or_(
                 *(
@@ -463,6 +473,9 @@ def create_tile(
 ) -> dict[str, Any]:
     """Register a tile and ingest it: INGESTED, or FAILED with the reason."""
     body = parse_model(TileIn, raw)
+    refused = path_violations(body.path, "path", settings, what="tile path")
+    if refused:
+        raise InvalidRequest(f"Invalid request: path: {refused[0].violation}", refused)
     cover = _cover_to_crs84(body.cover_geometry) if body.cover_geometry else None
     with db.session() as session:
         collection = _owned_collection(session, account_id, collection_id)

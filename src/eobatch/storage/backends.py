@@ -55,6 +55,23 @@ REMOTE_READS = {
 }
 
 
+def _process_umask() -> int:
+    """The umask, read without changing it where Linux tells (os.umask can only set it)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)  # elsewhere: set and restore once, at import
+    os.umask(mask)
+    return mask
+
+
+# Files in local-folder buckets get the mode any file written by this process gets.
+_FILE_MODE = 0o666 & ~_process_umask()
+
+
 class Backend(ABC):
     """The objects of one location. Keys are relative to the location and already checked."""
 
@@ -134,6 +151,7 @@ class LocalFolder(Backend):
         try:
             with os.fdopen(fd, "wb") as out:
                 out.write(data)
+            os.chmod(temp, _FILE_MODE)  # mkstemp makes it private; deliveries are plain files
             os.replace(temp, target)
         except BaseException:
             Path(temp).unlink(missing_ok=True)
@@ -148,6 +166,7 @@ class LocalFolder(Backend):
         os.close(fd)
         try:
             shutil.copyfile(source, temp)
+            os.chmod(temp, _FILE_MODE)
             os.replace(temp, target)
         except BaseException:
             Path(temp).unlink(missing_ok=True)
