@@ -234,7 +234,8 @@ def run_controller(
         assert time.monotonic() < deadline, "the analysis did not end in time"
         controller.step()
     cpu, wall = time.process_time(), time.perf_counter()
-    while status(db, task_id) != "DONE" or controller.in_flight:
+    while (now := status(db, task_id)) != "DONE" or controller.in_flight:
+        assert now in ("PROCESSING", "DONE"), f"the task ended {now}"
         assert time.monotonic() < deadline, "the task did not end in time"
         controller.step()
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
@@ -269,6 +270,8 @@ def main() -> None:
     parser.add_argument("--pixels", type=int, default=100, help="feature width and height, px")
     parser.add_argument("--workers", type=int, default=2, help="Dask worker processes")
     args = parser.parse_args()
+    # A SIGTERM (a timeout) unwinds too: the Dask processes and the database go with it.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(f"{Path(__file__).name}: terminated"))
     features = args.features or (200 if args.smoke else 3000)
     with (
         tempfile.TemporaryDirectory(prefix="eobatch-controller-") as tmp,
@@ -282,7 +285,6 @@ def main() -> None:
             database_url=url,
             jwt_secret="benchmark-signing-key-that-is-long-enough-for-hs256",
             workers=args.workers,
-            controller_poll_s=0.05,
         )
         db = Database(settings.resolved_database_url)
         db.migrate()
