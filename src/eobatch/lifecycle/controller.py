@@ -80,7 +80,7 @@ from eobatch.store.models import Task
 
 log = logging.getLogger(__name__)
 
-MAX_FEATURES_PER_JOB = 16
+MAX_FEATURES_PER_JOB = 32
 PIXELS_PER_JOB = 1_000_000  # a 1000 x 1000 px feature runs alone: it takes seconds anyway
 
 
