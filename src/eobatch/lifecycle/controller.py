@@ -601,10 +601,12 @@ class Controller:
                 )
             }
             billable = []
-            waiting = [
-                rows[o.feature_id] for o in outcomes if rows[o.feature_id].status == "PENDING"
-            ]
-            self._release(session, task, waiting)
+            waiting = {  # each feature once: its hold must be given back once
+                o.feature_id: rows[o.feature_id]
+                for o in outcomes
+                if rows[o.feature_id].status == "PENDING"
+            }
+            self._release(session, task, list(waiting.values()))
             for outcome in outcomes:
                 row = rows[outcome.feature_id]
                 if row.status != "PENDING":
@@ -625,7 +627,7 @@ class Controller:
             if outcomes:
                 session.flush()
                 charged = self._bill(session, task, billable, "processed")
-                left = len({r.id for r in waiting if r.status != "PENDING"})
+                left = sum(r.status != "PENDING" for r in waiting.values())
                 pending = self._update_progress(session, task, left)
         if pending is not None:  # committed
             self.pending[task_id] = pending
