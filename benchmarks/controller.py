@@ -13,7 +13,11 @@ and features per second. The baseline: a bare Dask loop submitting the same numb
 jobs, one per feature, with the same in-flight window, and gathering them.
 
 Run: python benchmarks/controller.py [--smoke] [--features N] [--pixels P] [--workers W]
+     [--window J]
 Goal: <= 2 ms of controller CPU per feature, so one controller keeps several hundred workers busy.
+With a window of 2 jobs per worker (the default) every round records about one job; a large
+cluster's window (`--window 200` for 100 workers) lets each round record and dispatch many jobs
+in one transaction per task, which is what a controller driving hundreds of workers sees.
 """
 
 from __future__ import annotations
@@ -234,7 +238,8 @@ def run_controller(
         assert time.monotonic() < deadline, "the analysis did not end in time"
         controller.step()
     cpu, wall = time.process_time(), time.perf_counter()
-    while status(db, task_id) != "DONE" or controller.in_flight:
+    while (now := status(db, task_id)) != "DONE" or controller.in_flight:
+        assert now in ("PROCESSING", "DONE"), f"the task ended {now}"
         assert time.monotonic() < deadline, "the task did not end in time"
         controller.step()
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
@@ -268,7 +273,16 @@ def main() -> None:
     parser.add_argument("--features", type=int, default=None, help="features of the task")
     parser.add_argument("--pixels", type=int, default=100, help="feature width and height, px")
     parser.add_argument("--workers", type=int, default=2, help="Dask worker processes")
+    parser.add_argument(
+        "--window",
+        type=int,
+        default=None,
+        help="jobs in flight (EOBATCH_MAX_IN_FLIGHT), e.g. 200 for a cluster of 100 workers; "
+        "default: 2 per worker",
+    )
     args = parser.parse_args()
+    # A SIGTERM (a timeout) unwinds too: the Dask processes and the database go with it.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(f"{Path(__file__).name}: terminated"))
     features = args.features or (200 if args.smoke else 3000)
     with (
         tempfile.TemporaryDirectory(prefix="eobatch-controller-") as tmp,
@@ -282,7 +296,7 @@ def main() -> None:
             database_url=url,
             jwt_secret="benchmark-signing-key-that-is-long-enough-for-hs256",
             workers=args.workers,
-            controller_poll_s=0.05,
+            max_in_flight=args.window,
         )
         db = Database(settings.resolved_database_url)
         db.migrate()
@@ -299,7 +313,7 @@ def main() -> None:
         shutil.rmtree(Path(tmp) / "data", ignore_errors=True)
     table = Table(
         title=f"controller overhead: {features} features of {args.pixels} px, instant jobs, "
-        f"{args.workers} workers, PostgreSQL"
+        f"{args.workers} workers, {window} jobs in flight, PostgreSQL"
     )
     for column in ("loop", "CPU ms / feature", "features / s", "wall s"):
         table.add_column(column, justify="left" if column == "loop" else "right")

@@ -22,6 +22,7 @@ from typer.testing import CliRunner
 from eobatch.accounts import create_account
 from eobatch.api import create_app
 from eobatch.cli import app as cli_app
+from eobatch.engine import FeatureJob, FeatureOutcome, run_features
 from eobatch.lifecycle import controller as controller_module
 from eobatch.lifecycle.billing import to_micro
 from eobatch.lifecycle.controller import Controller
@@ -132,6 +133,27 @@ def test_a_lease_shorter_than_the_analysis_gives_one_analysis(  # type: ignore[n
     assert analyses == [task_id]
     assert_each_feature_billed_once(svc, task_id)
     assert_books_balance(svc, [task_id], to_micro(5000.0))  # no hold left behind either
+
+
+def fails_in_company(jobs: list[FeatureJob]) -> list[FeatureOutcome]:
+    """A Dask job that dies whenever it holds more than one feature (as if one of them killed
+    its worker)."""
+    if len(jobs) > 1:
+        raise RuntimeError("worker died")
+    return run_features(jobs)
+
+
+def test_a_job_that_fails_as_a_whole_costs_its_features_no_attempt(service_factory) -> None:  # type: ignore[no-untyped-def]
+    svc = service_factory(5000.0, max_in_flight=2)
+    controller = Controller(svc.db, svc.settings, svc.client, run=fails_in_company)
+    task_id = geopackage_task(svc, svc.http, svc.collection_id, "company", 6)
+    svc.action(task_id, "start")
+    run_until([controller], lambda: bool(controller.in_flight))
+    assert all(len(features) == 3 for _, features in controller.in_flight.values())
+    run_until([controller], lambda: svc.task(task_id)["status"] == "DONE")
+    assert not controller.solo[task_id]  # each ran alone, then was recorded
+    assert_each_feature_billed_once(svc, task_id)  # with no attempt counted
+    assert_books_balance(svc, [task_id], to_micro(5000.0))
 
 
 def test_a_paused_controller_that_lost_its_task_changes_nothing(service_factory) -> None:  # type: ignore[no-untyped-def]

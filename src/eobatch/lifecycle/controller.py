@@ -80,7 +80,7 @@ from eobatch.store.models import Task
 
 log = logging.getLogger(__name__)
 
-MAX_FEATURES_PER_JOB = 16
+MAX_FEATURES_PER_JOB = 32
 PIXELS_PER_JOB = 1_000_000  # a 1000 x 1000 px feature runs alone: it takes seconds anyway
 
 
@@ -123,6 +123,9 @@ class Controller:
         self.leases = Leases(db, self.id, settings.lease_s, alive=self.alive)
         self.in_flight: dict[Future, tuple[str, tuple[int, ...]]] = {}  # job -> (task, features)
         self.solo: dict[str, set[int]] = defaultdict(set)  # features whose job failed as a whole
+        # PENDING features per task, counted once after the lease is taken: only the lease
+        # holder moves features out of PENDING (`_record`), so it keeps the count itself.
+        self.pending: dict[str, int] = {}
         self.unrecorded: dict[str, list[FeatureOutcome]] = defaultdict(list)
         self.contexts: dict[str, tuple[TaskContext, ScriptSetup]] = {}
         self.last_snapshot: dict[str, float] = {}
@@ -262,6 +265,7 @@ class Controller:
                 log.debug("could not cancel the jobs of task %s", task_id, exc_info=True)
         self.unrecorded.pop(task_id, None)
         self.solo.pop(task_id, None)
+        self.pending.pop(task_id, None)
         self.contexts.pop(task_id, None)
         self.last_snapshot.pop(task_id, None)
 
@@ -388,6 +392,15 @@ class Controller:
 
     # -- processing -------------------------------------------------------------------------
 
+    def _context_of(self, task_id: str) -> tuple[TaskContext, ScriptSetup]:
+        """`_context` without loading the task (and its request) once the context is known."""
+        if task_id not in self.contexts:
+            with self.db.session() as session:
+                task = session.get(Task, task_id)
+                assert task is not None
+            return self._context(task)
+        return self.contexts[task_id]
+
     def _context(self, task: Task) -> tuple[TaskContext, ScriptSetup]:
         if task.id not in self.contexts:
             context = TaskContext.build(self.db, self.settings, task)
@@ -431,17 +444,17 @@ class Controller:
                 .where(Task.id.in_(held), Task.status == Status.PROCESSING)
                 .order_by(Task.created)
             ).all()
-            pending = dict(
-                session.execute(
-                    select(FeatureRow.task_id, func.count())
-                    .where(
-                        FeatureRow.task_id.in_([t.id for t in tasks]),
-                        FeatureRow.status == "PENDING",
-                    )
-                    .group_by(FeatureRow.task_id)
-                ).all()
-            )
-        running = Counter(tid for tid, _ in self.in_flight.values())
+            uncounted = [t.id for t in tasks if t.id not in self.pending]
+            if uncounted:
+                self.pending |= {t: 0 for t in uncounted} | dict(
+                    session.execute(  # type: ignore[arg-type]
+                        select(FeatureRow.task_id, func.count())
+                        .where(FeatureRow.task_id.in_(uncounted), FeatureRow.status == "PENDING")
+                        .group_by(FeatureRow.task_id)
+                    ).all()
+                )
+            pending = {t.id: self.pending[t.id] for t in tasks}
+        running = Counter(tid for tid, _ in self.in_flight.values())  # jobs
         return [
             Demand(t.id, t.account_id, running[t.id], pending.get(t.id, 0) - len(self._busy(t.id)))
             for t in tasks
@@ -450,11 +463,8 @@ class Controller:
     def _dispatch(self, task_id: str, count: int, per_job: int) -> None:
         """Hold the cost of up to `count` jobs of at most `per_job` PENDING features of the task,
         then submit them."""
-        with self.db.session() as session:
-            task = session.get(Task, task_id)
-            assert task is not None
         try:
-            context, setup = self._context(task)  # outside the transaction: it may search
+            context, setup = self._context_of(task_id)  # outside the transaction: it may search
         except AnalysisError as exc:  # e.g. its collection was deleted since the analysis
             with self._holding(task_id) as session:
                 failing = session.get(Task, task_id)
@@ -575,6 +585,7 @@ class Controller:
     def _record(self, task_id: str, outcomes: list[FeatureOutcome]) -> None:
         failures: list[tuple[str, int, str, bool]] = []
         charged = 0
+        pending = None
         with self._holding(task_id) as session:
             task = session.get(Task, task_id)
             assert task is not None
@@ -590,8 +601,12 @@ class Controller:
                 )
             }
             billable = []
-            recorded = [rows[o.feature_id] for o in outcomes]
-            self._release(session, task, [r for r in recorded if r.status == "PENDING"])
+            waiting = {  # each feature once: its hold must be given back once
+                o.feature_id: rows[o.feature_id]
+                for o in outcomes
+                if rows[o.feature_id].status == "PENDING"
+            }
+            self._release(session, task, list(waiting.values()))
             for outcome in outcomes:
                 row = rows[outcome.feature_id]
                 if row.status != "PENDING":
@@ -612,7 +627,10 @@ class Controller:
             if outcomes:
                 session.flush()
                 charged = self._bill(session, task, billable, "processed")
-                self._update_progress(session, task)
+                left = sum(r.status != "PENDING" for r in waiting.values())
+                pending = self._update_progress(session, task, left)
+        if pending is not None:  # committed
+            self.pending[task_id] = pending
         self.unrecorded.pop(task_id, None)
         PU_CHARGED.inc(to_pu(charged))
         for outcome in outcomes:
@@ -735,11 +753,16 @@ class Controller:
             or 0
         )
 
-    def _update_progress(self, session: Session, task: Task) -> None:
+    def _update_progress(self, session: Session, task: Task, left: int) -> int:
+        """Set the task's completion after `left` of its features left PENDING (counted in the
+        store the first time); its PENDING features now."""
+        known = self.pending.get(task.id)
+        pending = self._pending(session, task.id) if known is None else known - left
         if task.feature_count:
-            final = task.feature_count - self._pending(session, task.id)
+            final = task.feature_count - pending
             task.completion_percentage = 100.0 * final / task.feature_count
         task.last_updated = _now()
+        return pending
 
     # -- the end of a task --------------------------------------------------------------------
 

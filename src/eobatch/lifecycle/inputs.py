@@ -14,6 +14,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -391,10 +392,17 @@ def footprint_wgs84(feature: Feature) -> shapely.Geometry:
     )
     if feature.epsg == 4326:
         return box
-    to_wgs = Transformer.from_crs(feature.epsg, 4326, always_xy=True)
+    to_wgs = _to_wgs84(feature.epsg)
 
     def project(xy: np.ndarray) -> np.ndarray:
         x, y = to_wgs.transform(xy[:, 0], xy[:, 1])
         return np.column_stack([x, y])
 
     return shapely.transform(box, project)
+
+
+@lru_cache(maxsize=64)
+def _to_wgs84(epsg: int) -> Transformer:
+    """Creating a transformer takes about a millisecond, far more than using it: a task's
+    features share a few CRSs (the controller calls this for every feature it dispatches)."""
+    return Transformer.from_crs(epsg, 4326, always_xy=True)

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -108,7 +109,7 @@ def catalogue_objects(results: TaskResults) -> dict[str, bytes]:
             item = _item(results, delivered, footprint, folder)
             items.append(item)
             objects[_item_key(folder, delivered.feature.name)] = _json(
-                item.to_dict(transform_hrefs=False)
+                item.to_dict(transform_hrefs=False), compact=True
             )
         mosaics = _mosaics(results, folder)
     objects |= {key: data for key, (data, _, _) in mosaics.items()}
@@ -130,8 +131,15 @@ def _item_key(folder: str, name: str) -> str:
 
 
 def _relative(key: str, from_key: str) -> str:
-    """`key` as a link from the object `from_key` (both relative to the delivery root)."""
-    return posixpath.relpath(key, posixpath.dirname(from_key) or ".")
+    """`key` as a link from the object `from_key` (both normalised keys relative to the
+    delivery root): posixpath.relpath without its file-system calls, thousands of times faster
+    than it, which matters at one item per feature."""
+    start = [part for part in posixpath.dirname(from_key).split("/") if part]
+    parts = key.split("/")
+    common = 0
+    while common < min(len(start), len(parts)) and start[common] == parts[common]:
+        common += 1
+    return "/".join([".."] * (len(start) - common) + parts[common:]) or "."
 
 
 def _item(
@@ -251,10 +259,16 @@ def _collection(
 def _to_wgs84(geometry: shapely.Geometry, epsg: int) -> shapely.Geometry:
     if epsg == 4326:
         return geometry
-    transformer = Transformer.from_crs(epsg, 4326, always_xy=True)
+    transformer = _to_wgs84_transformer(epsg)
     # densified, so that the footprint of a projected square is still right in lon/lat
     dense = shapely.segmentize(geometry, max_segment_length=_segment(geometry))
     return shapely.transform(dense, lambda xy: np.column_stack(transformer.transform(*xy.T)))
+
+
+@lru_cache(maxsize=64)
+def _to_wgs84_transformer(epsg: int) -> Transformer:
+    """One per CRS: creating it costs more than transforming a footprint."""
+    return Transformer.from_crs(epsg, 4326, always_xy=True)
 
 
 def _segment(geometry: shapely.Geometry) -> float:
@@ -262,7 +276,11 @@ def _segment(geometry: shapely.Geometry) -> float:
     return max(maxx - minx, maxy - miny) / 16 or 1.0
 
 
-def _json(body: dict[str, Any]) -> bytes:
+def _json(body: dict[str, Any], compact: bool = False) -> bytes:
+    """Indented for people; `compact` for the items, one per feature: the C encoder runs only
+    without indentation, several times faster (at 3000 features the difference is seconds)."""
+    if compact:
+        return json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
     return json.dumps(body, indent=2, allow_nan=False).encode()
 
 
