@@ -24,6 +24,15 @@ def _upgrade(db: Database, revision: str) -> None:
         command.upgrade(config, revision)
 
 
+def _downgrade(db: Database, revision: str, keyring: Keyring) -> None:
+    config = Config()
+    config.set_main_option("script_location", str(_MIGRATIONS))
+    with db.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        config.attributes["keyring"] = keyring
+        command.downgrade(config, revision)
+
+
 def test_pu_amounts_survive_the_move_to_micro_pu(database_url: str) -> None:
     db = Database(database_url)
     try:
@@ -91,5 +100,12 @@ def test_0010_seals_the_credentials_already_stored(database_url: str) -> None:
         assert open_secrets(stored, keyring) == storage
         assert token_signing_key(db, keyring) == "signing-key-in-clear"
         assert not disabled
+
+        _downgrade(db, "0009_operations", keyring)  # back: the secrets in clear again
+        with db.session() as session:
+            stored = session.execute(text("SELECT storage FROM byoc_collections")).scalar_one()
+            value = session.execute(text("SELECT value FROM service_secrets")).scalar_one()
+        assert (json.loads(stored) if isinstance(stored, str) else stored) == storage
+        assert value == "signing-key-in-clear"
     finally:
         db.dispose()

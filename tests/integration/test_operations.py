@@ -387,9 +387,9 @@ def test_migrate_command(tmp_path: Path) -> None:
     env = {"EOBATCH_DATABASE_URL": f"sqlite:///{tmp_path}/store.sqlite", "COLUMNS": "200"}
     first = CliRunner().invoke(cli_app, ["migrate"], env=env)
     assert first.exit_code == 0, first.output
-    assert "schema migrated from empty to 0009_operations" in first.output
+    assert "schema migrated from empty to 0010_security" in first.output
     again = CliRunner().invoke(cli_app, ["migrate"], env=env)
-    assert again.exit_code == 0 and "schema already at 0009_operations" in again.output
+    assert again.exit_code == 0 and "schema already at 0010_security" in again.output
     bad = CliRunner().invoke(
         cli_app, ["migrate"], env={"EOBATCH_DATABASE_URL": "postgresql+psycopg://x@127.0.0.1:1/x"}
     )
@@ -420,6 +420,6 @@ def test_replicas_migrating_at_once_all_succeed(database_url: str) -> None:
     db = Database(database_url)
     with db.session() as session:
         assert session.execute(text("SELECT version_num FROM alembic_version")).all() == [
-            ("0009_operations",)
+            ("0010_security",)
         ]
     db.dispose()

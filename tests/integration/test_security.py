@@ -203,7 +203,9 @@ def test_rotating_the_key_file(settings: Settings, db: Database) -> None:
 
 
 def test_rotating_with_the_key_setting(settings: Settings, db: Database) -> None:
-    old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    old = Fernet.generate_key().decode()
+    new = runner.invoke(cli, ["secrets", "new-key"]).output.strip()
+    assert Fernet(new.encode()) and new != old
     from pydantic import SecretStr
 
     configured = settings.model_copy(update={"secret_key": SecretStr(old)})

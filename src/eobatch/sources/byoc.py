@@ -660,7 +660,7 @@ def collection_scenes(
         cover = shape(tile.cover_geometry) if tile.cover_geometry else None
         cover_wkb = shapely.to_wkb(cover) if cover is not None else None
         # A tile may have no sensing time (null in the API): such a scene is read as it is, but
-        # a time filter or a time order over it fails. Left as found (issue 16 report).
+        # a time filter or a time order over it would fail; how it should take part is open.
         sensed = tile.sensing_time
         scene = Scene(tile.id, sensed, tile.created, sources, cover_wkb, options)  # type: ignore[arg-type]
         scenes.append((scene, footprint))
