@@ -787,6 +787,9 @@ class Controller:
             # Before DONE, outside the fenced transaction: a crash here leaves the task
             # PROCESSING and the next controller writes the catalogue again (overwriting it).
             publish_results(*self._context(task), task)
+        # Every feature is final: the execution database is complete before the task is DONE,
+        # so whoever sees DONE reads the final one.
+        self.upload_execution_db(task_id, self.contexts.get(task_id, (None,))[0])
         minimum = 0
         with self._holding(task_id) as session:
             task = session.get(Task, task_id)
@@ -823,7 +826,7 @@ class Controller:
             task.controller_id = None
             cost, error = task.cost_micro_pu, task.error
         PU_CHARGED.inc(to_pu(minimum))
-        self._let_go(task_id)
+        self._let_go(task_id, final_snapshot=False)
         if all_failed:
             events.failed(task_id, error or "")
         else:
