@@ -500,50 +500,74 @@ def compare_pixels(service_out: Path, baseline_out: Path, collection: Path) -> P
             x, y = a.read(1), b.read(1)
             grid = Grid(path.parent.name, a.crs.to_wkt(), a.transform, a.width, a.height)
         unequal = ~((x == y) | (np.isnan(x) & np.isnan(y)))
-        for row, col in np.argwhere(unequal):
-            if _is_tie(grid, int(row), int(col), (x[row, col], y[row, col]), collection):
-                ties += 1
-            else:
-                differ += 1
+        rows, cols = np.nonzero(unequal)
+        if rows.size:
+            tie = _ties(grid, rows, cols, (x[rows, cols], y[rows, cols]), collection)
+            ties += int(tie.sum())
+            differ += int((~tie).sum())
     extra = len(list(baseline_out.glob("*/default.tiff"))) != len(service_files)
     return Pixels(same=differ == 0 and not extra, ties=ties, differ=differ)
 
 
-def _is_tie(grid: Grid, row: int, col: int, values: tuple[float, float], collection: Path) -> bool:
-    """Whether output pixel (row, col) lies within 2 x TOLERANCE_PX of a source pixel edge and
-    both `values` are NDVI values of the mosaic just either side of it."""
-    to_utm = Transformer.from_crs(CRS.from_wkt(grid.crs), EPSG, always_xy=True)
-    x, y = to_utm.transform(*(grid.transform * (col + 0.5, row + 0.5)))
+def _ties(
+    grid: Grid,
+    rows: np.ndarray,
+    cols: np.ndarray,
+    values: tuple[np.ndarray, np.ndarray],
+    collection: Path,
+) -> np.ndarray:
+    """For output pixels (rows, cols): whether each lies within 2 x TOLERANCE_PX of a source
+    pixel edge and both `values` are NDVI values of the mosaic just either side of it."""
+    dst_crs = CRS.from_wkt(grid.crs)
+    to_utm = Transformer.from_crs(dst_crs, EPSG, always_xy=True)
+    x, y = to_utm.transform(*(grid.transform * (cols + 0.5, rows + 0.5)))
+    x, y = np.asarray(x), np.asarray(y)
     scenes = [tile_name(t, d) for d in reversed(range(len(DATES))) for t in range(TILES)]
-    near_edge = False
-    candidates: list[float] = []
     eps = 2 * TOLERANCE_PX
-    for dx in (-eps, eps):
-        for dy in (-eps, eps):
-            bands = {}
-            for scene in scenes:  # first valid, newest first, as both pipelines mosaic
-                for band in ("B04", "B08"):
-                    path = collection / scene / f"{band}.tif"
-                    with rasterio.open(path) as full:
-                        level = _overview(full, CRS.from_wkt(grid.crs), abs(grid.transform.a))
-                    with rasterio.open(path, overview_level=level) as src:
-                        fx, fy = ~src.transform * (x, y)
-                        near_edge |= min(abs(fx - round(fx)), abs(fy - round(fy))) < eps
-                        c, r = int(np.floor(fx + dx)), int(np.floor(fy + dy))
-                        inside = 0 <= c < src.width and 0 <= r < src.height
-                        window = ((r, r + 1), (c, c + 1))
-                        bands[band] = float(src.read(1, window=window)[0, 0]) if inside else 0.0
-                if bands["B04"] and bands["B08"]:
-                    break
-            if bands["B04"] and bands["B08"]:
-                b04, b08 = np.float32(bands["B04"]), np.float32(bands["B08"])
-                ndvi = (np.float64(b08) - b04) / (np.float64(b08) + b04)
-                candidates.append(float(np.float32(ndvi)))
-            else:
-                candidates.append(float("nan"))
-    return near_edge and all(
-        any(v == c or (np.isnan(v) and np.isnan(c)) for c in candidates) for v in values
-    )
+    offsets = [(dx, dy) for dx in (-eps, eps) for dy in (-eps, eps)]
+    near_edge = np.zeros(x.shape, bool)
+    # per offset: B04 and B08 of the first scene with data there (0: none yet), newest first
+    found = {o: {b: np.zeros(x.shape) for b in ("B04", "B08")} for o in offsets}
+    for scene in scenes:
+        for band in ("B04", "B08"):
+            path = collection / scene / f"{band}.tif"
+            with rasterio.open(path) as full:
+                level = _overview(full, dst_crs, abs(grid.transform.a))
+            with rasterio.open(path, overview_level=level) as src:
+                fx, fy = ~src.transform * (x, y)
+                near_edge |= np.minimum(np.abs(fx - np.round(fx)), np.abs(fy - np.round(fy))) < eps
+                c0, r0 = int(np.floor(fx.min() - 1)), int(np.floor(fy.min() - 1))
+                c1, r1 = int(np.floor(fx.max() + 2)), int(np.floor(fy.max() + 2))
+                window = (
+                    (max(r0, 0), max(min(r1, src.height), 0)),
+                    (max(c0, 0), max(min(c1, src.width), 0)),
+                )
+                data = src.read(1, window=window)
+                for dx, dy in offsets:
+                    c = np.floor(fx + dx).astype(int) - window[1][0]
+                    r = np.floor(fy + dy).astype(int) - window[0][0]
+                    inside = (c >= 0) & (c < data.shape[1]) & (r >= 0) & (r < data.shape[0])
+                    sample = np.zeros(x.shape)
+                    sample[inside] = data[r[inside], c[inside]]
+                    found[(dx, dy)][f"{band}_{scene}"] = sample
+        for o in offsets:  # first valid, as both pipelines mosaic
+            b04, b08 = found[o].pop(f"B04_{scene}"), found[o].pop(f"B08_{scene}")
+            take = (found[o]["B04"] == 0) & (b04 > 0) & (b08 > 0)
+            found[o]["B04"][take], found[o]["B08"][take] = b04[take], b08[take]
+    candidates = []
+    for o in offsets:
+        b04, b08 = found[o]["B04"].astype(np.float32), found[o]["B08"].astype(np.float32)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ndvi = ((b08.astype(np.float64) - b04) / (b08.astype(np.float64) + b04)).astype(
+                np.float32
+            )
+        ndvi[b04 == 0] = np.nan
+        candidates.append(ndvi)
+    stack = np.stack(candidates)
+    ok = near_edge
+    for v in values:
+        ok &= ((stack == v) | (np.isnan(stack) & np.isnan(v))).any(axis=0)
+    return ok
 
 
 # -- the comparison ------------------------------------------------------------------------------
