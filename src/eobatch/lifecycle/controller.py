@@ -27,6 +27,7 @@ import logging
 import math
 import os
 import socket
+import tempfile
 import threading
 import time
 import uuid
@@ -35,6 +36,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import partial
+from pathlib import Path
 
 import shapely
 from distributed import Client, Future
@@ -71,7 +73,7 @@ from eobatch.lifecycle.states import (
 from eobatch.metrics import FEATURE_SECONDS, FEATURES, PU_CHARGED
 from eobatch.planning import Feature
 from eobatch.script import ScriptSetup
-from eobatch.sinks import ExecutionRow, execution_db_bytes
+from eobatch.sinks import ExecutionRow, write_execution_db
 from eobatch.sinks.byoc import new_collection_id
 from eobatch.sinks.execution_db import EXECUTION_FILE
 from eobatch.store import Database
@@ -864,24 +866,27 @@ class Controller:
         """Write `execution-<requestId>.sqlite` to the delivery root."""
         self.last_snapshot[task_id] = time.monotonic()
         try:
-            with self.db.session() as session:
-                if context is None:
-                    task = session.get(Task, task_id)
-                    assert task is not None
-                    context = TaskContext.build(self.db, self.settings, task, with_scenes=False)
-                rows = session.execute(
-                    select(
-                        FeatureRow.id,
-                        FeatureRow.name,
-                        FeatureRow.status,
-                        FeatureRow.error,
-                        FeatureRow.delivered,
-                        FeatureRow.cost_micro_pu + FeatureRow.surcharge_micro_pu,
+            with tempfile.TemporaryDirectory(prefix="eobatch-execution-") as folder:
+                path = Path(folder) / "execution.sqlite"
+                with self.db.session() as session:
+                    if context is None:
+                        task = session.get(Task, task_id)
+                        assert task is not None
+                        context = TaskContext.build(self.db, self.settings, task, with_scenes=False)
+                    rows = session.execute(
+                        select(
+                            FeatureRow.id,
+                            FeatureRow.name,
+                            FeatureRow.status,
+                            FeatureRow.error,
+                            FeatureRow.delivered,
+                            FeatureRow.cost_micro_pu + FeatureRow.surcharge_micro_pu,
+                        )
+                        .where(FeatureRow.task_id == task_id)
+                        .order_by(FeatureRow.id)
+                        .execution_options(yield_per=10_000)  # any task size in constant memory
                     )
-                    .where(FeatureRow.task_id == task_id)
-                    .order_by(FeatureRow.id)
-                ).all()
-            data = execution_db_bytes(ExecutionRow(*row[:5], to_pu(row[5])) for row in rows)
-            context.delivery.put(EXECUTION_FILE.format(request_id=task_id), data)
+                    write_execution_db(path, (ExecutionRow(*r[:5], to_pu(r[5])) for r in rows))
+                context.delivery.put_file(EXECUTION_FILE.format(request_id=task_id), path)
         except Exception:  # a failed snapshot must not stop processing; the next one retries
             log.exception("could not upload the execution database of %s", task_id)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from eobatch.sinks.execution_db import ExecutionRow, execution_db_bytes
+from eobatch.sinks.execution_db import ExecutionRow, execution_db_bytes, write_execution_db
 from eobatch.sinks.geotiff import (
     DEFAULT_PROFILE,
     CogOptions,
@@ -26,4 +26,5 @@ __all__ = [
     "encode_output",
     "execution_db_bytes",
     "output_nodata",
+    "write_execution_db",
 ]

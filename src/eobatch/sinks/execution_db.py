@@ -34,19 +34,25 @@ class ExecutionRow(NamedTuple):
     cost_pu: float = 0.0
 
 
+def write_execution_db(path: Path, rows: Iterable[ExecutionRow]) -> None:
+    """Write the SQLite file `path` holding `rows` in table `features`; `rows` is consumed as
+    it comes, so a task of any size is written in constant memory."""
+    with closing(sqlite3.connect(path)) as connection:
+        connection.execute(_SCHEMA)
+        connection.executemany(
+            "INSERT INTO features (id, name, status, error, delivered, costPU) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                (int(r.id), r.name, r.status, r.error, 1 if r.delivered else 0, r.cost_pu)
+                for r in rows
+            ),
+        )
+        connection.commit()
+
+
 def execution_db_bytes(rows: Iterable[ExecutionRow]) -> bytes:
-    """The SQLite file holding `rows` in table `features`, as bytes ready to upload."""
+    """The SQLite file holding `rows` in table `features`, as bytes."""
     with tempfile.TemporaryDirectory(prefix="eobatch-execution-") as folder:
         path = Path(folder) / "execution.sqlite"
-        with closing(sqlite3.connect(path)) as connection:
-            connection.execute(_SCHEMA)
-            connection.executemany(
-                "INSERT INTO features (id, name, status, error, delivered, costPU) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    (int(r.id), r.name, r.status, r.error, 1 if r.delivered else 0, r.cost_pu)
-                    for r in rows
-                ),
-            )
-            connection.commit()
+        write_execution_db(path, rows)
         return path.read_bytes()
