@@ -41,6 +41,7 @@ os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
 import numpy as np
 import pyogrio
 import shapely
+from _signin import sign_in  # benchmarks/_signin.py, beside this script
 from distributed import Client, as_completed
 from fastapi.testclient import TestClient
 from rich.console import Console
@@ -185,15 +186,7 @@ def create_task(settings: Settings, db: Database, features: int, pixels: int) ->
     write_features(data / "features.gpkg", features, pixels)
     creds = create_account(db, "bench", 1e9)
     http = TestClient(create_app(settings, db), raise_server_exceptions=False)
-    token = http.post(
-        "/oauth/token",
-        data={
-            "grant_type": "client_credentials",
-            "client_id": creds.client_id,
-            "client_secret": creds.client_secret,
-        },
-    ).json()["access_token"]
-    http.headers["Authorization"] = f"Bearer {token}"
+    sign_in(http, creds)
     made = http.post("/api/v1/byoc/collections", json={"name": "demo", "s3Bucket": "data"})
     made.raise_for_status()
     collection_id = made.json()["data"]["id"]

@@ -48,6 +48,7 @@ import numpy as np
 import pyogrio
 import rasterio
 import shapely
+from _signin import sign_in  # benchmarks/_signin.py, beside this script
 from affine import Affine
 from pyproj import Transformer
 from rasterio.crs import CRS
@@ -259,15 +260,7 @@ class Service:
         )
         self.http = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=60)
         self._wait_healthy()
-        token = self.http.post(
-            "/oauth/token",
-            data={
-                "grant_type": "client_credentials",
-                "client_id": creds.client_id,
-                "client_secret": creds.client_secret,
-            },
-        ).json()["access_token"]
-        self.http.headers["Authorization"] = f"Bearer {token}"
+        sign_in(self.http, creds)
         self.collection_id = self._register(size)
         self.workers = workers
         self.runs = 0

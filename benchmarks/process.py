@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
+from _signin import sign_in  # benchmarks/_signin.py, beside this script
 from affine import Affine
 from rasterio.crs import CRS
 from rasterio.io import MemoryFile
@@ -113,15 +114,7 @@ def main() -> None:
         db.migrate()
         creds = create_account(db, "bench", 1_000_000)
         http = TestClient(create_app(settings, db))
-        token = http.post(
-            "/oauth/token",
-            data={
-                "grant_type": "client_credentials",
-                "client_id": creds.client_id,
-                "client_secret": creds.client_secret,
-            },
-        ).json()["access_token"]
-        http.headers["Authorization"] = f"Bearer {token}"
+        sign_in(http, creds)
         collection = http.post(
             "/api/v1/byoc/collections", json={"name": "demo", "s3Bucket": "demo-data"}
         ).json()["data"]["id"]
