@@ -100,7 +100,12 @@ class Settings(BaseSettings):
     output_compression_level: int | None = Field(
         default=1, ge=1, le=22, description="ZSTD (1-22) or DEFLATE (1-9) level; unset: default."
     )
-    output_threads: int = Field(default=2, ge=1, description="GDAL threads per output encode.")
+    output_threads: int | None = Field(
+        default=None,
+        ge=1,
+        description="GDAL threads per output encode; default: the local cluster's share of the "
+        "CPU cores (cores / workers, at least 1), or 2 on a remote Dask cluster.",
+    )
     controller_poll_s: float = Field(default=0.5, gt=0)
     lease_s: float = Field(default=30.0, gt=0, description="Controller lease on a task.")
     controller_stall_s: float = Field(
@@ -166,6 +171,15 @@ class Settings(BaseSettings):
             return self.database_url
         self.data_dir.mkdir(parents=True, exist_ok=True)
         return f"sqlite:///{(self.data_dir / 'eobatch.sqlite').resolve()}"
+
+    @property
+    def resolved_output_threads(self) -> int:
+        """Threads per encode that keep local workers from competing for the same cores."""
+        if self.output_threads is not None:
+            return self.output_threads
+        if self.dask_scheduler:
+            return 2
+        return max(1, (os.cpu_count() or 1) // self.workers)
 
     @cached_property
     def buckets_dir(self) -> Path:

@@ -33,7 +33,7 @@ from tests.conftest import PG_ADMIN_URL
 from tests.dask_processes import DaskProcesses
 from tests.e2e.conftest import register_demo_collection
 from tests.geopackages import squares, write_layer
-from tests.integration.harness import NDVI, Service, run_until, service_settings
+from tests.integration.harness import NDVI, Service, run_until, service_settings, status_is
 from tests.integration.test_api import signed_in
 from tests.integration.test_billing import SLOW_NDVI, assert_books_balance
 
@@ -304,6 +304,26 @@ def metric(http: TestClient, name: str, **labels: str) -> float:
             if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
                 return sample.value
     return 0.0
+
+
+def test_a_start_through_this_process_api_wakes_its_controller(service_factory) -> None:  # type: ignore[no-untyped-def]
+    """A user action recorded by the API of the controller's own process is taken up at once,
+    not at the next poll: with an hour-long poll interval a started task still runs to DONE."""
+    svc = service_factory(5000.0, controller_poll_s=3600.0)
+    controller = svc.controller()
+    http = TestClient(create_app(svc.settings, svc.db, controller))
+    http.headers["Authorization"] = svc.http.headers["Authorization"]
+    task_id = svc.create()
+    # Stepped in a thread: its first round waits for work for up to the hour; only the wake-up
+    # of the start below ends that wait, and the join gives up long before the hour is over.
+    stepping = threading.Thread(
+        target=run_until, args=([controller], status_is(svc, task_id, "DONE")), daemon=True
+    )
+    stepping.start()
+    assert http.post(f"/api/v2/batch/process/{task_id}/start").status_code == 204
+    stepping.join(240)
+    assert not stepping.is_alive(), f"the task stayed {svc.task(task_id)['status']}"
+    assert svc.task(task_id)["status"] == "DONE"
 
 
 def test_metrics_count_tasks_features_pu_and_workers(service: Service) -> None:

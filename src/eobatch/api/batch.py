@@ -86,6 +86,8 @@ def _action(action: UserAction) -> Callable[..., Response]:
     def act(task_id: str, request: Request, account: str = Depends(current_account)) -> Response:
         state = request.app.state
         tasks.record_user_action(state.db, state.settings, account, task_id, action)
+        if state.controller is not None:
+            state.controller.wake()
         return Response(status_code=204)
 
     return act

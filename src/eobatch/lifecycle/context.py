@@ -303,5 +303,7 @@ def ingest_outputs(context: TaskContext, collection_id: str, rows: list) -> int:
 def compression_profile(settings: Settings) -> CompressionProfile:
     """The deployment's tile compression (EOBATCH_OUTPUT_COMPRESSION...)."""
     return CompressionProfile(
-        settings.output_compression, settings.output_compression_level, settings.output_threads
+        settings.output_compression,
+        settings.output_compression_level,
+        settings.resolved_output_threads,
     )

@@ -1,12 +1,13 @@
 """The controller: the only code that moves tasks between statuses.
 
 One loop; each round (`step`):
-1. waits for a feature job to finish (at most the poll interval),
+1. waits for a feature job to finish or a user action (at most the poll interval),
 2. handles faults: forgets the tasks whose lease another controller took, reconnects a lost Dask
    scheduler, and gives back the tasks it cannot process meanwhile,
 3. records the jobs that finished: feature statuses, PU holds released, features billed,
 4. claims the tasks that need work and advances each: user actions, analysis, the end of a task
-   (once per poll interval; in between only the tasks with nothing in flight, which may be done),
+   (once per poll interval, or at once when this process's API records a user action; in
+   between only the tasks with nothing in flight, which may be done),
 5. fills the in-flight window with fair shares of the tasks' pending features,
 6. uploads the execution databases that are due.
 
@@ -135,6 +136,7 @@ class Controller:
         self.last_step = time.monotonic()
         self.last_claim = -math.inf
         self._stop = threading.Event()
+        self._woken = threading.Event()  # a user action in this process: claim without waiting
         self._thread: threading.Thread | None = None
 
     # -- running ----------------------------------------------------------------------------
@@ -171,7 +173,9 @@ class Controller:
         self.wait_for_results()
         self.handle_faults()
         self.collect()
-        if time.monotonic() - self.last_claim >= self.settings.controller_poll_s:
+        woken = self._woken.is_set()
+        self._woken.clear()
+        if woken or time.monotonic() - self.last_claim >= self.settings.controller_poll_s:
             self.last_claim = time.monotonic()
             tasks = self.claim()
         else:  # a task with nothing in flight may be complete, or wait for its first jobs
@@ -190,14 +194,19 @@ class Controller:
         """False once the loop has not finished a round for `controller_stall_s`."""
         return self.seconds_since_step() < self.settings.controller_stall_s
 
+    def wake(self) -> None:
+        """A user acted on a task through this process's API: claim it now instead of at the
+        next poll (other replicas still see the action within their poll interval)."""
+        self._woken.set()
+
     def wait_for_results(self) -> None:
-        """Wait the poll interval, or less as soon as a job finishes."""
+        """Wait the poll interval, or less as soon as a job finishes or the loop is woken."""
         deadline = time.monotonic() + self.settings.controller_poll_s
         # Polling `done()` needs no default Dask client.
         while time.monotonic() < deadline and not self._stop.is_set():
-            if any(future.done() for future in self.in_flight):
+            if self._woken.is_set() or any(future.done() for future in self.in_flight):
                 break
-            self._stop.wait(0.02)
+            self._woken.wait(0.02)
 
     # -- faults and leases ------------------------------------------------------------------
 

@@ -9,11 +9,12 @@ from typing import Any, TypeVar
 
 import numpy as np
 import shapely
-from pyproj import CRS, Transformer
+from pyproj import CRS
 from pyproj.exceptions import CRSError
 from shapely.geometry import shape
 
 from eobatch.errors import InvalidRequest, Violation
+from eobatch.projection import transformer
 
 BOUNDS = "processRequest->input->bounds"
 _EPSG_URI = re.compile(r"^https?://www\.opengis\.net/def/crs/EPSG/0/(\d+)$")
@@ -59,10 +60,10 @@ def reproject(geometry: shapely.Geometry, src: int, dst: int) -> shapely.Geometr
     minx, miny, maxx, maxy = geometry.bounds
     step = max(maxx - minx, maxy - miny) / 64 or 1.0
     dense = shapely.segmentize(geometry, step)
-    transformer = Transformer.from_crs(src, dst, always_xy=True)
+    to_dst = transformer(src, dst)
 
     def project(xy: np.ndarray) -> np.ndarray:
-        x, y = transformer.transform(xy[:, 0], xy[:, 1])
+        x, y = to_dst.transform(xy[:, 0], xy[:, 1])
         return np.column_stack([x, y])
 
     return shapely.transform(dense, project)

@@ -17,9 +17,9 @@ from importlib import resources
 
 import numpy as np
 import shapely
-from pyproj import Transformer
 
 from eobatch.planning.aoi import shift_lon
+from eobatch.projection import transformer
 
 DATA_FILE = "s2_tiles.csv.gz"
 S2_SIZE = 109_800.0  # m, side of a Sentinel-2 tile
@@ -109,11 +109,6 @@ def subtile_origins(s2: S2Tiles, grid_id: int) -> tuple[np.ndarray, np.ndarray]:
     return np.round(s2.ulx / 100_000.0) * 100_000.0, oy0
 
 
-@cache
-def _transformer(src: int, dst: int) -> Transformer:
-    return Transformer.from_crs(src, dst, always_xy=True)
-
-
 def to_wgs84(epsg: np.ndarray, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Points (x[i], y[i]) of UTM EPSG epsg[i] → (lon, lat), lon unwrapped around the zone's
     central meridian (so it may leave −180..180 for zones 1 and 60)."""
@@ -121,7 +116,7 @@ def to_wgs84(epsg: np.ndarray, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray
     lat = np.empty_like(y, dtype=np.float64)
     for code in np.unique(epsg):
         at = epsg == code
-        lo, la = _transformer(int(code), 4326).transform(x[at], y[at])
+        lo, la = transformer(int(code), 4326).transform(x[at], y[at])
         cm = (code % 100) * 6.0 - 183.0
         lon[at] = cm + (np.asarray(lo) - cm + 180.0) % 360.0 - 180.0
         lat[at] = la
@@ -134,7 +129,7 @@ def from_wgs84(epsg: np.ndarray, lon: np.ndarray, lat: np.ndarray) -> tuple[np.n
     y = np.empty_like(lat, dtype=np.float64)
     for code in np.unique(epsg):
         at = epsg == code
-        x[at], y[at] = _transformer(4326, int(code)).transform(lon[at], lat[at])
+        x[at], y[at] = transformer(4326, int(code)).transform(lon[at], lat[at])
     return x, y
 
 

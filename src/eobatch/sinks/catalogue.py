@@ -23,17 +23,17 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
 import pystac
 import shapely
-from pyproj import CRS, Transformer
+from pyproj import CRS
 from pystac.extensions.projection import ProjectionExtension
 from pystac.extensions.raster import DataType, RasterBand, RasterExtension
 
 from eobatch.planning import Feature
+from eobatch.projection import transformer
 from eobatch.script import ScriptOutput, sample_dtype
 from eobatch.sinks.geotiff import (
     CogOptions,
@@ -259,16 +259,10 @@ def _collection(
 def _to_wgs84(geometry: shapely.Geometry, epsg: int) -> shapely.Geometry:
     if epsg == 4326:
         return geometry
-    transformer = _to_wgs84_transformer(epsg)
+    to_wgs84 = transformer(epsg, 4326)
     # densified, so that the footprint of a projected square is still right in lon/lat
     dense = shapely.segmentize(geometry, max_segment_length=_segment(geometry))
-    return shapely.transform(dense, lambda xy: np.column_stack(transformer.transform(*xy.T)))
-
-
-@lru_cache(maxsize=64)
-def _to_wgs84_transformer(epsg: int) -> Transformer:
-    """One per CRS: creating it costs more than transforming a footprint."""
-    return Transformer.from_crs(epsg, 4326, always_xy=True)
+    return shapely.transform(dense, lambda xy: np.column_stack(to_wgs84.transform(*xy.T)))
 
 
 def _segment(geometry: shapely.Geometry) -> float:

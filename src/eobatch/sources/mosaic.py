@@ -21,13 +21,13 @@ import numpy as np
 import rasterio
 import shapely
 from affine import Affine
-from pyproj import Transformer
 from rasterio.crs import CRS
 from rasterio.features import geometry_mask
 from rasterio.vrt import WarpedVRT
 from rasterio.warp import Resampling
 from rasterio.windows import Window
 
+from eobatch.projection import transformer
 from eobatch.sources.datasets import open_dataset
 from eobatch.sources.scenes import BandSource, Scene
 from eobatch.sources.units import Conversion
@@ -252,7 +252,7 @@ def _pixel_size_in(
     a, c, e, f = transform
     if src_wkt == dst_wkt:
         return abs(a)
-    to_dst = _transformer(src_wkt, dst_wkt)
+    to_dst = transformer(src_wkt, dst_wkt)
     cx, cy = c + a * width / 2, f + e * height / 2
     x0, y0 = to_dst.transform(cx, cy)
     x1, y1 = to_dst.transform(cx + a, cy)
@@ -273,7 +273,7 @@ def _extent_in(
     and the features of a task share it, so cached."""
     extent = shapely.box(*bounds)
     if src_wkt != dst_wkt:
-        to_dst = _transformer(src_wkt, dst_wkt)
+        to_dst = transformer(src_wkt, dst_wkt)
 
         def project(xy: np.ndarray) -> np.ndarray:
             x, y = to_dst.transform(xy[:, 0], xy[:, 1])
@@ -285,12 +285,6 @@ def _extent_in(
     return extent
 
 
-@lru_cache(maxsize=64)
-def _transformer(src_wkt: str, dst_wkt: str) -> Transformer:
-    """Transformers are slow to create (tens of ms) and thread-safe to share: one per pair."""
-    return Transformer.from_crs(src_wkt, dst_wkt, always_xy=True)
-
-
 @lru_cache(maxsize=256)
 def _cover_in(cover_wkb: bytes, epsg: int) -> shapely.Geometry:
     """A scene's lon/lat cover geometry in the grid's CRS (densified so its edges stay true);
@@ -298,7 +292,7 @@ def _cover_in(cover_wkb: bytes, epsg: int) -> shapely.Geometry:
     cover = shapely.from_wkb(cover_wkb)
     if epsg == 4326:
         return cover
-    to_grid = _transformer(_wkt(4326), _wkt(epsg))
+    to_grid = transformer(_wkt(4326), _wkt(epsg))
 
     def project(xy: np.ndarray) -> np.ndarray:
         x, y = to_grid.transform(xy[:, 0], xy[:, 1])

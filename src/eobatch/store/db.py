@@ -27,8 +27,12 @@ _IDLE_IN_TRANSACTION_MS = 120_000
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # WAL lets the API read while the controller writes; the busy timeout absorbs short locks.
+    # With WAL, synchronous=NORMAL syncs at checkpoints instead of at every commit: the store
+    # stays consistent through any crash, and only a power loss or an OS crash can take back
+    # the last commits (features then run again and are billed once: docs/deployment.md).
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
