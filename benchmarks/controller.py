@@ -41,6 +41,7 @@ os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
 import numpy as np
 import pyogrio
 import shapely
+from _instant import instant, instant_baseline  # benchmarks/_instant.py
 from _signin import sign_in  # benchmarks/_signin.py, beside this script
 from distributed import Client, as_completed
 from fastapi.testclient import TestClient
@@ -52,7 +53,6 @@ from eobatch.accounts import create_account
 from eobatch.api import create_app
 from eobatch.config import Settings
 from eobatch.demo_data import DEMO_EPSG, write_demo_collection
-from eobatch.engine import FeatureJob, FeatureOutcome
 from eobatch.lifecycle.controller import Controller
 from eobatch.store import Database
 from eobatch.store.models import Feature as FeatureRow
@@ -62,6 +62,7 @@ PG_ADMIN_URL = os.environ.get(
     "EOBATCH_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
 DASK = str(Path(sys.executable).parent / "dask")
+HERE = str(Path(__file__).resolve().parent)
 NDVI = """//VERSION=3
 function setup() {
   return { input: ["B04", "B08", "dataMask"], output: { bands: 1, sampleType: "FLOAT32" } };
@@ -69,15 +70,6 @@ function setup() {
 function evaluatePixel(s) { return [(s.B08 - s.B04) / (s.B08 + s.B04)]; }
 """
 console = Console()
-
-
-def instant(jobs: list[FeatureJob]) -> list[FeatureOutcome]:
-    """A Dask job of features that do no work: each delivered, one sample, a 1 kB output."""
-    return [FeatureOutcome(j.task_id, j.feature.id, True, bytes_written=1024) for j in jobs]
-
-
-def instant_baseline(n: int) -> int:
-    return n
 
 
 # -- the cluster and the store ---------------------------------------------------------------------
@@ -100,7 +92,17 @@ def dask_processes(workers: int, logs: Path) -> Iterator[str]:
         log = open(logs / f"{name}.log", "w")  # noqa: SIM115
         processes.append(
             subprocess.Popen(
-                [DASK, *args], stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                [DASK, *args],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                # the workers import the fake jobs from benchmarks/_instant.py
+                env={
+                    **os.environ,
+                    "PYTHONPATH": os.pathsep.join(
+                        filter(None, (HERE, os.environ.get("PYTHONPATH")))
+                    ),
+                },
             )
         )
 

@@ -11,9 +11,12 @@ One loop; each round (`step`):
 5. fills the in-flight window with fair shares of the tasks' pending features,
 6. uploads the execution databases that are due.
 
-A Dask job runs several small features (up to MAX_FEATURES_PER_JOB, PIXELS_PER_JOB pixels in all),
-so what the controller pays per job (a submission, a fenced transaction to hold PUs, one to record
-the outcomes, bill them and release the holds) is shared by its features. A job that fails as a
+A Dask job runs several small features (up to MAX_FEATURES_PER_JOB, PIXELS_PER_JOB pixels in all;
+up to MAX_PIXELS_PER_JOB while the task's waiting work still makes JOBS_PER_PLACE jobs per place in
+the window, so large tasks on large clusters pack even 1000-px features, and the last jobs of a
+task are small enough to balance), so what the controller pays per job (a submission, a fenced
+transaction to hold PUs, one to record the outcomes, bill them and release the holds) is shared by
+its features. A job that fails as a
 whole (its worker died) counts no attempt: its features are dispatched again one per job, so one
 runaway feature cannot take its neighbours' attempts.
 
@@ -85,6 +88,8 @@ log = logging.getLogger(__name__)
 
 MAX_FEATURES_PER_JOB = 32
 PIXELS_PER_JOB = 1_000_000  # a 1000 x 1000 px feature runs alone: it takes seconds anyway
+MAX_PIXELS_PER_JOB = 4_000_000  # ... unless the task has work for many more jobs (_pixel_budget)
+JOBS_PER_PLACE = 4
 
 
 def _now() -> datetime:
@@ -438,7 +443,7 @@ class Controller:
             # Spread a task's last features over the window rather than a few full jobs.
             per_job = min(MAX_FEATURES_PER_JOB, math.ceil(waiting[task_id] / self.window()))
             with self._working_on(task_id):
-                self._dispatch(task_id, count, max(1, per_job))
+                self._dispatch(task_id, count, max(1, per_job), waiting[task_id])
 
     def _busy(self, task_id: str) -> set[int]:
         """Features of the task in flight or finished but not yet recorded."""
@@ -471,9 +476,9 @@ class Controller:
             for t in tasks
         ]
 
-    def _dispatch(self, task_id: str, count: int, per_job: int) -> None:
-        """Hold the cost of up to `count` jobs of at most `per_job` PENDING features of the task,
-        then submit them."""
+    def _dispatch(self, task_id: str, count: int, per_job: int, waiting: int) -> None:
+        """Hold the cost of up to `count` jobs of at most `per_job` PENDING features of the task
+        (`waiting` of them not in flight), then submit them."""
         try:
             context, setup = self._context_of(task_id)  # outside the transaction: it may search
         except AnalysisError as exc:  # e.g. its collection was deleted since the analysis
@@ -499,7 +504,8 @@ class Controller:
                 .order_by(FeatureRow.id)
                 .limit(count * per_job)
             ).all()
-            jobs = self._pack(task_id, list(rows), count, per_job)
+            budget = self._pixel_budget(rows, waiting)
+            jobs = self._pack(task_id, list(rows), count, per_job, budget)
             if not self._hold_all(session, task, [r for job in jobs for r in job], context, setup):
                 held: list[list[FeatureRow]] = []  # as many features as the balance allows
                 for job in jobs:
@@ -542,12 +548,22 @@ class Controller:
                 return
             self.in_flight[future] = (task_id, feature_ids)
 
+    def _pixel_budget(self, rows: Sequence[FeatureRow], waiting: int) -> int:
+        """Pixels one job may hold: PIXELS_PER_JOB, or up to MAX_PIXELS_PER_JOB while the
+        task's `waiting` features (sized like `rows`) still fill JOBS_PER_PLACE jobs per place in
+        the window. Fewer, larger jobs cost the controller less per feature; enough jobs per
+        place keep the workers evenly loaded to the end of the task."""
+        if not rows:
+            return PIXELS_PER_JOB
+        mean = sum(r.width * r.height for r in rows) / len(rows)
+        share = mean * waiting / (JOBS_PER_PLACE * self.window())
+        return int(min(MAX_PIXELS_PER_JOB, max(PIXELS_PER_JOB, share)))
+
     def _pack(
-        self, task_id: str, rows: list[FeatureRow], count: int, per_job: int
+        self, task_id: str, rows: list[FeatureRow], count: int, per_job: int, budget: int
     ) -> list[list[FeatureRow]]:
-        """Up to `count` jobs of consecutive features: at most `per_job` of them and
-        PIXELS_PER_JOB pixels in all (a larger feature alone); a feature whose job failed as a
-        whole alone."""
+        """Up to `count` jobs of consecutive features: at most `per_job` of them and `budget`
+        pixels in all (a larger feature alone); a feature whose job failed as a whole alone."""
         solo = self.solo.get(task_id, set())
         jobs: list[list[FeatureRow]] = []
         pixels = 0
@@ -559,7 +575,7 @@ class Controller:
                 or alone
                 or jobs[-1][0].id in solo
                 or len(jobs[-1]) >= per_job
-                or pixels + size > PIXELS_PER_JOB
+                or pixels + size > budget
             ):
                 if len(jobs) == count:
                     break
