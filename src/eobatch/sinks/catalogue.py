@@ -92,9 +92,17 @@ class TaskResults:
 
 def write_catalogue(delivery: Location, results: TaskResults) -> None:
     """Upload the task's collection, items and mosaics to `delivery` (the delivery root)."""
-    objects = catalogue_objects(results)
-    with ThreadPoolExecutor(min(_UPLOADS, len(objects))) as pool:
-        list(pool.map(lambda item: delivery.put(*item), objects.items()))
+    objects = list(catalogue_objects(results).items())
+    # One thread per slice rather than a pool task per object: submitting thousands of small
+    # uploads to a pool costs more than writing them to a local folder.
+    slices = [objects[n::_UPLOADS] for n in range(min(_UPLOADS, len(objects)))]
+
+    def upload(part: list[tuple[str, bytes]]) -> None:
+        for key, data in part:
+            delivery.put(key, data)
+
+    with ThreadPoolExecutor(len(slices)) as pool:
+        list(pool.map(upload, slices))
 
 
 def catalogue_objects(results: TaskResults) -> dict[str, bytes]:
