@@ -109,7 +109,8 @@ def task_events(records: list[logging.LogRecord]) -> list[logging.LogRecord]:
 def test_a_lease_shorter_than_the_analysis_gives_one_analysis(  # type: ignore[no-untyped-def]
     service_factory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    svc = service_factory(5000.0, lease_s=1.0)
+    # Renewed every second, a 3-second lease survives a loaded machine's pauses (1 s did not).
+    svc = service_factory(5000.0, lease_s=3.0)
     analyses: list[str] = []
     analyse = controller_module.analyse_task
 
