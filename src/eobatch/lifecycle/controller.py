@@ -16,9 +16,8 @@ up to MAX_PIXELS_PER_JOB while the task's waiting work still makes JOBS_PER_PLAC
 the window, so large tasks on large clusters pack even 1000-px features, and the last jobs of a
 task are small enough to balance), so what the controller pays per job (a submission, a fenced
 transaction to hold PUs, one to record the outcomes, bill them and release the holds) is shared by
-its features. A job that fails as a
-whole (its worker died) counts no attempt: its features are dispatched again one per job, so one
-runaway feature cannot take its neighbours' attempts.
+its features. A job that fails as a whole (its worker died) counts no attempt: its features are
+dispatched again one per job, so one runaway feature cannot take its neighbours' attempts.
 
 Leases are claimed and renewed in `leases.py`; every write to a task, its features or its
 account's PUs is fenced (`fencing.py`), so a controller that lost a task changes nothing; the
@@ -179,7 +178,8 @@ class Controller:
         self.handle_faults()
         self.collect()
         woken = self._woken.is_set()
-        self._woken.clear()
+        if woken:  # cleared before the claim, so an action recorded meanwhile is claimed too
+            self._woken.clear()
         if woken or time.monotonic() - self.last_claim >= self.settings.controller_poll_s:
             self.last_claim = time.monotonic()
             tasks = self.claim()

@@ -14,12 +14,10 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
 import shapely
-from pyproj import Transformer
 from rasterio.warp import transform_bounds
 from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
@@ -29,6 +27,7 @@ from eobatch.engine import JobSource
 from eobatch.errors import AnalysisError, InvalidRequest
 from eobatch.lifecycle.validation import SourceRef, stac_collections
 from eobatch.planning import Feature
+from eobatch.projection import transformer
 from eobatch.schemas.batch import DataSource
 from eobatch.script import DEFAULT_SOURCE, EvalscriptError, ScriptSetup
 from eobatch.sources import Scene, filter_cloud_cover, filter_time, order_scenes
@@ -392,17 +391,10 @@ def footprint_wgs84(feature: Feature) -> shapely.Geometry:
     )
     if feature.epsg == 4326:
         return box
-    to_wgs = _to_wgs84(feature.epsg)
+    to_wgs = transformer(feature.epsg, 4326)
 
     def project(xy: np.ndarray) -> np.ndarray:
         x, y = to_wgs.transform(xy[:, 0], xy[:, 1])
         return np.column_stack([x, y])
 
     return shapely.transform(box, project)
-
-
-@lru_cache(maxsize=64)
-def _to_wgs84(epsg: int) -> Transformer:
-    """Creating a transformer takes about a millisecond, far more than using it: a task's
-    features share a few CRSs (the controller calls this for every feature it dispatches)."""
-    return Transformer.from_crs(epsg, 4326, always_xy=True)

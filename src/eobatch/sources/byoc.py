@@ -11,7 +11,6 @@ import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import lru_cache
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -28,6 +27,7 @@ from sqlalchemy.orm import Session
 from eobatch.config import Settings
 from eobatch.errors import Conflict, InvalidRequest, NotFound
 from eobatch.limits import check_search, path_violations
+from eobatch.projection import transformer
 from eobatch.schemas import parse_model
 from eobatch.schemas.byoc import CollectionIn, TileIn, TileUpdate
 from eobatch.sealing import keyring_for, open_secrets, seal_secrets
@@ -454,7 +454,7 @@ def _cover_to_crs84(geometry: dict[str, Any]) -> dict[str, Any]:
     try:
         geom = shape(geometry)
         if crs_name and CRS.from_user_input(crs_name).to_epsg() != 4326:
-            to_wgs = Transformer.from_crs(CRS.from_user_input(crs_name), 4326, always_xy=True)
+            to_wgs = transformer(CRS.from_user_input(crs_name).to_wkt(), 4326)
             geom = shapely.transform(geom, lambda xy: _xy(to_wgs, xy))
     except Exception as exc:  # shapely/pyproj raise many kinds for bad geometries and CRSs
         raise InvalidRequest.at("coverGeometry", f"is not a valid geometry: {exc}") from exc
@@ -463,8 +463,8 @@ def _cover_to_crs84(geometry: dict[str, Any]) -> dict[str, Any]:
     return mapping(geom)  # type: ignore[return-value]
 
 
-def _xy(transformer: Transformer, xy: Any) -> Any:
-    x, y = transformer.transform(xy[:, 0], xy[:, 1])
+def _xy(projection: Transformer, xy: Any) -> Any:
+    x, y = projection.transform(xy[:, 0], xy[:, 1])
     return np.column_stack([x, y])
 
 
@@ -673,14 +673,8 @@ def _to_wgs84(geometry: shapely.Geometry, epsg: int | None) -> shapely.Geometry:
         return geometry
     minx, miny, maxx, maxy = geometry.bounds
     dense = shapely.segmentize(geometry, max((maxx - minx), (maxy - miny)) / 16)
-    to_wgs = _to_wgs84_transformer(epsg)
+    to_wgs = transformer(epsg, 4326)
     return shapely.transform(dense, lambda xy: _xy(to_wgs, xy))
-
-
-@lru_cache(maxsize=64)
-def _to_wgs84_transformer(epsg: int) -> Transformer:
-    """Creating a transformer takes tens of ms; a collection's tiles share a few CRSs."""
-    return Transformer.from_crs(epsg, 4326, always_xy=True)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 import shapely
-from pyproj import Transformer
 from sqlalchemy import select
 
 from eobatch.config import Settings
@@ -22,6 +21,7 @@ from eobatch.engine import USERDATA
 from eobatch.errors import InvalidRequest, NotFound
 from eobatch.lifecycle.billing import to_pu
 from eobatch.lifecycle.tasks import _owned_task as owned_task
+from eobatch.projection import transformer
 from eobatch.schemas import BatchRequest
 from eobatch.schemas.batch import RasterOutput
 from eobatch.sinks import DeliveryTemplate
@@ -98,10 +98,10 @@ def _to_wgs84(footprints: list[tuple[int, bytes]]) -> list[dict[str, Any] | None
 
 @cache
 def _projector(epsg: int) -> Callable[[np.ndarray], np.ndarray]:
-    transformer = Transformer.from_crs(epsg, 4326, always_xy=True)
+    to_wgs84 = transformer(epsg, 4326)
 
     def project(xy: np.ndarray) -> np.ndarray:
-        lon, lat = transformer.transform(xy[:, 0], xy[:, 1])
+        lon, lat = to_wgs84.transform(xy[:, 0], xy[:, 1])
         return np.round(np.column_stack([lon, lat]), 7)
 
     return project
