@@ -86,7 +86,7 @@ def _add_client(session: Session, account_id: str) -> Credentials:
 
 def list_accounts(db: Database) -> list[tuple[Account, list[str]]]:
     """Every account with its client ids."""
-    with db.session() as session:
+    with db.reading() as session:
         accounts = session.scalars(select(Account).order_by(Account.created)).all()
         clients = session.execute(select(OAuthClient.account_id, OAuthClient.client_id)).all()
     by_account: dict[str, list[str]] = {}
@@ -108,7 +108,7 @@ def top_up(db: Database, account_id: str, amount_pu: float) -> float:
 
 def authenticate_client(db: Database, client_id: str, client_secret: str) -> str:
     """The account id of a client whose secret matches; raises `Unauthorized` otherwise."""
-    with db.session() as session:
+    with db.reading() as session:
         client = session.get(OAuthClient, client_id)
         if client is None or not _secret_matches(client_secret, client.secret_hash):
             raise Unauthorized("Invalid client or Invalid client credentials")
@@ -142,7 +142,7 @@ def set_disabled(db: Database, account_id: str, disabled: bool) -> None:
 def check_active(db: Database, principal: Principal) -> Principal:
     """`principal` if its client still exists and its account is enabled; raises
     `Unauthorized` otherwise. Asked on every request, so revocation takes effect at once."""
-    with db.session() as session:
+    with db.reading() as session:
         row = session.execute(
             select(Account.disabled)
             .join(OAuthClient, OAuthClient.account_id == Account.id)

@@ -56,7 +56,7 @@ def tasks_list(
         query = query.where(Task.status == _checked(status, [s.value for s in Status]))
     if account:
         query = query.where(Task.account_id == account)
-    with db.session() as session:
+    with db.reading() as session:
         rows = session.execute(query.order_by(Task.created.desc()).limit(limit)).all()
         if as_json:
             _print_json([task_json(task) for task, _ in rows])
@@ -116,7 +116,7 @@ def tasks_features(
     query = select(FeatureRow).where(FeatureRow.task_id == task_id)
     if status:
         query = query.where(FeatureRow.status == _checked(status, FEATURE_STATUSES))
-    with db.session() as session:
+    with db.reading() as session:
         rows = session.scalars(query.order_by(FeatureRow.id).limit(limit)).all()
         if as_json:
             _print_json([feature_json(f) for f in rows])
@@ -150,7 +150,7 @@ def tasks_watch(
     settings = _settings(data_dir)
     db = _db(settings)
     if task_id is None:
-        with db.session() as session:
+        with db.reading() as session:
             task_id = session.scalar(select(Task.id).order_by(Task.created.desc()).limit(1))
         if task_id is None:
             errors.print("[red]error:[/] there are no tasks to watch yet")
@@ -171,7 +171,7 @@ def tasks_watch(
 def _task_state(db: Database, task_id: str) -> tuple[Task, Counter[str], list[tuple[str, int]]]:
     """The task, its features per status (DONE without data as NO_DATA), and its five most
     frequent feature errors; exits with a hint when there is no such task."""
-    with db.session() as session:
+    with db.reading() as session:
         task = session.get(Task, task_id)
         if task is None:
             errors.print(f"[red]error:[/] no task {task_id}; list them with `eobatch tasks list`")

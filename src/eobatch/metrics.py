@@ -62,7 +62,7 @@ class StoreCollector(Collector):
         family = GaugeMetricFamily(
             "eobatch_tasks", "Tasks by status (whole deployment).", labels=["status"]
         )
-        with self.db.session() as session:
+        with self.db.reading() as session:
             query = select(Task.status, func.count()).group_by(Task.status)
             counts = dict(session.execute(query).all())
         for status in Status:

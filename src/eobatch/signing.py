@@ -23,7 +23,7 @@ def token_signing_key(db: Database, keyring: Keyring, configured: str | None = N
     """`configured` if given, else the deployment's stored key (created on first use)."""
     if configured:
         return configured
-    with db.session() as session:
+    with db.reading() as session:
         stored = session.get(ServiceSecret, TOKEN_KEY)
         if stored is not None:
             return keyring.open(stored.value)
@@ -42,7 +42,7 @@ def token_signing_key(db: Database, keyring: Keyring, configured: str | None = N
 def check_secret_key(db: Database, keyring: Keyring) -> None:
     """Raise `SealingError` unless `keyring` opens the store's sealed secrets: a replica started
     with another secret key stops at once, with a clear message, instead of failing later."""
-    with db.session() as session:
+    with db.reading() as session:
         stored = session.get(ServiceSecret, TOKEN_KEY)
     if stored is not None:
         keyring.open(stored.value)

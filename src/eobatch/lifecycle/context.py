@@ -60,7 +60,7 @@ class TaskContext:
         too (analysis itself builds it without and calls `load_scenes` after planning). Without
         scenes it still knows the request, delivery and outputs."""
         request = BatchRequest.model_validate(task.request)
-        with db.session() as session:
+        with db.reading() as session:
             owned = set(
                 session.scalars(
                     select(Collection.id).where(Collection.account_id == task.account_id)
@@ -93,7 +93,7 @@ class TaskContext:
         else:
             context.search_scenes(task.id)  # analysed before scenes were pinned
         if isinstance(request.output, ZarrOutput):
-            with db.session() as session:
+            with db.reading() as session:
                 extent = session.execute(
                     select(
                         func.min(FeatureRow.minx),
@@ -196,7 +196,7 @@ class TaskContext:
         buffers): a scene covering only that margin must still be found.
         """
         assert self.db is not None
-        with self.db.session() as session:
+        with self.db.reading() as session:
             boxes = session.execute(
                 select(
                     FeatureRow.epsg,

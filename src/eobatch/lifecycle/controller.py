@@ -226,7 +226,7 @@ class Controller:
         held = self.leases.held()
         if not held:
             return
-        with self.db.session() as session:
+        with self.db.reading() as session:
             idle = session.scalars(
                 select(Task.id).where(
                     Task.id.in_(held), Task.status == Status.PROCESSING, ~Task.action_pending
@@ -360,7 +360,7 @@ class Controller:
     def analyse(self, task_id: str) -> None:
         """Analyse the task (its lease is renewed meanwhile; the features are written only if
         it is still held), then move it on."""
-        with self.db.session() as session:
+        with self.db.reading() as session:
             task = session.get(Task, task_id)
             assert task is not None
         try:
@@ -411,7 +411,7 @@ class Controller:
     def _context_of(self, task_id: str) -> tuple[TaskContext, ScriptSetup]:
         """`_context` without loading the task (and its request) once the context is known."""
         if task_id not in self.contexts:
-            with self.db.session() as session:
+            with self.db.reading() as session:
                 task = session.get(Task, task_id)
                 assert task is not None
             return self._context(task)
@@ -454,7 +454,7 @@ class Controller:
         held = self.leases.held()
         if not held:
             return []
-        with self.db.session() as session:
+        with self.db.reading() as session:
             tasks = session.execute(
                 select(Task.id, Task.account_id)
                 .where(Task.id.in_(held), Task.status == Status.PROCESSING)
@@ -798,7 +798,7 @@ class Controller:
         feature failed. Failed features are counted in `error` (docs/architecture.md)."""
         if self._busy(task_id):
             return
-        with self.db.session() as session:  # most rounds there is work left: look first
+        with self.db.reading() as session:  # most rounds there is work left: look first
             task = session.get(Task, task_id)
             if task is None or task.status != Status.PROCESSING or self._pending(session, task_id):
                 return
@@ -866,7 +866,7 @@ class Controller:
             return
         context, _ = self._context(task)
         collection_id = (output.get("collectionId") or "").lower() or new_collection_id(task.id)
-        with self.db.session() as session:
+        with self.db.reading() as session:
             rows = session.scalars(
                 select(FeatureRow).where(FeatureRow.task_id == task.id, FeatureRow.delivered)
             ).all()
@@ -893,7 +893,7 @@ class Controller:
         try:
             with tempfile.TemporaryDirectory(prefix="eobatch-execution-") as folder:
                 path = Path(folder) / "execution.sqlite"
-                with self.db.session() as session:
+                with self.db.reading() as session:
                     if context is None:
                         task = session.get(Task, task_id)
                         assert task is not None

@@ -349,7 +349,7 @@ def pin_items(session: Session, task_id: str, sources: Sequence[InputSource]) ->
 
 def pinned_items(db: Database, task_id: str) -> dict[int, list[StacItem]]:
     """The items pinned for each STAC source of a task (by its index in `input.data`)."""
-    with db.session() as session:
+    with db.reading() as session:
         rows = session.execute(
             select(PinnedScenes.source, PinnedScenes.items).where(PinnedScenes.task_id == task_id)
         ).all()

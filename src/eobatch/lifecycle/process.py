@@ -218,7 +218,7 @@ def _check(
             size = output_size(box, request.output, found)
             if size is not None:
                 feature = Feature(0, "process", aoi.epsg, box, *size, shapely.box(*box))  # type: ignore[arg-type]
-    with db.session() as session:
+    with db.reading() as session:
         owned = set(
             session.scalars(select(Collection.id).where(Collection.account_id == account_id))
         )
@@ -385,7 +385,7 @@ def _pricing(checked: _Checked, setup: ScriptSetup, sources: list[InputSource]) 
 
 
 def _check_balance(db: Database, account_id: str, cost_micro: int) -> None:
-    with db.session() as session:
+    with db.reading() as session:
         account = session.get(Account, account_id)
         free = account.balance_micro_pu - account.reserved_micro_pu if account else 0
     if free < cost_micro:

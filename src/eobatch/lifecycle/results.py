@@ -36,7 +36,7 @@ def publish_results(context: TaskContext, setup: ScriptSetup, task: Task) -> Non
 def task_results(context: TaskContext, setup: ScriptSetup, task: Task) -> TaskResults:
     """What the task delivered: its outputs and every feature stored as delivered."""
     assert context.db is not None
-    with context.db.session() as session:
+    with context.db.reading() as session:
         rows = session.scalars(
             select(FeatureRow)
             .where(FeatureRow.task_id == context.task_id, FeatureRow.delivered)

@@ -95,7 +95,7 @@ def create_task(
         body = {**body, "processRequest": {**body["processRequest"], "evalscript": evalscript}}
         check_json_text(body)  # the script part came apart from the JSON
     request = parse_model(BatchRequest, body)
-    with db.session() as session:
+    with db.reading() as session:
         owned = set(
             session.scalars(select(Collection.id).where(Collection.account_id == account_id))
         )
@@ -150,7 +150,7 @@ def _owned_task(session: Session, account_id: str, task_id: str, lock: bool = Fa
 
 
 def get_task(db: Database, account_id: str, task_id: str) -> dict[str, Any]:
-    with db.session() as session:
+    with db.reading() as session:
         return task_json(_owned_task(session, account_id, task_id))
 
 
@@ -158,7 +158,7 @@ def list_features(
     db: Database, account_id: str, task_id: str, offset: int, limit: int
 ) -> list[dict[str, Any]]:
     """Up to limit + 1 features of a task with their status and charges (beyond Sentinel Hub)."""
-    with db.session() as session:
+    with db.reading() as session:
         _owned_task(session, account_id, task_id)
         rows = session.scalars(
             select(Feature)
@@ -203,7 +203,7 @@ def list_tasks(
         check_search(search)
         query = query.where(_search_clause(search))
     query = query.order_by(*order, Task.id).offset(offset).limit(limit + 1)
-    with db.session() as session:
+    with db.reading() as session:
         return [task_json(t) for t in session.scalars(query)]
 
 

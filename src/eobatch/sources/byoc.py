@@ -258,12 +258,12 @@ def list_collections(
             )
         )
     query = query.order_by(Collection.created, Collection.id).offset(offset).limit(limit + 1)
-    with db.session() as session:
+    with db.reading() as session:
         return [collection_json(c, _tiles_summary(session, c.id)) for c in session.scalars(query)]
 
 
 def get_collection(db: Database, account_id: str, collection_id: str) -> dict[str, Any]:
-    with db.session() as session:
+    with db.reading() as session:
         collection = _owned_collection(session, account_id, collection_id)
         return collection_json(collection, _tiles_summary(session, collection.id))
 
@@ -599,7 +599,7 @@ def list_tiles(
     }
     if sort not in orders:
         raise InvalidRequest.at("sort", "must be created:asc or created:desc")
-    with db.session() as session:
+    with db.reading() as session:
         collection = _owned_collection(session, account_id, collection_id)
         query = select(Tile).where(Tile.collection_id == collection.id)
         if path:
@@ -611,7 +611,7 @@ def list_tiles(
 
 
 def get_tile(db: Database, account_id: str, collection_id: str, tile_id: str) -> dict[str, Any]:
-    with db.session() as session:
+    with db.reading() as session:
         return tile_json(_owned_tile(session, account_id, collection_id, tile_id))
 
 
@@ -636,7 +636,7 @@ def collection_scenes(
 ) -> tuple[list[tuple[Scene, shapely.Geometry]], dict[str, Any]]:
     """The ingested tiles of a collection as reader scenes with their WGS84 footprints (none
     without `with_tiles`), and the collection's bands."""
-    with db.session() as session:
+    with db.reading() as session:
         collection = _owned_collection(session, account_id, collection_id)
         bands, collection_nodata = collection.bands or {}, collection.no_data
         if not with_tiles:
@@ -692,7 +692,7 @@ def tile_footprints(
     db: Database, account_id: str, collection_id: str
 ) -> tuple[str, list[TileFootprint]]:
     """The bucket of an account's collection and its ingested tiles with lon/lat footprints."""
-    with db.session() as session:
+    with db.reading() as session:
         collection = _owned_collection(session, account_id, collection_id)
         tiles = session.scalars(
             select(Tile).where(Tile.collection_id == collection.id, Tile.status == "INGESTED")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -11,7 +12,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
 if TYPE_CHECKING:
@@ -26,6 +27,10 @@ _IDLE_IN_TRANSACTION_MS = 120_000
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # The driver's own transaction handling begins a transaction only at the first write, so a
+    # transaction's reads and writes were not atomic: two controllers could both read a task as
+    # free and both claim it. SQLAlchemy emits the BEGIN instead (`_sqlite_begin`).
+    dbapi_connection.isolation_level = None
     # WAL lets the API read while the controller writes; the busy timeout absorbs short locks.
     # With WAL, synchronous=NORMAL syncs at checkpoints instead of at every commit: the store
     # stays consistent through any crash, and only a power loss or an OS crash can take back
@@ -38,6 +43,22 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _sqlite_begin(connection: Connection) -> None:
+    # A writing transaction takes the write lock at once (BEGIN IMMEDIATE): it waits for the
+    # other writers (busy timeout) and everything it reads stays true until it commits. A
+    # reading one (BEGIN) sees one snapshot and never waits for a writer.
+    connection.exec_driver_sql(connection.get_execution_options().get(_BEGIN, "BEGIN"))
+
+
+# The execution option that makes a SQLite transaction a writing one (ignored by PostgreSQL).
+_BEGIN = "eobatch_sqlite_begin"
+
+
+def writing(engine: Engine) -> Engine:
+    """`engine`, with its SQLite transactions taking the write lock as they begin."""
+    return engine.execution_options(**{_BEGIN: "BEGIN IMMEDIATE"})
+
+
 def make_engine(url: str) -> Engine:
     """An engine for `url`; SQLite gets WAL mode, foreign keys and a busy timeout.
 
@@ -48,6 +69,7 @@ def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin)
         return engine
     return create_engine(
         url,
@@ -75,7 +97,7 @@ def migrate(engine: Engine, keyring: Keyring | None = None) -> None:
     start together wait for the first one and then find the schema already up to date.
     """
     config = _alembic_config()
-    with engine.begin() as connection:
+    with writing(engine).begin() as connection:
         if connection.dialect.name == "postgresql":
             connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
         config.attributes["connection"] = connection
@@ -92,12 +114,14 @@ def schema_revision(engine: Engine) -> tuple[str | None, str]:
 
 
 class Database:
-    """The store: one engine and a session factory."""
+    """The store: one engine, and sessions that write or only read."""
 
     def __init__(self, url: str) -> None:
         self.url = url
         self.engine = make_engine(url)
-        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._sessions = sessionmaker(writing(self.engine), expire_on_commit=False)
+        self._readers = sessionmaker(self.engine, expire_on_commit=False)
+        self._writing = threading.local()  # whether this thread is inside `session()`
 
     @property
     def is_sqlite(self) -> bool:
@@ -108,8 +132,23 @@ class Database:
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        """A session committed on success and rolled back on error."""
-        with self._sessions() as session, session.begin():
+        """A session committed on success and rolled back on error. On SQLite it holds the
+        write lock from its start, so what it reads stays true until it commits; on PostgreSQL
+        the queries that depend on that lock their rows (`with_for_update`)."""
+        if self.is_sqlite and getattr(self._writing, "active", False):
+            # The inner one would wait for the outer one's lock: a deadlock until the timeout.
+            raise RuntimeError("a writing session inside another one on the same thread")
+        self._writing.active = True
+        try:
+            with self._sessions() as session, session.begin():
+                yield session
+        finally:
+            self._writing.active = False
+
+    @contextmanager
+    def reading(self) -> Iterator[Session]:
+        """A session that only reads: one consistent snapshot, never waiting for a writer."""
+        with self._readers() as session, session.begin():
             yield session
 
     def ping(self) -> None:

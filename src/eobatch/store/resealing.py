@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from eobatch.sealing import Keyring, reseal_secrets
+from eobatch.store.db import writing
 
 _PAGE = 500
 # (table, primary key, column holding secrets, whether the column is JSON)
@@ -61,7 +62,7 @@ def rewrite_secrets(
 def reseal_store(engine: sa.Engine, keyring: Keyring) -> int:
     """Re-seal every stored secret with the keyring's first key, in one transaction (secrets
     still in clear are sealed too); returns how many rows changed."""
-    with engine.begin() as connection:
+    with writing(engine).begin() as connection:
         return rewrite_secrets(
             connection, lambda value: reseal_secrets(value, keyring), keyring.reseal
         )

@@ -54,7 +54,7 @@ def features_geojson(
 ) -> dict[str, Any]:
     """The task's features as a GeoJSON FeatureCollection in EPSG:4326 (lon, lat), with status,
     error and cost; without `geometry`, every geometry is null (for cheap status polling)."""
-    with db.session() as session:
+    with db.reading() as session:
         owned_task(session, account_id, task_id)
         columns = [Feature.id, Feature.name, Feature.status, Feature.error, Feature.cost_micro_pu]
         if geometry:
@@ -160,7 +160,7 @@ def delivered_file(
 
 def task_ledger(db: Database, account_id: str, task_id: str) -> list[dict[str, Any]]:
     """The account's ledger entries for this task (charges, surcharges, minimum), oldest first."""
-    with db.session() as session:
+    with db.reading() as session:
         owned_task(session, account_id, task_id)
         rows = session.scalars(
             select(LedgerEntry)
@@ -183,7 +183,7 @@ def task_ledger(db: Database, account_id: str, task_id: str) -> list[dict[str, A
 def _owned_feature(
     db: Database, account_id: str, task_id: str, feature_id: int
 ) -> tuple[Task, Feature]:
-    with db.session() as session:
+    with db.reading() as session:
         task = owned_task(session, account_id, task_id)
         # ids are 32-bit in the store: a larger one would be a database error, not a miss
         feature = session.get(Feature, (task_id, feature_id)) if feature_id < 2**31 else None
