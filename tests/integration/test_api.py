@@ -200,6 +200,26 @@ def test_pagination_sort_and_search(alice: User) -> None:
     assert sorted(t["id"] for t in either) == sorted([ids[0], ids[4]])
 
 
+def test_search_words_are_literal_text(alice: User) -> None:
+    ids = {}
+    for description in ("100% cover", "s2_l2a run", "s2 l2a run", "plain"):
+        body = valid_request(alice.collection_id)
+        body["description"] = description
+        ids[description] = alice.http.post("/api/v2/batch/process", json=body).json()["id"]
+
+    def found(search: str) -> set[str]:
+        response = alice.http.get("/api/v2/batch/process", params={"search": search})
+        assert response.status_code == 200, response.text
+        return {d for d, i in ids.items() if i in {t["id"] for t in response.json()["data"]}}
+
+    assert found("%") == {"100% cover"}  # not a wildcard
+    assert found("s2_l2a") == {"s2_l2a run"}  # `_` is not "any character"
+    assert found("S2 L2A") == {"s2 l2a run"}  # case does not matter
+    assert found("nowhere|") == set()  # an empty alternative matches nothing, not everything
+    assert found("run & ") == {"s2_l2a run", "s2 l2a run"}
+    assert found("|") == set(ids)  # no word at all: no filter
+
+
 def test_update_description_and_actions(alice: User, db) -> None:  # type: ignore[no-untyped-def]
     task_id = alice.http.post(
         "/api/v2/batch/process", json=valid_request(alice.collection_id)

@@ -201,20 +201,29 @@ def list_tasks(
     query = select(Task).where(Task.account_id == account_id)
     if search:
         check_search(search)
-        query = query.where(_search_clause(search))
+        clause = _search_clause(search)
+        if clause is not None:
+            query = query.where(clause)
     query = query.order_by(*order, Task.id).offset(offset).limit(limit + 1)
     with db.reading() as session:
         return [task_json(t) for t in session.scalars(query)]
 
 
-def _search_clause(search: str) -> ColumnElement[bool]:
-    """Words joined by `|` (or) and `&` (and), each matched in the description or the id."""
+def _search_clause(search: str) -> ColumnElement[bool] | None:
+    """Words joined by `|` (or) and `&` (and), each matched literally (`%` and `_` are text, not
+    wildcards) and case-insensitively in the description or the id. Empty words are ignored;
+    None when no word is left."""
 
     def word(w: str) -> ColumnElement[bool]:
-        pattern = f"%{w.strip()}%"
-        return or_(Task.description.ilike(pattern), Task.id.ilike(pattern))
+        return or_(
+            Task.description.icontains(w, autoescape=True), Task.id.icontains(w, autoescape=True)
+        )
 
-    return or_(*(and_(*(word(w) for w in alt.split("&"))) for alt in search.split("|")))
+    alternatives = [[w.strip() for w in alt.split("&") if w.strip()] for alt in search.split("|")]
+    alternatives = [words for words in alternatives if words]
+    if not alternatives:
+        return None
+    return or_(*(and_(*(word(w) for w in words)) for words in alternatives))
 
 
 def update_description(db: Database, account_id: str, task_id: str, body: Any) -> dict[str, Any]:
