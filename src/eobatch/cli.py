@@ -254,6 +254,7 @@ def accounts_ledger(
     account_id: str,
     limit: int = typer.Option(50, min=1, help="Show the newest N entries."),
     data_dir: Path | None = DataDir,
+    as_json: bool = Json,
 ) -> None:
     """Show an account's ledger: credits and charges with the balance after each."""
     from eobatch import ledger
@@ -263,6 +264,21 @@ def accounts_ledger(
     except EobatchError as exc:
         console.print(f"[red]{exc.message}[/]; list accounts with `eobatch accounts list`")
         raise typer.Exit(1) from exc
+    if as_json:
+        entries = [
+            {
+                "id": e.id,
+                "created": e.created.isoformat().replace("+00:00", "Z"),
+                "kind": e.kind,
+                "taskId": e.task_id,
+                "amountPU": to_pu(e.amount_micro),
+                "balanceAfterPU": to_pu(e.balance_after_micro),
+                "note": e.note,
+            }
+            for e in rows
+        ]
+        print(json.dumps(entries, indent=2))
+        return
     table = Table("#", "time (UTC)", "kind", "task", "amount (PU)", "balance after (PU)", "note")
     for e in rows:
         table.add_row(
@@ -278,10 +294,13 @@ def accounts_ledger(
 
 
 @app.command()
-def grids() -> None:
+def grids(as_json: bool = Json) -> None:
     """List the tiling grids this server offers."""
     from eobatch.planning import GRIDS
 
+    if as_json:  # as GET /api/v2/batch/tilinggrids lists them
+        print(json.dumps([grid.descriptor() for grid in GRIDS.values()], indent=2))
+        return
     table = Table("id", "name", "tile size", "resolutions", "unit")
     for grid in GRIDS.values():
         table.add_row(

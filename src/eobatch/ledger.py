@@ -100,7 +100,7 @@ class Entry:
 
 def entries(db: Database, account_id: str, limit: int | None = None) -> list[Entry]:
     """An account's ledger, oldest first (the newest `limit` entries when a limit is given)."""
-    with db.session() as session:
+    with db.reading() as session:
         if session.get(Account, account_id) is None:
             raise NotFound(f"Account {account_id} not found")
         query = select(LedgerEntry).where(LedgerEntry.account_id == account_id)

@@ -52,6 +52,15 @@ def test_accounts_create_list_topup(tmp_path: Path) -> None:
     assert ledger.exit_code == 0
     assert "opening balance" in ledger.output and "top-up" in ledger.output
     assert "+1,000.000000" in ledger.output and "3,500.000000" in ledger.output
+    as_json = runner.invoke(app, ["accounts", "ledger", account_id, "--json", *data])
+    assert as_json.exit_code == 0
+    entries = json.loads(as_json.stdout)
+    assert [(e["kind"], e["amountPU"], e["note"]) for e in entries][-1] == (
+        "credit",
+        1000.0,
+        "top-up",
+    )
+    assert entries[-1]["balanceAfterPU"] == 3500.0 and entries[-1]["taskId"] is None
     missing = runner.invoke(app, ["accounts", "ledger", "no-such-account", *data])
     assert missing.exit_code == 1 and "eobatch accounts list" in missing.output
     db.dispose()
@@ -66,6 +75,9 @@ def test_grids_lists_all_six() -> None:
     assert result.exit_code == 0
     for name in ("20km grid", "WGS84 1 degree grid", "LAEA 100km grid", "LAEA 20km grid"):
         assert name in result.output
+    listed = json.loads(runner.invoke(app, ["grids", "--json"]).stdout)
+    assert [g["id"] for g in listed] == [0, 1, 2, 3, 6, 7]  # as GET /tilinggrids lists them
+    assert listed[0]["properties"]["resolutions"]
 
 
 # -- what every command shares: version, settings errors, store errors ----------------------
