@@ -232,6 +232,35 @@ def test_estimate_features_listing_and_execution_database(service_factory, setti
     assert "processing" in result.output
 
 
+def test_features_no_scene_meets_add_nothing_to_the_estimate(service_factory) -> None:  # type: ignore[no-untyped-def]
+    svc = service_factory(5000.0)
+    controller = svc.controller()
+    body = svc.basic_request()
+    minx, miny, maxx, maxy = body["processRequest"]["input"]["bounds"]["bbox"]
+    # 100 km around the demo data: over 100 LAEA 20 km cells, 4 of them with data.
+    body["processRequest"]["input"]["bounds"]["bbox"] = [
+        minx - 1e5,
+        miny - 1e5,
+        maxx + 1e5,
+        maxy + 1e5,
+    ]
+    task_id = svc.create(body)
+    svc.action(task_id, "analyse")
+    run_until([controller], status_is(svc, task_id, "ANALYSIS_DONE"))
+    estimate = svc.task(task_id)["estimate"]
+    assert estimate["featureCount"] > 100
+    # Only the 4 features with data are charged (4 x 1.7 PU, topped up to the minimum);
+    # counting the others too would make it featureCount x 1.7 PU.
+    assert estimate == {**estimate, "minPU": 100.0, "expectedPU": 100.0, "maxPU": 100.0}
+    assert 4 * to_pu(FEATURE_MICRO) < 100.0 < estimate["featureCount"] * to_pu(FEATURE_MICRO)
+
+    svc.action(task_id, "start")
+    run_until([controller], status_is(svc, task_id, "DONE"))
+    rows = svc.features(task_id)
+    assert sum(1 for r in rows if r.cost_micro_pu) == 4  # what the estimate counted
+    assert svc.task(task_id)["costPU"] == 100.0
+
+
 def test_another_accounts_features_are_not_found(service_factory) -> None:  # type: ignore[no-untyped-def]
     svc = service_factory(5000.0)
     task_id = svc.create()

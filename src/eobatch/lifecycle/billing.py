@@ -183,6 +183,8 @@ def estimate(
     count = low = mid = high = 0
     for width, height, min_samples, max_samples in features:
         count += 1
+        if max_samples == 0:  # no scene meets it: nothing evaluated, nothing delivered
+            continue
         low += pricing.feature_micro(width, height, min_samples)
         most = pricing.feature_micro(width, height, max_samples)
         raw = sum(width * height * b * _bytes_per_sample(t) for b, t in outputs)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import numpy as np
 from sqlalchemy import func, select
 
 from eobatch.config import Settings
@@ -15,6 +16,7 @@ from eobatch.lifecycle.inputs import (
     InputSource,
     extent_of,
     footprint_wgs84,
+    footprints_wgs84,
     input_sources,
     job_sources,
     pin_items,
@@ -158,25 +160,25 @@ class TaskContext:
         return [(o.bands, o.sample_type) for o in self.delivered_outputs(setup)]
 
     def sample_bounds(self, setup: ScriptSetup, features: list[Feature]) -> list[tuple[int, int]]:
-        """(fewest, most) data samples per feature: 1 for SIMPLE; for ORBIT/TILE none at the
+        """(fewest, most) data samples per feature, as the engine will count them: a SIMPLE
+        source gives one sample where a scene meets the feature; ORBIT/TILE sources none at the
         least (no data, or all scenes dropped by the script) and at most every scene (TILE) or
-        every acquisition day (ORBIT) whose footprint meets the feature."""
+        every acquisition day (ORBIT) meeting it. A feature no scene meets costs nothing."""
         fused = len(self.sources) > 1 or bool(setup.datasources)
         modes = {s.id: setup.mosaicking_of(s.id if fused else None) for s in self.sources}
-        if all(mode == "SIMPLE" for mode in modes.values()):
-            return [(1, 1)] * len(features)
-        # A SIMPLE source is one sample; ORBIT/TILE ones are grouped as the engine does, so
-        # estimate and charge cannot disagree.
-        fewest = 1 if "SIMPLE" in modes.values() else 0
-        samples = []
-        for feature in features:
-            area = footprint_wgs84(feature)
-            most = max(
-                1 if modes[s.id] == "SIMPLE" else len(slices(s.scenes_for(area), modes[s.id]))
-                for s in self.sources
-            )
-            samples.append((min(fewest, most), most))
-        return samples
+        areas = footprints_wgs84(features)
+        simple = np.zeros(len(features), dtype=bool)  # a SIMPLE source has data there
+        most = np.zeros(len(features), dtype=int)
+        for source in self.sources:
+            mode = modes[source.id]
+            if mode == "SIMPLE":
+                met = source.meets(areas)
+                simple |= met
+                most = np.maximum(most, met)
+            else:  # grouped as the engine does, so that estimate and charge cannot disagree
+                counts = [len(slices(source.scenes_for(area), mode)) for area in areas]
+                most = np.maximum(most, counts)
+        return [(int(s), int(m)) for s, m in zip(simple, most, strict=True)]
 
     def load_scenes(
         self, boxes: list[tuple[int, tuple]], pinned: dict[int, list[StacItem]] | None = None

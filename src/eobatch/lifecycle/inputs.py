@@ -145,6 +145,13 @@ class InputSource:
             data_filter.wire() if data_filter else {}, processing.wire() if processing else {}
         )
 
+    def meets(self, areas: np.ndarray) -> np.ndarray:
+        """For each of `areas` (lon/lat), whether a scene's footprint meets it."""
+        assert self.loaded and self.footprints is not None, "load() the source first"
+        met = np.zeros(len(areas), dtype=bool)
+        met[self.footprints.query(areas, predicate="intersects")[0]] = True
+        return met
+
     def scenes_for(self, area: shapely.Geometry) -> tuple[Scene, ...]:
         """Scenes whose footprint meets `area` (lon/lat), in priority order."""
         assert self.loaded and self.footprints is not None, "load() the source first"
@@ -382,6 +389,24 @@ def utc(value: datetime | None) -> datetime | None:
     if value is None:
         return None
     return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def footprints_wgs84(features: Sequence[Feature]) -> np.ndarray:
+    """`footprint_wgs84` of many features, one coordinate transformation per CRS."""
+    footprints = np.empty(len(features), dtype=object)
+    by_epsg: dict[int, list[int]] = {}
+    for n, feature in enumerate(features):
+        by_epsg.setdefault(feature.epsg, []).append(n)
+    for epsg, members in by_epsg.items():
+        bounds = np.array([features[n].bounds for n in members], dtype=float)
+        boxes = shapely.segmentize(shapely.box(*bounds.T), (bounds[:, 2] - bounds[:, 0]) / 8)
+        if epsg != 4326:
+            to_wgs = transformer(epsg, 4326)
+            boxes = shapely.transform(
+                boxes, lambda xy, t=to_wgs: np.column_stack(t.transform(xy[:, 0], xy[:, 1]))
+            )
+        footprints[members] = boxes
+    return footprints
 
 
 def footprint_wgs84(feature: Feature) -> shapely.Geometry:
