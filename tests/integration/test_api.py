@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 
 from eobatch.accounts import Credentials, Principal, create_account, issue_token
 from eobatch.api import create_app
+from eobatch.api.pagination import MAX_COUNT, page_window
 from eobatch.store.models import Task
 
 EVALSCRIPT = """//VERSION=3
@@ -461,11 +462,26 @@ def test_low_balance_is_forbidden(app, db, settings) -> None:  # type: ignore[no
     assert files_under(settings.buckets_dir / "results") == []
 
 
+def test_a_count_over_the_page_maximum_is_capped(alice: User) -> None:
+    ids = [
+        alice.http.post("/api/v2/batch/process", json=valid_request(alice.collection_id)).json()[
+            "id"
+        ]
+        for _ in range(2)
+    ]
+    for count in (1000, 10**30):  # as Sentinel Hub does: a full page, not an error
+        response = alice.http.get("/api/v2/batch/process", params={"count": count})
+        assert response.status_code == 200, response.text
+        assert sorted(t["id"] for t in response.json()["data"]) == sorted(ids)
+    assert page_window(1000, None) == (0, MAX_COUNT) == page_window(None, None)
+    assert page_window(7, "200") == (200, 7)
+
+
 @pytest.mark.parametrize(
     ("params", "parameter"),
     [
         ({"count": 0}, "count"),
-        ({"count": 1000}, "count"),
+        ({"count": -3}, "count"),
         ({"count": "x"}, "count"),
         ({"viewtoken": "abc"}, "viewtoken"),
         ({"viewtoken": "-4"}, "viewtoken"),

@@ -14,9 +14,10 @@ _MAX_OFFSET = 2**62  # SQL offsets are 64-bit: a bigger token is none this endpo
 
 def page_window(count: int | None, viewtoken: str | None) -> tuple[int, int]:
     """(offset, limit) from the query; the view token is an opaque stringified offset."""
-    limit = MAX_COUNT if count is None else count
-    if not 1 <= limit <= MAX_COUNT:
-        raise InvalidRequest.at("count", f"must be between 1 and {MAX_COUNT}")
+    if count is not None and count < 1:
+        raise InvalidRequest.at("count", f"must be at least 1 (at most {MAX_COUNT} are returned)")
+    # A larger page is capped, as Sentinel Hub does: clients follow the `next` links.
+    limit = MAX_COUNT if count is None else min(count, MAX_COUNT)
     try:
         offset = int(viewtoken) if viewtoken not in (None, "") else 0
     except ValueError:
