@@ -38,6 +38,7 @@ def write_tif(
     size: int = 600,
     origin: tuple[float, float] = (X0, Y0),
     res: float = 10.0,
+    overviews: tuple[int, ...] = (),
     **profile: object,
 ) -> None:
     """A GeoTIFF, tiled 256 px and DEFLATE unless `profile` says otherwise."""
@@ -58,6 +59,8 @@ def write_tif(
         **options,
     ) as dst:
         dst.write(data, 1)
+        if overviews:
+            dst.build_overviews(list(overviews))
 
 
 @pytest.fixture
@@ -149,6 +152,56 @@ def test_collection_summary_extent_and_sensing_times(user: User, settings: Setti
     lon = np.array(summary["extent"]["coordinates"][0])[:, 0]
     assert lon.min() == pytest.approx(15.0, abs=1e-3)  # x0 = 500 km: the central meridian
     assert lon.max() == pytest.approx(15.0 + 12000 / 78_700, abs=0.01)  # 12 km east at 45°
+
+
+B04_EVALSCRIPT = """//VERSION=3
+function setup() {
+  return {input: ["B04", "dataMask"], output: {bands: 1, sampleType: "UINT16"}};
+}
+function evaluatePixel(s) { return [s.B04]; }
+"""
+
+
+def test_max_meters_per_pixel_from_the_tiles_overviews(user: User, settings: Settings) -> None:
+    root = settings.buckets_dir / "tiles"
+    url = f"/api/v1/byoc/collections/{user.collection_id}"
+
+    def limit() -> float:
+        return user.http.get(url).json()["data"]["additionalData"]["maxMetersPerPixel"]
+
+    assert limit() == 500.0  # no tile yet: never under 500 m
+    # 2048 px of 100 m, overviews of 1024, 512, 256 and 128 px: the coarsest of at least
+    # 256 px has 800 m pixels; requests may be five times coarser.
+    write_tif(root / "deep/B04.tif", size=2048, res=100.0, overviews=(2, 4, 8, 16))
+    add_tile(user, "deep/(BAND).tif", sensingTime="2024-05-01T10:00:00Z")
+    assert limit() == 4000.0
+    write_tif(root / "flat/B04.tif", origin=(X0, Y0 + 10_000))  # 600 px of 10 m, no overviews
+    add_tile(user, "flat/(BAND).tif", sensingTime="2024-05-02T10:00:00Z")
+    assert limit() == pytest.approx(5 * (800 + 10) / 2)  # five times the median
+
+    def process(pixel_m: float):  # type: ignore[no-untyped-def]
+        return user.http.post(
+            "/api/v1/process",
+            json={
+                "input": {
+                    "bounds": {
+                        "bbox": [X0, Y0 - 204_800, X0 + 204_800, Y0],
+                        "properties": {"crs": "http://www.opengis.net/def/crs/EPSG/0/32633"},
+                    },
+                    "data": [{"type": f"byoc-{user.collection_id}"}],
+                },
+                "output": {"resx": pixel_m, "resy": pixel_m},
+                "evalscript": B04_EVALSCRIPT,
+            },
+            headers={"Accept": "image/tiff"},
+        )
+
+    assert process(2000.0).status_code == 200
+    error = assert_error(process(2560.0), 400, "COMMON_EXCEPTION")  # 80 px of 2560 m
+    assert error["message"].startswith(
+        "Your request of 2560.00 meters per pixel exceeds the limit 2025.00 meters per pixel "
+        f"of the collection byoc-{user.collection_id}."
+    )
 
 
 def test_copy_tiles_to_another_collection(user: User, settings: Settings) -> None:

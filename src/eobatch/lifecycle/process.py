@@ -60,6 +60,7 @@ from eobatch.sinks.images import (
     tar_archive,
 )
 from eobatch.sources import PixelGrid
+from eobatch.sources.byoc import collection_max_meters_per_pixel
 from eobatch.store import Database
 from eobatch.store.models import Account, Collection
 
@@ -129,7 +130,7 @@ def process(
     sources = input_sources(db, settings, account_id, checked.request.input.data, checked.refs)
     setup = _check_script(checked, sources)
     feature = checked.feature
-    _check_resolution(feature, sources)
+    _check_resolution(db, feature, sources)
     extent = extent_of([(feature.epsg, feature.bounds)])
     for source in sources:
         try:
@@ -330,14 +331,22 @@ def _parsed_setup(evalscript: str) -> ScriptSetup:
     return parse_setup(evalscript)
 
 
-def _check_resolution(feature: Feature, sources: Sequence[InputSource]) -> None:
-    """Sentinel Hub refuses pixels coarser than a collection allows (COMMON_EXCEPTION)."""
+def _check_resolution(db: Database, feature: Feature, sources: Sequence[InputSource]) -> None:
+    """Sentinel Hub refuses pixels coarser than a collection allows (COMMON_EXCEPTION): 1500 m
+    for the public types, a BYOC collection's `maxMetersPerPixel` for its own."""
     resolution = meters_per_pixel(feature)
     for source in sources:
-        if source.stac is not None and resolution > MAX_METERS_PER_PIXEL:
+        if source.stac is not None:
+            limit = MAX_METERS_PER_PIXEL
+        elif source.ref.kind == "byoc":
+            with db.reading() as session:
+                limit = collection_max_meters_per_pixel(session, source.ref.key)
+        else:
+            continue
+        if resolution > limit:
             raise ResolutionLimit(
                 f"Your request of {resolution:.2f} meters per pixel exceeds the limit "
-                f"{MAX_METERS_PER_PIXEL:.2f} meters per pixel of the collection "
+                f"{limit:.2f} meters per pixel of the collection "
                 f"{source.request.type}. Please revise the resolution (or corresponding "
                 "width/height) to make sure it is in supported range."
             )

@@ -4,20 +4,17 @@ responses, the Accept header, pixel size in metres (pu-byoc-process.md §3, cata
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
-
-from pyproj import CRS
 
 from eobatch.engine import USERDATA
 from eobatch.errors import InvalidRequest, Violation
 from eobatch.planning import Feature
+from eobatch.projection import pixel_meters
 from eobatch.schemas.process import MAX_PIXELS, ProcessApiOutput, ProcessResponse
 from eobatch.sinks.images import EXTENSIONS
 
 DEFAULT_SIZE = 256  # pixels per side when the request gives neither size nor resolution
 TAR_TYPES = ("application/x-tar", "application/tar")
-_METERS_PER_DEGREE = 111_320.0
 
 
 def output_size(
@@ -112,9 +109,5 @@ def negotiate(accept: str | None, responses: Sequence[ProcessResponse]) -> str:
 
 def meters_per_pixel(feature: Feature) -> float:
     """The coarser of the two pixel sizes in metres; degrees count at the bbox's centre."""
-    res_x, res_y = feature.resolution
-    if CRS.from_epsg(feature.epsg).is_geographic:
-        latitude = (feature.bounds[1] + feature.bounds[3]) / 2
-        res_x *= _METERS_PER_DEGREE * math.cos(math.radians(latitude))
-        res_y *= _METERS_PER_DEGREE
-    return max(res_x, res_y)
+    latitude = (feature.bounds[1] + feature.bounds[3]) / 2
+    return pixel_meters(*feature.resolution, feature.epsg, latitude)

@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from eobatch.config import Settings
 from eobatch.errors import Conflict, InvalidRequest, NotFound
 from eobatch.limits import check_search, path_violations
-from eobatch.projection import transformer
+from eobatch.projection import pixel_meters, transformer
 from eobatch.schemas import parse_model
 from eobatch.schemas.byoc import CollectionIn, TileIn, TileUpdate
 from eobatch.sealing import keyring_for, open_secrets, seal_secrets
@@ -73,21 +73,29 @@ def collection_json(c: Collection, summary: dict[str, Any] | None = None) -> dic
 
 
 def _tiles_summary(session: Session, collection_id: str) -> dict[str, Any]:
-    """`extent` (WGS84 polygon of the ingested tiles), `hasSensingTimes`, from/to times."""
+    """`extent` (WGS84 polygon of the ingested tiles), `hasSensingTimes`, from/to times, and
+    `maxMetersPerPixel` (the coarsest pixels a request may ask for)."""
     tiles = session.execute(
-        select(Tile.tile_geometry, Tile.epsg, Tile.cover_geometry, Tile.sensing_time).where(
-            Tile.collection_id == collection_id, Tile.status == "INGESTED"
-        )
+        select(
+            Tile.tile_geometry,
+            Tile.epsg,
+            Tile.cover_geometry,
+            Tile.overview_meters,
+            Tile.sensing_time,
+        ).where(Tile.collection_id == collection_id, Tile.status == "INGESTED")
     ).all()
+    overviews = [t.overview_meters for t in tiles if t.overview_meters is not None]
+    limit = {"maxMetersPerPixel": round(max_meters_per_pixel(overviews), 2)}
     if not tiles:
-        return {"hasSensingTimes": "NO"}
+        return {"hasSensingTimes": "NO", **limit}
     times = [t for *_, t in tiles if t is not None]
     summary: dict[str, Any] = {
-        "hasSensingTimes": "YES" if len(times) == len(tiles) else "PARTIALLY" if times else "NO"
+        "hasSensingTimes": "YES" if len(times) == len(tiles) else "PARTIALLY" if times else "NO",
+        **limit,
     }
     # Bounds only, one reprojection per CRS: a GET stays fast with thousands of tiles.
     boxes: dict[int, list[tuple[float, ...]]] = {}
-    for geometry, epsg, cover, _ in tiles:
+    for geometry, epsg, cover, _, _ in tiles:
         if cover is not None:
             boxes.setdefault(4326, []).append(shape(cover).bounds)
         elif geometry is not None:
@@ -386,10 +394,51 @@ def _check_cog_layout(src: rasterio.DatasetReader, key: str) -> None:
         raise ValueError(f"'{key}' is JPEG-compressed; use DEFLATE, ZSTD or LZW")
 
 
-def _inspect_tile(location: Location, tile_path: str, bands: dict[str, Any]) -> tuple[int, Any]:
-    """Check every band file of a tile; returns its EPSG code and bounds (tile CRS): the
-    intersection of the files' bounds, which must agree within a pixel."""
+# A request may be at most this many times coarser than a collection's tiles' coarsest
+# overviews (at least 256 px wide or high), and never be refused under 500 m per pixel.
+_OVERVIEW_FACTOR, _FLOOR_METERS, _OVERVIEW_MIN_PX = 5.0, 500.0, 256
+
+
+def max_meters_per_pixel(overview_meters: list[float]) -> float:
+    """A collection's `maxMetersPerPixel`: five times the median of its tiles' coarsest
+    overview pixel sizes, at least 500 (500 while no tile says)."""
+    if not overview_meters:
+        return _FLOOR_METERS
+    return max(_FLOOR_METERS, _OVERVIEW_FACTOR * float(np.median(overview_meters)))
+
+
+def collection_max_meters_per_pixel(session: Session, collection_id: str) -> float:
+    sizes = session.scalars(
+        select(Tile.overview_meters).where(
+            Tile.collection_id == collection_id,
+            Tile.status == "INGESTED",
+            Tile.overview_meters.is_not(None),
+        )
+    ).all()
+    return max_meters_per_pixel([s for s in sizes if s is not None])
+
+
+def _coarsest_overview_meters(src: Any, index: int) -> float:
+    """Metres per pixel of the file's coarsest level (itself or an overview) at least 256 px
+    wide or high."""
+    level = 1
+    for factor in src.overviews(index):
+        width, height = -(-src.width // factor), -(-src.height // factor)
+        if max(width, height) >= _OVERVIEW_MIN_PX:
+            level = max(level, factor)
+    latitude = (src.bounds.bottom + src.bounds.top) / 2
+    code = src.crs.to_epsg()
+    return pixel_meters(src.transform.a * level, src.transform.e * level, code, latitude)
+
+
+def _inspect_tile(
+    location: Location, tile_path: str, bands: dict[str, Any]
+) -> tuple[int, Any, float]:
+    """Check every band file of a tile; returns its EPSG code, its bounds (tile CRS): the
+    intersection of the files' bounds, which must agree within a pixel, and the pixel size in
+    metres of the coarsest overview every band has."""
     epsg, bounds, pixel = None, None, 0.0
+    overview_meters = float("inf")
     with rasterio.Env(**location.gdal_options()):
         for name, band in bands.items():
             key = _band_key(tile_path, band.get("source") or name)
@@ -434,6 +483,9 @@ def _inspect_tile(location: Location, tile_path: str, bands: dict[str, Any]) -> 
                         f"tile {tuple(bounds)}; they must agree within a pixel"
                     )
                 epsg = code
+                overview_meters = min(
+                    overview_meters, _coarsest_overview_meters(src, band.get("bandIndex", 1))
+                )
                 bounds = (
                     tuple(src.bounds)
                     if bounds is None
@@ -444,7 +496,7 @@ def _inspect_tile(location: Location, tile_path: str, bands: dict[str, Any]) -> 
                         min(bounds[3], src.bounds.top),
                     )
                 )
-    return epsg, bounds  # type: ignore[return-value]
+    return epsg, bounds, overview_meters  # type: ignore[return-value]
 
 
 def _cover_to_crs84(geometry: dict[str, Any]) -> dict[str, Any]:
@@ -505,7 +557,7 @@ def _ingest(settings: Settings, collection: Collection, tile: Tile) -> None:
     try:
         location = collection_location(settings, collection)
         bands = collection.bands or _discover_bands(location, tile.path)
-        epsg, bounds = _inspect_tile(location, tile.path, bands)
+        epsg, bounds, overview_meters = _inspect_tile(location, tile.path, bands)
     except InvalidRequest as exc:  # the storage itself is gone or refuses us
         tile.status, tile.failed_cause = "FAILED", f"storage: {exc.message}"
     except (ValueError, RasterioError, OSError) as exc:
@@ -515,7 +567,7 @@ def _ingest(settings: Settings, collection: Collection, tile: Tile) -> None:
             collection.bands = bands
             if "(BAND)" not in tile.path:
                 tile.path = f"{tile.path.rstrip('/')}/(BAND).tif"
-        tile.status, tile.epsg = "INGESTED", epsg
+        tile.status, tile.epsg, tile.overview_meters = "INGESTED", epsg, overview_meters
         tile.tile_geometry = {
             **mapping(shapely.box(*bounds)),
             "crs": {"type": "name", "properties": {"name": f"urn:ogc:def:crs:EPSG::{epsg}"}},

@@ -186,6 +186,9 @@ class Tile(Base):
     failed_cause: Mapped[str | None] = mapped_column(Text, nullable=True)
     created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     ingestion_start: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # Metres per pixel of the tile's coarsest level at least 256 px wide or high: what the
+    # collection's `maxMetersPerPixel` is derived from (sources/byoc.py).
+    overview_meters: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 class LedgerEntry(Base):
