@@ -295,6 +295,17 @@ def test_catalog_search_with_sentinelhub_py_and_pystac_client(world: World, serv
         limit=1,
     )
     assert [i.id for i in cloudy.items()] == [i for i, _, cloud in S2_ITEMS if cloud >= 40]
+    for method in ("POST", "GET"):  # pystac-client sends sortby as a list or as text
+        clearest = stac.search(
+            collections=["sentinel-2-l2a"],
+            bbox=demo_aoi(),
+            sortby="+properties.eo:cloud_cover",
+            method=method,
+            limit=2,
+        )
+        assert [i.id for i in clearest.items()] == [
+            i for i, _, _ in sorted(S2_ITEMS, key=lambda item: item[2])
+        ]
 
     with httpx.Client(base_url=served.base_url) as anonymous:
         assert anonymous.get("/api/v1/catalog/1.0.0/conformance").status_code == 200

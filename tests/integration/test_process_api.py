@@ -232,6 +232,33 @@ def test_catalog_search_filter_fields_and_paging(api: Api) -> None:
     days = api.http.post(f"{CATALOG}/search", json={**area, "distinct": "date"}).json()
     assert days["features"] == [f"2024-06-{1 + 5 * n:02d}" for n in range(len(CLOUDS))][:10]
 
+    everything = api.http.post(f"{CATALOG}/search", json={**area, "limit": 100}).json()
+    clouds = {f["id"]: f["properties"]["eo:cloud_cover"] for f in everything["features"]}
+    cloudiest = sorted(clouds, key=lambda i: -clouds[i])  # ties stay in datetime order
+    posted = api.http.post(
+        f"{CATALOG}/search",
+        json={
+            **area,
+            "limit": 100,
+            "sortby": [{"field": "properties.eo:cloud_cover", "direction": "desc"}],
+        },
+    ).json()
+    assert [f["id"] for f in posted["features"]] == cloudiest
+    text = api.http.get(
+        f"{CATALOG}/search",
+        params={
+            "collections": "sentinel-2-l2a",
+            "bbox": "14.2,48.2,14.3,48.3",
+            "sortby": "+eo:cloud_cover,-datetime",  # `+` arrives as a space: still ascending
+            "limit": 3,
+        },
+    ).json()
+    least = sorted(clouds, key=lambda i: clouds[i])
+    assert [f["id"] for f in text["features"]] == least[:3]
+    assert "item-search#sort" in " ".join(
+        api.http.get(f"{CATALOG}/conformance").json()["conformsTo"]
+    )
+
     items = api.http.get(
         f"{CATALOG}/collections/byoc-{api.collection_id}/items/", params={"limit": 3}
     )
@@ -254,6 +281,15 @@ def test_catalog_search_filter_fields_and_paging(api: Api) -> None:
         ({"collections": ["sentinel-2-l2a"], "bbox": [1, 2, 3, 4], "datetime": "June"}, "datetime"),
         ({"collections": ["sentinel-2-l2a"], "bbox": [1, 2, 3, 4], "limit": 0}, "limit"),
         ({"collections": ["sentinel-2-l2a"], "bbox": [1, 2, 3, 4], "query": {}}, "query"),
+        ({"collections": ["sentinel-2-l2a"], "bbox": [1, 2, 3, 4], "sortby": "-gsd"}, "sortby"),
+        (
+            {
+                "collections": ["sentinel-2-l2a"],
+                "bbox": [1, 2, 3, 4],
+                "sortby": [{"field": "datetime", "direction": "down"}],
+            },
+            "sortby",
+        ),
     ],
 )
 def test_bad_searches_name_the_parameter(api: Api, body: dict, parameter: str) -> None:

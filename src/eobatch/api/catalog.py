@@ -32,6 +32,7 @@ from eobatch.sources.catalog import (
     visible_collections,
 )
 from eobatch.sources.cql2 import parse_fields, parse_filter, select_fields
+from eobatch.sources.sortby import parse_sortby, sort_items
 
 BASE = "/api/v1/catalog/1.0.0"
 GEOJSON = "application/geo+json"
@@ -50,6 +51,7 @@ CONFORMANCE = [
     "https://api.stacspec.org/v1.0.0/item-search#fields",
     "https://api.stacspec.org/v1.0.0/item-search#context",
     "https://api.stacspec.org/v1.0.0/item-search#filter",
+    "https://api.stacspec.org/v1.0.0/item-search#sort",
     "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/filter",
     "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/features-filter",
     "http://www.opengis.net/spec/cql2/1.0/conf/cql2-text",
@@ -315,7 +317,8 @@ def _search(request: Request, account: str, params: Mapping[str, Any]) -> _Page:
         ids=tuple(_list(ids, "ids")) if ids is not None else None,
         conditions=tuple(parse_filter(_filter_value(params), params.get("filter-lang"))),
     )
-    selected = items(state.db, state.settings, account, found, query)
+    sortby = parse_sortby(params.get("sortby"), ["datetime", *found.queryables])
+    selected = sort_items(items(state.db, state.settings, account, found, query), sortby)
     distinct = params.get("distinct")
     if distinct is not None:
         if distinct != "date":
