@@ -8,11 +8,13 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import rasterio
+from sqlalchemy import select
 
 from eobatch.config import Settings
 from eobatch.errors import AnalysisError
 from eobatch.lifecycle.analysis import _check_ingestion
 from eobatch.storage import Location
+from eobatch.store.models import Tile
 from tests.integration.harness import Service
 
 RESULT3 = """//VERSION=3
@@ -58,6 +60,14 @@ def read_all(folder: Path) -> dict[str, np.ndarray]:
     return out
 
 
+def overview_meters(service: Service, collection_id: str) -> dict[str, float | None]:
+    with service.db.reading() as session:
+        rows = session.execute(
+            select(Tile.id, Tile.overview_meters).where(Tile.collection_id == collection_id)
+        ).all()
+    return dict(rows)  # type: ignore[arg-type]
+
+
 def test_new_collection_is_readable_by_the_next_task(service: Service) -> None:
     output = raster("s3://results/byoc", createCollection=True)
     first = service.run(service.request(RESULT3, ["result"], output))
@@ -70,6 +80,14 @@ def test_new_collection_is_readable_by_the_next_task(service: Service) -> None:
     tiles = service.http.get(f"/api/v1/byoc/collections/{collection['id']}/tiles").json()["data"]
     assert len(tiles) == 4 and {t["status"] for t in tiles} == {"INGESTED"}
     assert all(t["path"].endswith("/(BAND).tiff") for t in tiles)
+    # The coarsest-overview size registered without reading the files (maxMetersPerPixel) is
+    # the one ingestion reads from them.
+    registered = overview_meters(service, collection["id"])
+    assert len(registered) == 4 and None not in registered.values()
+    for tile_id in registered:
+        url = f"/api/v1/byoc/collections/{collection['id']}/tiles/{tile_id}/reingest"
+        assert service.http.post(url).status_code == 204
+    assert overview_meters(service, collection["id"]) == pytest.approx(registered)
 
     body = service.request(READ_BACK, ["default"], raster("s3://results/again"))
     body["processRequest"]["input"]["data"] = [{"type": f"byoc-{collection['id']}"}]

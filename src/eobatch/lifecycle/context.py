@@ -30,7 +30,9 @@ from eobatch.schemas.batch import BatchRequest, RasterOutput, TilingGridInput, Z
 from eobatch.script import ScriptOutput, ScriptSetup
 from eobatch.sinks import CogOptions, CompressionProfile, DeliveryTemplate
 from eobatch.sinks.byoc import register_tiles
+from eobatch.sinks.geotiff import output_overview_levels
 from eobatch.sinks.zarr import ZarrLayout, parse_arrays
+from eobatch.sources.byoc import coarsest_overview_meters
 from eobatch.sources.stac_search import StacItem
 from eobatch.sources.stack import slices
 from eobatch.storage import Location
@@ -291,11 +293,16 @@ def ingest_outputs(context: TaskContext, collection_id: str, rows: list) -> int:
     """Register the delivered features (store rows) as tiles of the BYOC collection."""
     assert context.db is not None
     prefix = context.delivery.prefix
+    cog = context.cog_options
     tiles = []
     for row in rows:
         key = context.template.key(context.task_id, row.name, row.id, "(BAND)", "tiff")
         path = f"{prefix}/{key}" if prefix else key
-        tiles.append((path, row.epsg, (row.minx, row.miny, row.maxx, row.maxy)))
+        bounds = (row.minx, row.miny, row.maxx, row.maxy)
+        # The overviews the sink wrote (sinks/geotiff.py): known without reading the files.
+        factors = output_overview_levels(row.width, row.height, cog)
+        meters = coarsest_overview_meters(row.width, row.height, factors, bounds, row.epsg)
+        tiles.append((path, row.epsg, bounds, meters))
     source = context.request.process_request.input.data[0]
     time_range = source.data_filter.time_range if source.data_filter else None
     sensing = utc(time_range.from_ if time_range else None)

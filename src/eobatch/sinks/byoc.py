@@ -125,14 +125,15 @@ def prepare_collection(
 def register_tiles(
     db: Database,
     collection_id: str,
-    tiles: Sequence[tuple[str, int, tuple[float, ...]]],
+    tiles: Sequence[tuple[str, int, tuple[float, ...], float]],
     sensing_time: datetime | None,
 ) -> int:
-    """Add one INGESTED tile per (path with (BAND), EPSG, bounds); returns how many were new."""
+    """Add one INGESTED tile per (path with (BAND), EPSG, bounds, metres per pixel of its
+    coarsest overview); returns how many were new."""
     with db.session() as session:
         known = set(session.scalars(select(Tile.path).where(Tile.collection_id == collection_id)))
         added = 0
-        for path, epsg, bounds in tiles:
+        for path, epsg, bounds, overview_meters in tiles:
             if path in known:
                 continue  # the same feature delivered again (overwrite): same files, same tile
             geometry = shapely.geometry.mapping(shapely.box(*bounds))
@@ -143,6 +144,7 @@ def register_tiles(
                     path=path,
                     sensing_time=sensing_time,
                     epsg=epsg,
+                    overview_meters=overview_meters,
                     status="INGESTED",
                     tile_geometry={
                         **geometry,

@@ -39,9 +39,9 @@ from eobatch.sinks.geotiff import (
     CogOptions,
     band_names,
     output_nodata,
+    output_overview_levels,
     overview_resampling,
     plain_block_size,
-    plain_overview_levels,
 )
 from eobatch.storage import Location
 
@@ -339,7 +339,9 @@ def mosaic_vrt(
             )
     # The factors every source has overviews at: GDAL then reads those when zoomed out
     # (sources without overviews would each be read at full resolution).
-    levels = set.intersection(*(set(_levels(d.feature, cog)) for d in features))
+    levels = set.intersection(
+        *(set(output_overview_levels(d.feature.width, d.feature.height, cog)) for d in features)
+    )
     if levels:
         resampling = cog.resampling if cog else overview_resampling(output)
         ET.SubElement(root, "OverviewList", resampling=resampling).text = " ".join(
@@ -347,12 +349,6 @@ def mosaic_vrt(
         )
     ET.indent(root)
     return ET.tostring(root, encoding="utf-8")
-
-
-def _levels(feature: Feature, cog: CogOptions | None) -> list[int]:
-    if cog is not None:
-        return cog.levels_for(feature.width, feature.height)
-    return plain_overview_levels(feature.width, feature.height)
 
 
 def _source(

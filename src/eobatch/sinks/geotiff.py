@@ -170,6 +170,13 @@ def plain_overview_levels(width: int, height: int) -> list[int]:
     return CogOptions(overview_min_size=PLAIN_OVERVIEW_MIN_SIZE).levels_for(width, height)
 
 
+def output_overview_levels(width: int, height: int, cog: CogOptions | None) -> list[int]:
+    """Overview factors of an output of `width` x `height` pixels: a COG's, or a plain one's."""
+    if cog is not None:
+        return cog.levels_for(width, height)
+    return plain_overview_levels(width, height)
+
+
 def encode_geotiff(
     data: np.ndarray,
     epsg: int,

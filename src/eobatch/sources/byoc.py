@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import re
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import PurePosixPath
@@ -418,17 +419,18 @@ def collection_max_meters_per_pixel(session: Session, collection_id: str) -> flo
     return max_meters_per_pixel([s for s in sizes if s is not None])
 
 
-def _coarsest_overview_meters(src: Any, index: int) -> float:
-    """Metres per pixel of the file's coarsest level (itself or an overview) at least 256 px
-    wide or high."""
+def coarsest_overview_meters(
+    width: int, height: int, factors: Sequence[int], bounds: Sequence[float], epsg: int
+) -> float:
+    """Metres per pixel of a raster's coarsest level (itself or an overview at one of
+    `factors`) at least 256 px wide or high."""
     level = 1
-    for factor in src.overviews(index):
-        width, height = -(-src.width // factor), -(-src.height // factor)
-        if max(width, height) >= _OVERVIEW_MIN_PX:
+    for factor in factors:
+        if max(-(-width // factor), -(-height // factor)) >= _OVERVIEW_MIN_PX:
             level = max(level, factor)
-    latitude = (src.bounds.bottom + src.bounds.top) / 2
-    code = src.crs.to_epsg()
-    return pixel_meters(src.transform.a * level, src.transform.e * level, code, latitude)
+    res_x = (bounds[2] - bounds[0]) / width * level
+    res_y = (bounds[3] - bounds[1]) / height * level
+    return pixel_meters(res_x, res_y, epsg, (bounds[1] + bounds[3]) / 2)
 
 
 def _inspect_tile(
@@ -484,7 +486,14 @@ def _inspect_tile(
                     )
                 epsg = code
                 overview_meters = min(
-                    overview_meters, _coarsest_overview_meters(src, band.get("bandIndex", 1))
+                    overview_meters,
+                    coarsest_overview_meters(
+                        src.width,
+                        src.height,
+                        src.overviews(band.get("bandIndex", 1)),
+                        tuple(src.bounds),
+                        code,
+                    ),
                 )
                 bounds = (
                     tuple(src.bounds)
