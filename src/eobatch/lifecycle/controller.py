@@ -7,7 +7,8 @@ One loop; each round (`step`):
 3. records the jobs that finished: feature statuses, PU holds released, features billed,
 4. claims the tasks that need work and advances each: user actions, analysis, the end of a task
    (once per poll interval, or at once when this process's API records a user action; in
-   between only the tasks with nothing in flight, which may be done),
+   between only the tasks with nothing in flight, which may be done; a finished task's wrap-up,
+   its results catalogue above all, runs in a thread of its own and the task is DONE after),
 5. fills the in-flight window with fair shares of the tasks' pending features,
 6. uploads the execution databases that are due.
 
@@ -36,6 +37,7 @@ import time
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future as ConcurrentFuture
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import partial
@@ -129,6 +131,7 @@ class Controller:
         self.id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.leases = Leases(db, self.id, settings.lease_s, alive=self.alive)
         self.in_flight: dict[Future, tuple[str, tuple[int, ...]]] = {}  # job -> (task, features)
+        self.finishing: dict[str, ConcurrentFuture[None]] = {}  # task -> its wrap-up
         self.solo: dict[str, set[int]] = defaultdict(set)  # features whose job failed as a whole
         # PENDING features per task, counted once after the lease is taken: only the lease
         # holder moves features out of PENDING (`_record`), so it keeps the count itself.
@@ -209,7 +212,11 @@ class Controller:
         deadline = time.monotonic() + self.settings.controller_poll_s
         # Polling `done()` needs no default Dask client.
         while time.monotonic() < deadline and not self._stop.is_set():
-            if self._woken.is_set() or any(future.done() for future in self.in_flight):
+            if (
+                self._woken.is_set()
+                or any(future.done() for future in self.in_flight)
+                or any(future.done() for future in self.finishing.values())
+            ):
                 break
             self._woken.wait(0.02)
 
@@ -280,6 +287,7 @@ class Controller:
             except Exception:  # the scheduler is going away: the jobs go with it
                 log.debug("could not cancel the jobs of task %s", task_id, exc_info=True)
         self.unrecorded.pop(task_id, None)
+        self.finishing.pop(task_id, None)  # a wrap-up still running finishes unheeded
         self.solo.pop(task_id, None)
         self.pending.pop(task_id, None)
         self.contexts.pop(task_id, None)
@@ -809,14 +817,8 @@ class Controller:
                 .order_by(FeatureRow.id)
             ).all()
         all_failed = bool(total) and len(fatal) == total
-        if not all_failed:
-            self._ingest(task)  # its own transactions; registering a tile twice adds nothing
-            # Before DONE, outside the fenced transaction: a crash here leaves the task
-            # PROCESSING and the next controller writes the catalogue again (overwriting it).
-            publish_results(*self._context(task), task)
-        # Every feature is final: the execution database is complete before the task is DONE,
-        # so whoever sees DONE reads the final one.
-        self.upload_execution_db(task_id, self.contexts.get(task_id, (None,))[0])
+        if not self._wrapped_up(task, all_failed):
+            return
         minimum = 0
         with self._holding(task_id) as session:
             task = session.get(Task, task_id)
@@ -859,12 +861,62 @@ class Controller:
         else:
             events.done(task_id, total, len(fatal), to_pu(cost))
 
-    def _ingest(self, task: Task) -> None:
+    def _wrapped_up(self, task: Task, all_failed: bool) -> bool:
+        """Whether the wrap-up of a task whose features are all final is done: BYOC ingestion,
+        results catalogue, final execution database. It runs in a thread of its own, started
+        by the first call, so that the catalogue of a huge task (minutes of uploads) holds up
+        neither this loop nor the controller's other tasks."""
+        future = self.finishing.get(task.id)
+        if future is None:
+            context, setup = self._context(task)
+            future = ConcurrentFuture()
+            self.finishing[task.id] = future
+            threading.Thread(
+                target=self._wrap_up,
+                args=(future, task, context, setup, all_failed),
+                name=f"eobatch-wrap-up-{task.id[:8]}",
+                daemon=True,  # a stopping process leaves the task PROCESSING: done again later
+            ).start()
+            return False
+        if not future.done():
+            return False
+        del self.finishing[task.id]
+        if future.exception() is not None:
+            log.error(
+                "the wrap-up of task %s failed; it runs again",
+                task.id,
+                exc_info=future.exception(),
+            )
+            return False
+        return True
+
+    def _wrap_up(
+        self,
+        future: ConcurrentFuture[None],
+        task: Task,
+        context: TaskContext,
+        setup: ScriptSetup,
+        all_failed: bool,
+    ) -> None:
+        # Before DONE, outside any fenced transaction: a crash meanwhile leaves the task
+        # PROCESSING and the next controller does all of it again (overwriting the objects;
+        # registering a tile twice adds nothing).
+        try:
+            if not all_failed:
+                self._ingest(task, context)
+                publish_results(context, setup, task)
+            # The execution database is complete before the task is DONE, so whoever sees
+            # DONE reads the final one.
+            self.upload_execution_db(task.id, context)
+            future.set_result(None)
+        except BaseException as exc:
+            future.set_exception(exc)
+
+    def _ingest(self, task: Task, context: TaskContext) -> None:
         """BYOC ingestion of the delivered features, when the request asks for it."""
         output = task.request.get("output") or {}
         if not (output.get("createCollection") or output.get("collectionId")):
             return
-        context, _ = self._context(task)
         collection_id = (output.get("collectionId") or "").lower() or new_collection_id(task.id)
         with self.db.reading() as session:
             rows = session.scalars(
