@@ -3,6 +3,7 @@ collections in a bucket with their own storage locator (pu-byoc-process.md §2).
 
 from __future__ import annotations
 
+import threading
 import uuid
 from pathlib import Path
 
@@ -12,10 +13,11 @@ import pytest
 import rasterio
 from affine import Affine
 
-from eobatch.accounts import create_account
+from eobatch.accounts import create_account, top_up
 from eobatch.api import create_app
 from eobatch.config import Settings
 from eobatch.sources import PixelGrid, read_mosaic
+from eobatch.sources import byoc as byoc_module
 from eobatch.sources.byoc import collection_scenes
 from eobatch.store import Database
 from tests.integration.harness import service_settings
@@ -166,10 +168,10 @@ def test_max_meters_per_pixel_from_the_tiles_overviews(user: User, settings: Set
     root = settings.buckets_dir / "tiles"
     url = f"/api/v1/byoc/collections/{user.collection_id}"
 
-    def limit() -> float:
-        return user.http.get(url).json()["data"]["additionalData"]["maxMetersPerPixel"]
+    def limit() -> float | None:
+        return user.http.get(url).json()["data"]["additionalData"].get("maxMetersPerPixel")
 
-    assert limit() == 500.0  # no tile yet: never under 500 m
+    assert limit() is None  # no tile with a size yet: no limit
     # 2048 px of 100 m, overviews of 1024, 512, 256 and 128 px: the coarsest of at least
     # 256 px has 800 m pixels; requests may be five times coarser.
     write_tif(root / "deep/B04.tif", size=2048, res=100.0, overviews=(2, 4, 8, 16))
@@ -204,6 +206,32 @@ def test_max_meters_per_pixel_from_the_tiles_overviews(user: User, settings: Set
     )
 
 
+def test_ingestion_reads_the_files_with_no_transaction_open(
+    user: User, settings: Settings, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A slow bucket holds up no other writer (on SQLite one writer holds the whole store)."""
+    write_tif(settings.buckets_dir / "tiles" / "slow/B04.tif")
+    reading, finish = threading.Event(), threading.Event()
+    inspect = byoc_module._inspect_tile
+
+    def slow_inspection(*args):  # type: ignore[no-untyped-def]
+        reading.set()
+        assert finish.wait(240)
+        return inspect(*args)
+
+    monkeypatch.setattr(byoc_module, "_inspect_tile", slow_inspection)
+    added: list[dict] = []
+    adding = threading.Thread(target=lambda: added.append(add_tile(user, "slow/(BAND).tif")))
+    adding.start()
+    try:
+        assert reading.wait(240)
+        top_up(db, user.account_id, 1.0)  # a write while the tile's files are being read
+    finally:
+        finish.set()
+        adding.join()
+    assert added[0]["status"] == "INGESTED"
+
+
 def test_copy_tiles_to_another_collection(user: User, settings: Settings) -> None:
     root = settings.buckets_dir / "tiles"
     for name in ("a", "b"):
@@ -227,6 +255,9 @@ def test_copy_tiles_to_another_collection(user: User, settings: Settings) -> Non
     source = user.http.get(f"/api/v1/byoc/collections/{user.collection_id}").json()["data"]
     copied = user.http.get(f"/api/v1/byoc/collections/{target}").json()["data"]
     assert copied["additionalData"]["bands"] == source["additionalData"]["bands"]
+    # the tiles' sizes come along: the same request limit
+    assert copied["additionalData"]["maxMetersPerPixel"] == 500.0
+    assert source["additionalData"]["maxMetersPerPixel"] == 500.0
 
     other_bands = new(additionalData={"bands": {"X": {"bitDepth": 8}}})
     assert_error(user.http.post(copy, params={"toCollection": other_bands}), 409)

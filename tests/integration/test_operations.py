@@ -299,6 +299,24 @@ def test_a_task_whose_every_feature_failed_is_failed(service_factory, caplog) ->
     assert events[-1] == ("failed", task["id"])
 
 
+def test_a_failed_task_whose_collection_was_deleted_still_ends_failed(service_factory) -> None:  # type: ignore[no-untyped-def]
+    """The features failed, the collection is gone, and another controller takes the task
+    over: its request no longer reads, yet the task must end rather than wait forever."""
+    svc = service_factory(5000.0)
+    first, successor = svc.controller(), svc.controller()
+    broken = NDVI.replace("return [(s.B08", 'throw new Error("broken"); return [(s.B08')
+    task_id = svc.create(svc.basic_request(broken))
+    svc.action(task_id, "start")
+    run_until([first], lambda: {f.status for f in svc.features(task_id)} == {"FATAL"})
+    deleted = svc.http.delete(f"/api/v1/byoc/collections/{svc.collection_id}")
+    assert deleted.status_code in (200, 204), deleted.text
+    with svc.db.session() as session:  # `first` froze: its lease runs out
+        session.execute(update(Task).where(Task.id == task_id).values(lease_until=Task.created))
+    run_until([successor], status_is(svc, task_id, "FAILED", "DONE"))
+    task = svc.task(task_id)
+    assert task["status"] == "FAILED" and "broken" in task["error"]
+
+
 def test_a_task_with_some_failed_features_is_done_and_says_how_many(
     service_factory, caplog
 ) -> None:  # type: ignore[no-untyped-def]

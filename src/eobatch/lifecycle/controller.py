@@ -39,6 +39,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future as ConcurrentFuture
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -87,6 +88,15 @@ from eobatch.store.models import Task
 
 log = logging.getLogger(__name__)
 
+
+@dataclass(frozen=True)
+class WrapUp:
+    """A finished task's wrap-up running in its own thread (`Controller._wrapped_up`)."""
+
+    done: ConcurrentFuture[None]
+    cancelled: threading.Event  # the controller let the task go: stop between steps
+
+
 MAX_FEATURES_PER_JOB = 32
 PIXELS_PER_JOB = 1_000_000  # a 1000 x 1000 px feature runs alone: it takes seconds anyway
 MAX_PIXELS_PER_JOB = 4_000_000  # ... unless the task has work for many more jobs (_pixel_budget)
@@ -131,7 +141,7 @@ class Controller:
         self.id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.leases = Leases(db, self.id, settings.lease_s, alive=self.alive)
         self.in_flight: dict[Future, tuple[str, tuple[int, ...]]] = {}  # job -> (task, features)
-        self.finishing: dict[str, ConcurrentFuture[None]] = {}  # task -> its wrap-up
+        self.finishing: dict[str, WrapUp] = {}  # task -> its wrap-up, running or done
         self.solo: dict[str, set[int]] = defaultdict(set)  # features whose job failed as a whole
         # PENDING features per task, counted once after the lease is taken: only the lease
         # holder moves features out of PENDING (`_record`), so it keeps the count itself.
@@ -215,7 +225,7 @@ class Controller:
             if (
                 self._woken.is_set()
                 or any(future.done() for future in self.in_flight)
-                or any(future.done() for future in self.finishing.values())
+                or any(wrap_up.done.done() for wrap_up in self.finishing.values())
             ):
                 break
             self._woken.wait(0.02)
@@ -287,7 +297,8 @@ class Controller:
             except Exception:  # the scheduler is going away: the jobs go with it
                 log.debug("could not cancel the jobs of task %s", task_id, exc_info=True)
         self.unrecorded.pop(task_id, None)
-        self.finishing.pop(task_id, None)  # a wrap-up still running finishes unheeded
+        if (wrap_up := self.finishing.pop(task_id, None)) is not None:
+            wrap_up.cancelled.set()  # whoever holds the task next wraps it up
         self.solo.pop(task_id, None)
         self.pending.pop(task_id, None)
         self.contexts.pop(task_id, None)
@@ -866,51 +877,69 @@ class Controller:
         results catalogue, final execution database. It runs in a thread of its own, started
         by the first call, so that the catalogue of a huge task (minutes of uploads) holds up
         neither this loop nor the controller's other tasks."""
-        future = self.finishing.get(task.id)
-        if future is None:
-            context, setup = self._context(task)
-            future = ConcurrentFuture()
-            self.finishing[task.id] = future
+        wrap_up = self.finishing.get(task.id)
+        if wrap_up is None:
+            wrap_up = WrapUp(ConcurrentFuture(), threading.Event())
+            self.finishing[task.id] = wrap_up
             threading.Thread(
                 target=self._wrap_up,
-                args=(future, task, context, setup, all_failed),
+                args=(
+                    wrap_up,
+                    task,
+                    self.contexts.get(task.id) if all_failed else self._results_context(task),
+                    not all_failed,
+                ),
                 name=f"eobatch-wrap-up-{task.id[:8]}",
                 daemon=True,  # a stopping process leaves the task PROCESSING: done again later
             ).start()
             return False
-        if not future.done():
+        if not wrap_up.done.done():
             return False
         del self.finishing[task.id]
-        if future.exception() is not None:
-            log.error(
-                "the wrap-up of task %s failed; it runs again",
-                task.id,
-                exc_info=future.exception(),
-            )
+        if (error := wrap_up.done.exception()) is not None:
+            log.error("the wrap-up of task %s failed; it runs again", task.id, exc_info=error)
             return False
         return True
 
+    def _results_context(self, task: Task) -> tuple[TaskContext, ScriptSetup] | None:
+        """What the results catalogue and BYOC ingestion need (no scenes: not searched again);
+        None if the request no longer reads (its collection was deleted meanwhile, say): the
+        task then ends without them, as with any failure to write the catalogue."""
+        if task.id in self.contexts:
+            return self.contexts[task.id]
+        try:
+            context = TaskContext.build(self.db, self.settings, task, with_scenes=False)
+            return context, check_script(context.evalscript, context)
+        except Exception:
+            log.exception("task %s: no results catalogue, its request no longer reads", task.id)
+            return None
+
     def _wrap_up(
         self,
-        future: ConcurrentFuture[None],
+        wrap_up: WrapUp,
         task: Task,
-        context: TaskContext,
-        setup: ScriptSetup,
-        all_failed: bool,
+        results: tuple[TaskContext, ScriptSetup] | None,
+        publish: bool,
     ) -> None:
         # Before DONE, outside any fenced transaction: a crash meanwhile leaves the task
         # PROCESSING and the next controller does all of it again (overwriting the objects;
-        # registering a tile twice adds nothing).
+        # registering a tile twice adds nothing). A controller that let the task go meanwhile
+        # (stopped, lease lost) cancels what is left.
+        cancelled = wrap_up.cancelled.is_set
         try:
-            if not all_failed:
-                self._ingest(task, context)
-                publish_results(context, setup, task)
-            # The execution database is complete before the task is DONE, so whoever sees
-            # DONE reads the final one.
-            self.upload_execution_db(task.id, context)
-            future.set_result(None)
+            if publish and results is not None:
+                context, setup = results
+                if not cancelled():
+                    self._ingest(task, context)
+                if not cancelled():
+                    publish_results(context, setup, task)
+            if not cancelled():
+                # The execution database is complete before the task is DONE, so whoever sees
+                # DONE reads the final one.
+                self._write_execution_db(task.id, results[0] if results else None)
+            wrap_up.done.set_result(None)
         except BaseException as exc:
-            future.set_exception(exc)
+            wrap_up.done.set_exception(exc)
 
     def _ingest(self, task: Task, context: TaskContext) -> None:
         """BYOC ingestion of the delivered features, when the request asks for it."""
@@ -940,8 +969,11 @@ class Controller:
             self.upload_execution_db(task_id, context)
 
     def upload_execution_db(self, task_id: str, context: TaskContext | None = None) -> None:
-        """Write `execution-<requestId>.sqlite` to the delivery root."""
+        """Write `execution-<requestId>.sqlite` to the delivery root (a snapshot now)."""
         self.last_snapshot[task_id] = time.monotonic()
+        self._write_execution_db(task_id, context)
+
+    def _write_execution_db(self, task_id: str, context: TaskContext | None) -> None:
         try:
             with tempfile.TemporaryDirectory(prefix="eobatch-execution-") as folder:
                 path = Path(folder) / "execution.sqlite"

@@ -336,14 +336,13 @@ def _check_resolution(db: Database, feature: Feature, sources: Sequence[InputSou
     for the public types, a BYOC collection's `maxMetersPerPixel` for its own."""
     resolution = meters_per_pixel(feature)
     for source in sources:
+        limit: float | None = None
         if source.stac is not None:
             limit = MAX_METERS_PER_PIXEL
         elif source.ref.kind == "byoc":
             with db.reading() as session:
                 limit = collection_max_meters_per_pixel(session, source.ref.key)
-        else:
-            continue
-        if resolution > limit:
+        if limit is not None and resolution > limit:
             raise ResolutionLimit(
                 f"Your request of {resolution:.2f} meters per pixel exceeds the limit "
                 f"{limit:.2f} meters per pixel of the collection "

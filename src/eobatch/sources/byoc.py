@@ -31,7 +31,7 @@ from eobatch.limits import check_search, path_violations
 from eobatch.projection import pixel_meters, transformer
 from eobatch.schemas import parse_model
 from eobatch.schemas.byoc import CollectionIn, TileIn, TileUpdate
-from eobatch.sealing import keyring_for, open_secrets, seal_secrets
+from eobatch.sealing import Keyring, keyring_for, open_secrets, seal_secrets
 from eobatch.sources.scenes import BandSource, Scene
 from eobatch.storage import Location, open_location, redact_locator
 from eobatch.store import Database
@@ -85,8 +85,8 @@ def _tiles_summary(session: Session, collection_id: str) -> dict[str, Any]:
             Tile.sensing_time,
         ).where(Tile.collection_id == collection_id, Tile.status == "INGESTED")
     ).all()
-    overviews = [t.overview_meters for t in tiles if t.overview_meters is not None]
-    limit = {"maxMetersPerPixel": round(max_meters_per_pixel(overviews), 2)}
+    most = max_meters_per_pixel([t.overview_meters for t in tiles if t.overview_meters])
+    limit = {} if most is None else {"maxMetersPerPixel": round(most, 2)}
     if not tiles:
         return {"hasSensingTimes": "NO", **limit}
     times = [t for *_, t in tiles if t is not None]
@@ -281,25 +281,28 @@ def update_collection(
     db: Database, settings: Settings, account_id: str, collection_id: str, raw: Any
 ) -> None:
     body = parse_model(CollectionIn, raw)
+    keyring = keyring_for(settings)
+    with db.reading() as session:
+        storage, moved = _storage_change(
+            _owned_collection(session, account_id, collection_id), body, keyring
+        )
+    # A new bucket is checked (storage I/O) before the writing transaction, not in it.
+    checked = _checked_storage(settings, body.s3_bucket, storage) if moved else None
     with db.session() as session:
         collection = _owned_collection(session, account_id, collection_id)
         has_tiles = session.scalars(
             select(Tile.id).where(Tile.collection_id == collection.id).limit(1)
         ).first()
-        keyring = keyring_for(settings)
-        if body.storage is not None:
-            storage = _with_stored_secrets(body.storage, collection.storage)
-            moved = open_secrets(storage, keyring) != open_secrets(collection.storage, keyring)
-        else:  # s3Bucket alone: the same name keeps the collection's storage
-            storage = None
-            moved = body.s3_bucket != collection.s3_bucket
+        if _storage_change(collection, body, keyring) != (storage, moved):
+            raise Conflict("the collection changed while this update was checked; send it again")
         if moved:
             if has_tiles:
                 raise Conflict(
                     "s3Bucket and storage can only be changed while the collection has no tiles"
                 )
-            collection.s3_bucket, checked = _checked_storage(settings, body.s3_bucket, storage)
-            collection.storage = seal_secrets(checked, keyring)
+            assert checked is not None
+            collection.s3_bucket = checked[0]
+            collection.storage = seal_secrets(checked[1], keyring)
         if body.additional_data is not None and body.additional_data.bands is not None:
             new_bands = _bands_json(body)
             if has_tiles and not _only_renames_or_nodata(collection.bands or {}, new_bands):
@@ -310,6 +313,18 @@ def update_collection(
             collection.bands = new_bands
         collection.name = body.name
         collection.no_data = body.no_data
+
+
+def _storage_change(
+    collection: Collection, body: CollectionIn, keyring: Keyring
+) -> tuple[dict[str, Any] | None, bool]:
+    """(the storage an update asks for, with the stored secrets it omits; whether it moves the
+    collection to another bucket or other credentials)."""
+    if body.storage is not None:
+        storage = _with_stored_secrets(body.storage, collection.storage)
+        return storage, open_secrets(storage, keyring) != open_secrets(collection.storage, keyring)
+    # s3Bucket alone: the same name keeps the collection's storage
+    return None, body.s3_bucket != collection.s3_bucket
 
 
 def _only_renames_or_nodata(old: dict[str, Any], new: dict[str, Any]) -> bool:
@@ -400,15 +415,16 @@ def _check_cog_layout(src: rasterio.DatasetReader, key: str) -> None:
 _OVERVIEW_FACTOR, _FLOOR_METERS, _OVERVIEW_MIN_PX = 5.0, 500.0, 256
 
 
-def max_meters_per_pixel(overview_meters: list[float]) -> float:
+def max_meters_per_pixel(overview_meters: list[float]) -> float | None:
     """A collection's `maxMetersPerPixel`: five times the median of its tiles' coarsest
-    overview pixel sizes, at least 500 (500 while no tile says)."""
+    overview pixel sizes, at least 500; None (no limit) while no tile has a size (tiles
+    ingested before sizes were recorded keep serving what they served)."""
     if not overview_meters:
-        return _FLOOR_METERS
+        return None
     return max(_FLOOR_METERS, _OVERVIEW_FACTOR * float(np.median(overview_meters)))
 
 
-def collection_max_meters_per_pixel(session: Session, collection_id: str) -> float:
+def collection_max_meters_per_pixel(session: Session, collection_id: str) -> float | None:
     sizes = session.scalars(
         select(Tile.overview_meters).where(
             Tile.collection_id == collection_id,
@@ -538,29 +554,40 @@ def create_tile(
     if refused:
         raise InvalidRequest(f"Invalid request: path: {refused[0].violation}", refused)
     cover = _cover_to_crs84(body.cover_geometry) if body.cover_geometry else None
+    with db.reading() as session:
+        collection = _owned_collection(session, account_id, collection_id)
+        _refuse_clash(session, collection.id, body.path)
+    tile = Tile(
+        id=str(uuid.uuid4()),
+        collection_id=collection.id,
+        path=body.path,
+        sensing_time=body.sensing_time,
+        cover_geometry=cover,
+        status="WAITING",
+    )
+    # The files are read with no transaction open: a slow bucket holds up no other writer.
+    bands = _ingest(settings, collection, tile)
     with db.session() as session:
         collection = _owned_collection(session, account_id, collection_id)
-        clash = session.scalars(
-            select(Tile.id).where(Tile.collection_id == collection.id, Tile.path == body.path)
-        ).first()
-        if clash:
-            raise Conflict(f"A tile with path '{body.path}' already exists in this collection")
-        tile = Tile(
-            id=str(uuid.uuid4()),
-            collection_id=collection.id,
-            path=body.path,
-            sensing_time=body.sensing_time,
-            cover_geometry=cover,
-            status="WAITING",
-        )
-        _ingest(settings, collection, tile)
+        _refuse_clash(session, collection.id, body.path, tile.path)
+        _configure(collection, tile, bands)
         session.add(tile)
         session.flush()
         return tile_json(tile)
 
 
-def _ingest(settings: Settings, collection: Collection, tile: Tile) -> None:
-    """Check the tile's files and record the outcome on `tile`: INGESTED, or FAILED with why."""
+def _refuse_clash(session: Session, collection_id: str, *paths: str) -> None:
+    clash = session.scalars(
+        select(Tile.path).where(Tile.collection_id == collection_id, Tile.path.in_(paths))
+    ).first()
+    if clash:
+        raise Conflict(f"A tile with path '{clash}' already exists in this collection")
+
+
+def _ingest(settings: Settings, collection: Collection, tile: Tile) -> dict[str, Any] | None:
+    """Check the tile's files and record the outcome on `tile`: INGESTED, or FAILED with why.
+    Returns the bands found in the files when the collection has none yet (the first tile
+    configures it: `_configure`)."""
     tile.status, tile.failed_cause = "INGESTING", None
     tile.ingestion_start = datetime.now(UTC)
     try:
@@ -569,29 +596,67 @@ def _ingest(settings: Settings, collection: Collection, tile: Tile) -> None:
         epsg, bounds, overview_meters = _inspect_tile(location, tile.path, bands)
     except InvalidRequest as exc:  # the storage itself is gone or refuses us
         tile.status, tile.failed_cause = "FAILED", f"storage: {exc.message}"
+        return None
     except (ValueError, RasterioError, OSError) as exc:
         tile.status, tile.failed_cause = "FAILED", str(exc)
-    else:
-        if not collection.bands:
-            collection.bands = bands
-            if "(BAND)" not in tile.path:
-                tile.path = f"{tile.path.rstrip('/')}/(BAND).tif"
-        tile.status, tile.epsg, tile.overview_meters = "INGESTED", epsg, overview_meters
-        tile.tile_geometry = {
-            **mapping(shapely.box(*bounds)),
-            "crs": {"type": "name", "properties": {"name": f"urn:ogc:def:crs:EPSG::{epsg}"}},
-        }
+        return None
+    tile.status, tile.epsg, tile.overview_meters = "INGESTED", epsg, overview_meters
+    tile.tile_geometry = {
+        **mapping(shapely.box(*bounds)),
+        "crs": {"type": "name", "properties": {"name": f"urn:ogc:def:crs:EPSG::{epsg}"}},
+    }
+    if collection.bands:
+        return None
+    if "(BAND)" not in tile.path:
+        tile.path = f"{tile.path.rstrip('/')}/(BAND).tif"
+    return bands
+
+
+def _configure(collection: Collection, tile: Tile, bands: dict[str, Any] | None) -> None:
+    """Give the collection the bands its first tile brought (in the writing transaction);
+    if another tile configured it meanwhile with other bands, this tile's check is void."""
+    if bands is None:
+        return
+    if not collection.bands:
+        collection.bands = bands
+    elif collection.bands != bands:
+        tile.status = "FAILED"
+        tile.failed_cause = (
+            "the collection's bands were set by another tile while this one was checked; "
+            "reingest it"
+        )
 
 
 def reingest_tile(
     db: Database, settings: Settings, account_id: str, collection_id: str, tile_id: str
 ) -> None:
     """Check a tile's files again (after they changed in the bucket)."""
+    with db.reading() as session:
+        checked = _owned_tile(session, account_id, collection_id, tile_id)
+        collection = session.get(Collection, checked.collection_id)
+        assert collection is not None
+    bands = _ingest(settings, collection, checked)  # no transaction open meanwhile
     with db.session() as session:
         tile = _owned_tile(session, account_id, collection_id, tile_id)
         collection = session.get(Collection, tile.collection_id)
         assert collection is not None
-        _ingest(settings, collection, tile)
+        if checked.path != tile.path:  # now `<path>/(BAND).tif`: that must be free too
+            _refuse_clash(session, collection.id, checked.path)
+        for field in _INGESTION_FIELDS:
+            setattr(tile, field, getattr(checked, field))
+        _configure(collection, tile, bands)
+
+
+# What `_ingest` sets on a tile.
+_INGESTION_FIELDS = (
+    "path",
+    "status",
+    "failed_cause",
+    "ingestion_start",
+    "epsg",
+    "overview_meters",
+    "tile_geometry",
+)
 
 
 def copy_tiles(db: Database, account_id: str, collection_id: str, target_id: str | None) -> None:
@@ -629,6 +694,7 @@ def copy_tiles(db: Database, account_id: str, collection_id: str, target_id: str
                     cover_geometry=tile.cover_geometry,
                     tile_geometry=tile.tile_geometry,
                     epsg=tile.epsg,
+                    overview_meters=tile.overview_meters,
                     status="INGESTED",
                     ingestion_start=tile.ingestion_start,
                 )
