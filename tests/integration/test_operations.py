@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from distributed.comm.core import CommClosedError
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine, text, update
@@ -186,6 +187,31 @@ def test_a_job_that_fails_as_a_whole_costs_its_features_no_attempt(service_facto
     assert not controller.solo[task_id]  # each ran alone, then was recorded
     assert_each_feature_billed_once(svc, task_id)  # with no attempt counted
     assert_books_balance(svc, [task_id], to_micro(5000.0))
+
+
+def cut_off_once(marker: Path) -> Callable[[list[FeatureJob]], list[FeatureOutcome]]:
+    """A Dask job whose first run ends as if the connection to the scheduler was cut while its
+    result was gathered (the error the client raises then)."""
+
+    def run(jobs: list[FeatureJob]) -> list[FeatureOutcome]:
+        if not marker.exists():
+            marker.touch()
+            raise CommClosedError("in <TCP (closed) ConnectionPool.gather>: ConnectionResetError")
+        return run_features(jobs)
+
+    return run
+
+
+def test_a_result_lost_with_the_scheduler_connection_costs_no_attempt(  # type: ignore[no-untyped-def]
+    service_factory, tmp_path: Path
+) -> None:
+    svc = service_factory(5000.0, max_in_flight=1, feature_attempts=1)
+    controller = Controller(svc.db, svc.settings, svc.client, run=cut_off_once(tmp_path / "cut"))
+    task_id = geopackage_task(svc, svc.http, svc.collection_id, "cut", 1)
+    svc.action(task_id, "start")
+    run_until([controller], lambda: svc.task(task_id)["status"] in ("DONE", "FAILED"))
+    assert (tmp_path / "cut").exists()  # it was cut off once, and run again
+    assert_each_feature_billed_once(svc, task_id)  # one attempt allowed, none counted
 
 
 def test_a_paused_controller_that_lost_its_task_changes_nothing(service_factory) -> None:  # type: ignore[no-untyped-def]

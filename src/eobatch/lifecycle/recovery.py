@@ -16,6 +16,7 @@ import time
 from concurrent.futures import CancelledError
 
 from distributed import Client, LocalCluster
+from distributed.comm.core import CommClosedError
 from sqlalchemy import update
 
 from eobatch.config import Settings
@@ -39,8 +40,10 @@ def void_leases(db: Database) -> None:
 
 def job_was_lost(error: BaseException) -> bool:
     """True for a job that never finished because the cluster lost it (its client lost the
-    scheduler, or the job was cancelled): it is run again, not counted as an attempt."""
-    return isinstance(error, CancelledError)
+    scheduler, or the job was cancelled) or whose result could not be fetched (the connection
+    to the scheduler was cut while gathering it): it is run again, not counted as an attempt.
+    A job's own failures never get here as these: `run_features` turns them into outcomes."""
+    return isinstance(error, CancelledError | CommClosedError)
 
 
 class Cluster:
