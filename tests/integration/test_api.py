@@ -10,10 +10,12 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from obstore.exceptions import PermissionDeniedError
 
 from eobatch.accounts import Credentials, Principal, create_account, issue_token
 from eobatch.api import create_app
 from eobatch.api.pagination import MAX_COUNT, page_window
+from eobatch.storage import Location
 from eobatch.store.models import Task
 
 EVALSCRIPT = """//VERSION=3
@@ -450,6 +452,22 @@ def test_malformed_bodies(raw: bytes, content_type: str, alice: User, db) -> Non
 def test_multipart_without_request_part(alice: User, db) -> None:  # type: ignore[no-untyped-def]
     response = alice.http.post("/api/v2/batch/process", files={"evalscript": (None, EVALSCRIPT)})
     assert_error(response, 400)
+    assert task_count(db) == 0
+
+
+def test_delivery_keys_that_cannot_write_are_a_400(
+    alice: User, db, settings, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    """Keys allowed to list the bucket (the check at create) but not to write to it."""
+
+    def refused(self, key: str, data: bytes) -> None:  # type: ignore[no-untyped-def]
+        raise PermissionDeniedError("Access Denied: s3:PutObject")
+
+    monkeypatch.setattr(Location, "put", refused)
+    response = alice.http.post("/api/v2/batch/process", json=valid_request(alice.collection_id))
+    error = assert_error(response, 400)
+    assert "cannot write to" in error["message"] and "PermissionDeniedError" in error["message"]
+    assert error["errors"][0]["parameter"] == "output->delivery"
     assert task_count(db) == 0
 
 

@@ -114,7 +114,14 @@ def create_task(
     now = datetime.now(UTC)
     request_key = REQUEST_FILE.format(request_id=task_id)
     bookkeeping = checked.delivery
-    bookkeeping.put(request_key, json.dumps(redacted_request(body), indent=2).encode())
+    try:  # the first write: keys that may list the bucket but not write to it fail here
+        bookkeeping.put(request_key, json.dumps(redacted_request(body), indent=2).encode())
+    except Exception as exc:
+        raise InvalidRequest.at(
+            "output->delivery",
+            f"cannot write to {bookkeeping.url_for(request_key)} ({type(exc).__name__}); give "
+            "credentials allowed to write the bucket, and check that its server is reachable",
+        ) from exc
     try:
         with db.session() as session:
             task = Task(

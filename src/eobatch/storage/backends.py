@@ -285,7 +285,8 @@ class S3Bucket(Backend):
     def problem(self) -> str | None:
         """One cheap list call: the bucket must exist and the credentials must allow listing."""
         location = self.location
-        store = _s3_store(location, max_retries=1, retry_timeout_s=15)
+        # A hung server answers nothing: give up in seconds, not after an upload's timeout.
+        store = _s3_store(location, max_retries=1, retry_timeout_s=15, timeout_s=15)
         try:
             stream = obstore.list(store, prefix=location.prefix or None, chunk_size=1)
             next(iter(stream), None)
@@ -479,8 +480,11 @@ def _gcs_bucket(location: Location) -> Any:
     return client.bucket(location.bucket)
 
 
-def _s3_store(location: Location, max_retries: int, retry_timeout_s: float) -> S3Store:
-    """A new obstore client of the location's bucket (no prefix: keys are full object keys)."""
+def _s3_store(
+    location: Location, max_retries: int, retry_timeout_s: float, timeout_s: float = 300
+) -> S3Store:
+    """A new obstore client of the location's bucket (no prefix: keys are full object keys);
+    `timeout_s` bounds each request (uploads of large outputs need minutes)."""
     assert location.endpoint is not None
     config: dict[str, Any] = {
         "endpoint": location.endpoint,
@@ -501,7 +505,7 @@ def _s3_store(location: Location, max_retries: int, retry_timeout_s: float) -> S
         client_options={
             "allow_http": location.endpoint.startswith("http://"),
             "connect_timeout": "5s",
-            "timeout": "300s",
+            "timeout": f"{timeout_s:g}s",
         },
         retry_config={
             "max_retries": max_retries,
