@@ -87,7 +87,7 @@ def migrate(data_dir: Path | None = DataDir) -> None:
     """Bring the store's schema to this version (safe to run from several places at once)."""
     from eobatch.sealing import keyring_for
     from eobatch.store import Database
-    from eobatch.store.db import schema_revision
+    from eobatch.store.db import UnknownSchema, schema_revision
 
     settings = _settings(data_dir)
     db = Database(settings.resolved_database_url)
@@ -96,6 +96,9 @@ def migrate(data_dir: Path | None = DataDir) -> None:
         with console.status(f"migrating {_shown_url(settings)} from {before or 'empty'}"):
             db.migrate(keyring_for(settings))
         after, _ = schema_revision(db.engine)
+    except UnknownSchema as exc:
+        console.print(f"[red]migration refused:[/] {exc}")
+        raise typer.Exit(1) from None
     except Exception as exc:
         console.print(f"[red]migration failed:[/] {exc}")
         console.print("check EOBATCH_DATABASE_URL and that the database server is reachable")

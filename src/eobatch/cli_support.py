@@ -57,10 +57,11 @@ def database_or_exit(settings: Settings) -> Database:
 
     from eobatch.sealing import SealingError
     from eobatch.service import open_database
+    from eobatch.store.db import UnknownSchema
 
     try:
         return open_database(settings)
-    except SealingError as exc:
+    except (SealingError, UnknownSchema) as exc:
         errors.print(f"[red]error:[/] {exc}", highlight=False)
         raise typer.Exit(1) from None
     except SQLAlchemyError as exc:

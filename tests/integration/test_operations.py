@@ -493,6 +493,21 @@ def test_migrate_command(tmp_path: Path) -> None:
     assert bad.exit_code == 1 and "check EOBATCH_DATABASE_URL" in bad.output
 
 
+def test_a_store_migrated_by_a_newer_eobatch_is_refused_in_one_line(tmp_path: Path) -> None:
+    env = {"EOBATCH_DATABASE_URL": f"sqlite:///{tmp_path}/store.sqlite", "COLUMNS": "300"}
+    assert CliRunner().invoke(cli_app, ["migrate"], env=env).exit_code == 0
+    engine = create_engine(env["EOBATCH_DATABASE_URL"])
+    with engine.begin() as connection:  # what a later version (rolled back since) left
+        connection.execute(text("UPDATE alembic_version SET version_num = '0099_future'"))
+    engine.dispose()
+    for command in (["migrate"], ["tasks", "list"], ["accounts", "list"]):
+        result = CliRunner().invoke(cli_app, command, env=env)
+        assert result.exit_code == 1, (command, result.output)
+        assert "schema revision 0099_future" in result.output
+        assert "a newer eobatch migrated it" in result.output
+        assert "Traceback" not in result.output and len(result.output.splitlines()) <= 4
+
+
 @pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
 def test_replicas_migrating_at_once_all_succeed(database_url: str) -> None:
     barrier = threading.Barrier(4)

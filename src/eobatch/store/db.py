@@ -89,6 +89,22 @@ def _alembic_config() -> Config:
     return config
 
 
+class UnknownSchema(Exception):
+    """The store is at a schema revision this version of eobatch does not know (a newer
+    eobatch migrated it)."""
+
+
+def _check_known(connection: Connection) -> None:
+    current = MigrationContext.configure(connection).get_current_revision()
+    scripts = ScriptDirectory.from_config(_alembic_config())
+    if current is not None and current not in {s.revision for s in scripts.walk_revisions()}:
+        raise UnknownSchema(
+            f"the store is at schema revision {current}, which this version of eobatch does not "
+            f"know (its newest is {scripts.get_current_head()}): a newer eobatch migrated it. "
+            "Run that version, or restore the store's backup from before the upgrade"
+        )
+
+
 def migrate(engine: Engine, keyring: Keyring | None = None) -> None:
     """Bring the schema to the newest Alembic revision (`keyring` seals the credentials of a
     store from before 0010_security; a store without any needs none).
@@ -100,6 +116,7 @@ def migrate(engine: Engine, keyring: Keyring | None = None) -> None:
     with writing(engine).begin() as connection:
         if connection.dialect.name == "postgresql":
             connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
+        _check_known(connection)
         config.attributes["connection"] = connection
         config.attributes["keyring"] = keyring
         command.upgrade(config, "head")
