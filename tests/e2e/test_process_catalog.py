@@ -203,7 +203,7 @@ def test_bad_process_requests_get_a_400_and_cost_nothing(world: World, served: S
             "bounds": {"bbox": demo_aoi()},
             "data": [{"type": f"byoc-{served.collection_id}"}],
         },
-        "output": {"width": 10, "height": 10},
+        "output": {"width": 50, "height": 50},  # 240 m pixels: under the collection's limit
         "evalscript": RGB,
     }
     bad = {
