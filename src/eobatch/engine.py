@@ -17,7 +17,7 @@ import numpy as np
 from distributed import Client, LocalCluster
 
 from eobatch.config import Settings
-from eobatch.errors import FeatureError
+from eobatch.errors import FeatureError, describe
 from eobatch.planning import Feature
 from eobatch.script import (
     EvalscriptError,
@@ -120,7 +120,7 @@ def _attempt(job: FeatureJob) -> FeatureOutcome:
         )
     except Exception as exc:  # I/O and GDAL errors: worth another attempt
         log.exception("feature %s of task %s failed", feature.id, job.task_id)
-        return FeatureOutcome(job.task_id, feature.id, False, error=f"{type(exc).__name__}: {exc}")
+        return FeatureOutcome(job.task_id, feature.id, False, error=describe(exc))
 
 
 def _run(job: FeatureJob) -> FeatureOutcome:

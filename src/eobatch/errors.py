@@ -81,3 +81,19 @@ class FeatureError(Exception):
 
     def __str__(self) -> str:
         return self.message
+
+
+def describe(error: BaseException, limit: int = 1000) -> str:
+    """`Type: message` of an error and of what caused it ("Read failed. See previous
+    exception" says nothing without its cause), on one line, at most `limit` characters (some
+    storage errors carry kilobytes of debug output)."""
+    parts: list[str] = []
+    seen: BaseException | None = error
+    while seen is not None and len(parts) < 3:
+        text = " ".join(str(seen).split())
+        part = f"{type(seen).__name__}: {text}" if text else type(seen).__name__
+        if part not in parts:
+            parts.append(part)
+        seen = seen.__cause__ or (None if seen.__suppress_context__ else seen.__context__)
+    described = "; caused by ".join(parts)
+    return described if len(described) <= limit else described[: limit - 1] + "…"

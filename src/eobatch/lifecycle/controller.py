@@ -52,7 +52,7 @@ from sqlalchemy.orm import Session
 from eobatch import ledger
 from eobatch.config import Settings
 from eobatch.engine import FeatureJob, FeatureOutcome, run_features
-from eobatch.errors import AnalysisError
+from eobatch.errors import AnalysisError, describe
 from eobatch.lifecycle import events
 from eobatch.lifecycle.analysis import analyse_task, check_script
 from eobatch.lifecycle.billing import (
@@ -393,7 +393,7 @@ class Controller:
             raise
         except Exception as exc:  # an unexpected failure must still end the analysis clearly
             log.exception("analysis of %s failed", task_id)
-            error = f"Analysis failed: {type(exc).__name__}: {exc}"
+            error = f"Analysis failed: {describe(exc)}"
         with self._holding(task_id) as session:
             task = session.get(Task, task_id)
             assert task is not None
@@ -618,11 +618,7 @@ class Controller:
                     self.solo[task_id].update(feature_ids)
                     continue
                 # a worker died with the job (Dask retried it on others first): an attempt
-                outcomes = [
-                    FeatureOutcome(
-                        task_id, feature_ids[0], False, error=f"{type(exc).__name__}: {exc}"
-                    )
-                ]
+                outcomes = [FeatureOutcome(task_id, feature_ids[0], False, error=describe(exc))]
             self.unrecorded[task_id].extend(outcomes)
         for task_id in list(self.unrecorded):
             with self._working_on(task_id):
