@@ -91,6 +91,12 @@ class Settings(BaseSettings):
     feature_attempts: int = Field(
         default=3, ge=1, description="Attempts before a feature is FATAL."
     )
+    feature_retry_delay_s: float = Field(
+        default=15.0,
+        ge=0,
+        description="Wait before a failed feature's next attempt, doubled for each attempt: a "
+        "storage or network outage of a minute does not use up its attempts.",
+    )
     execution_db_interval_s: float = Field(default=30.0, gt=0)
     # Measured in benchmarks/write.py (docs/outputs.md): ZSTD level 1 with a predictor encodes
     # several times faster than DEFLATE-6 at a similar size; GDAL >= 2.3 and QGIS read it.

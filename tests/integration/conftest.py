@@ -103,7 +103,8 @@ def service_factory(settings: Settings, db: Database, dask_client: Client, demo_
     """A `Service` on the `settings`/`db` store (both backends) with `pu` and setting overrides."""
 
     def make(pu: float, **overrides: object) -> Service:
-        tuned = settings.model_copy(update={"execution_db_interval_s": 3600, **overrides})
+        defaults = {"execution_db_interval_s": 3600, "feature_retry_delay_s": 0.2}
+        tuned = settings.model_copy(update={**defaults, **overrides})
         return make_service(tuned, db, dask_client, demo_folder, pu)
 
     return make

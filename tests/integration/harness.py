@@ -204,7 +204,7 @@ def service_settings(tmp_path: Path, **overrides: object) -> Settings:
         jwt_secret=JWT_SECRET,
         workers=1,
         controller_poll_s=0.05,
-        **overrides,  # type: ignore[arg-type]
+        **{"feature_retry_delay_s": 0.2, **overrides},  # type: ignore[arg-type]
     )
 
 

@@ -214,6 +214,47 @@ def test_a_result_lost_with_the_scheduler_connection_costs_no_attempt(  # type: 
     assert_each_feature_billed_once(svc, task_id)  # one attempt allowed, none counted
 
 
+def fails_first(log: Path) -> Callable[[list[FeatureJob]], list[FeatureOutcome]]:
+    """A Dask job whose first attempt at each feature fails as a storage outage would; every
+    attempt's start is logged (wall-clock time: the workers are other processes)."""
+
+    def run(jobs: list[FeatureJob]) -> list[FeatureOutcome]:
+        outcomes = []
+        for job in jobs:
+            tried = log.read_text().split() if log.exists() else []
+            with log.open("a") as out:
+                out.write(f"{job.feature.id}:{time.time()}\n")
+            if not any(t.startswith(f"{job.feature.id}:") for t in tried):
+                outcomes.append(
+                    FeatureOutcome(job.task_id, job.feature.id, False, error="OSError: refused")
+                )
+            else:
+                outcomes.extend(run_features([job]))
+        return outcomes
+
+    return run
+
+
+def test_a_failed_feature_waits_before_its_next_attempt(  # type: ignore[no-untyped-def]
+    service_factory, tmp_path: Path
+) -> None:
+    svc = service_factory(5000.0, feature_retry_delay_s=2.0, feature_attempts=3)
+    log = tmp_path / "attempts"
+    controller = Controller(svc.db, svc.settings, svc.client, run=fails_first(log))
+    task_id = geopackage_task(svc, svc.http, svc.collection_id, "retried", 2)
+    svc.action(task_id, "start")
+    run_until([controller], lambda: svc.task(task_id)["status"] in ("DONE", "FAILED"))
+    starts: dict[str, list[float]] = {}
+    for line in log.read_text().split():
+        feature, _, at = line.partition(":")
+        starts.setdefault(feature, []).append(float(at))
+    assert sorted(len(s) for s in starts.values()) == [2, 2]  # failed once, then done
+    for first, second in starts.values():
+        assert second - first >= 2.0  # not at once: the outage may still be on
+    rows = svc.features(task_id)
+    assert {r.status for r in rows} == {"DONE"} and {r.attempts for r in rows} == {1}
+
+
 def test_a_paused_controller_that_lost_its_task_changes_nothing(service_factory) -> None:  # type: ignore[no-untyped-def]
     svc = service_factory(5000.0, max_in_flight=2)
     paused, successor = svc.controller(), svc.controller()

@@ -143,6 +143,8 @@ class Controller:
         self.in_flight: dict[Future, tuple[str, tuple[int, ...]]] = {}  # job -> (task, features)
         self.finishing: dict[str, WrapUp] = {}  # task -> its wrap-up, running or done
         self.solo: dict[str, set[int]] = defaultdict(set)  # features whose job failed as a whole
+        # task -> feature -> when (monotonic) its next attempt may start (`_backing_off`)
+        self.retry_at: dict[str, dict[int, float]] = defaultdict(dict)
         # PENDING features per task, counted once after the lease is taken: only the lease
         # holder moves features out of PENDING (`_record`), so it keeps the count itself.
         self.pending: dict[str, int] = {}
@@ -297,6 +299,7 @@ class Controller:
             except Exception:  # the scheduler is going away: the jobs go with it
                 log.debug("could not cancel the jobs of task %s", task_id, exc_info=True)
         self.unrecorded.pop(task_id, None)
+        self.retry_at.pop(task_id, None)
         if (wrap_up := self.finishing.pop(task_id, None)) is not None:
             wrap_up.cancelled.set()  # whoever holds the task next wraps it up
         self.solo.pop(task_id, None)
@@ -464,6 +467,17 @@ class Controller:
             with self._working_on(task_id):
                 self._dispatch(task_id, count, max(1, per_job), waiting[task_id])
 
+    def _backing_off(self, task_id: str) -> set[int]:
+        """Features of the task whose last attempt failed too recently to try again (the
+        delay doubles with each attempt; a controller taking the task over starts afresh)."""
+        waits = self.retry_at.get(task_id)
+        if not waits:
+            return set()
+        now = time.monotonic()
+        for feature_id in [f for f, at in waits.items() if at <= now]:
+            del waits[feature_id]
+        return set(waits)
+
     def _busy(self, task_id: str) -> set[int]:
         """Features of the task in flight or finished but not yet recorded."""
         busy = {fid for tid, fids in self.in_flight.values() if tid == task_id for fid in fids}
@@ -508,7 +522,7 @@ class Controller:
             events.failed(task_id, str(exc))
             self._let_go(task_id)
             return
-        busy = self._busy(task_id)
+        busy = self._busy(task_id) | self._backing_off(task_id)
         jobs: list[list[FeatureRow]] = []
         charged = 0
         with self._holding(task_id) as session:
@@ -626,6 +640,7 @@ class Controller:
 
     def _record(self, task_id: str, outcomes: list[FeatureOutcome]) -> None:
         failures: list[tuple[str, int, str, bool]] = []
+        retries: dict[int, int] = {}  # feature -> attempts so far, for a later attempt
         charged = 0
         pending = None
         with self._holding(task_id) as session:
@@ -665,6 +680,8 @@ class Controller:
                     final = not outcome.retryable or row.attempts >= self.settings.feature_attempts
                     if final:
                         row.status = "FATAL"
+                    else:
+                        retries[row.id] = row.attempts
                     failures.append((row.name, row.attempts, outcome.error or "", final))
             if outcomes:
                 session.flush()
@@ -673,6 +690,9 @@ class Controller:
                 pending = self._update_progress(session, task, left)
         if pending is not None:  # committed
             self.pending[task_id] = pending
+        now, delay = time.monotonic(), self.settings.feature_retry_delay_s
+        for feature_id, attempts in retries.items():
+            self.retry_at[task_id][feature_id] = now + delay * 2 ** (attempts - 1)
         self.unrecorded.pop(task_id, None)
         PU_CHARGED.inc(to_pu(charged))
         for outcome in outcomes:
