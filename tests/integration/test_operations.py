@@ -168,6 +168,31 @@ def test_a_long_wrap_up_holds_up_neither_the_loop_nor_other_tasks(  # type: igno
     assert_books_balance(svc, [slow, quick], to_micro(5000.0))
 
 
+def test_a_hung_snapshot_upload_does_not_freeze_the_loop(  # type: ignore[no-untyped-def]
+    service_factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    svc = service_factory(5000.0, max_in_flight=1, execution_db_interval_s=0.01)
+    controller = svc.controller()
+    hanging, answer = threading.Event(), threading.Event()
+    write = Controller._write_execution_db
+
+    def hung_bucket(self, task_id, context):  # type: ignore[no-untyped-def]
+        hanging.set()  # as an S3 server that accepts the connection and never answers
+        assert answer.wait(240)
+        write(self, task_id, context)
+
+    monkeypatch.setattr(Controller, "_write_execution_db", hung_bucket)
+    task_id = geopackage_task(svc, svc.http, svc.collection_id, "hung", 3)
+    svc.action(task_id, "start")
+    run_until([controller], hanging.is_set)
+    # the loop goes on processing meanwhile (one job at a time: three rounds at least)
+    run_until([controller], lambda: {f.status for f in svc.features(task_id)} == {"DONE"})
+    assert controller.alive() and svc.task(task_id)["status"] == "PROCESSING"
+    answer.set()  # the final snapshot comes after the hung one, and then DONE
+    run_until([controller], status_is(svc, task_id, "DONE"))
+    assert_each_feature_billed_once(svc, task_id)
+
+
 def fails_in_company(jobs: list[FeatureJob]) -> list[FeatureOutcome]:
     """A Dask job that dies whenever it holds more than one feature (as if one of them killed
     its worker)."""

@@ -10,7 +10,8 @@ One loop; each round (`step`):
    between only the tasks with nothing in flight, which may be done; a finished task's wrap-up,
    its results catalogue above all, runs in a thread of its own and the task is DONE after),
 5. fills the in-flight window with fair shares of the tasks' pending features,
-6. uploads the execution databases that are due.
+6. starts the uploads of the execution databases that are due (each in a thread: a bucket that
+   hangs holds up nothing else).
 
 A Dask job runs several small features (up to MAX_FEATURES_PER_JOB, PIXELS_PER_JOB pixels in all;
 up to MAX_PIXELS_PER_JOB while the task's waiting work still makes JOBS_PER_PLACE jobs per place in
@@ -152,6 +153,7 @@ class Controller:
         self.contexts: dict[str, tuple[TaskContext, ScriptSetup]] = {}
         self.last_snapshot: dict[str, float] = {}
         self.final_snapshots: dict[str, TaskContext | None] = {}
+        self.snapshotting: dict[str, threading.Thread] = {}  # task -> its upload in progress
         self.last_step = time.monotonic()
         self.last_claim = -math.inf
         self._stop = threading.Event()
@@ -895,6 +897,9 @@ class Controller:
         neither this loop nor the controller's other tasks."""
         wrap_up = self.finishing.get(task.id)
         if wrap_up is None:
+            snapshot = self.snapshotting.get(task.id)
+            if snapshot is not None and snapshot.is_alive():
+                return False  # an older snapshot landing after the final one would replace it
             wrap_up = WrapUp(ConcurrentFuture(), threading.Event())
             self.finishing[task.id] = wrap_up
             threading.Thread(
@@ -982,7 +987,26 @@ class Controller:
         }
         finals, self.final_snapshots = self.final_snapshots, {}
         for task_id, context in {**due, **finals}.items():
-            self.upload_execution_db(task_id, context)
+            if task_id in self.finishing:
+                continue  # its wrap-up writes the final one
+            uploading = self.snapshotting.get(task_id)
+            if uploading is not None and uploading.is_alive():
+                # The last upload hangs (a bucket that does not answer): no second one beside
+                # it, and a task's final snapshot waits its turn.
+                if task_id in finals:
+                    self.final_snapshots[task_id] = context
+                continue
+            self.last_snapshot[task_id] = time.monotonic()
+            # In a thread: an upload that hangs must not hold up the loop and its other tasks.
+            self.snapshotting[task_id] = thread = threading.Thread(
+                target=self._write_execution_db,
+                args=(task_id, context),
+                name=f"eobatch-snapshot-{task_id[:8]}",
+                daemon=True,
+            )
+            thread.start()
+        for task_id in [t for t, th in self.snapshotting.items() if not th.is_alive()]:
+            del self.snapshotting[task_id]
 
     def upload_execution_db(self, task_id: str, context: TaskContext | None = None) -> None:
         """Write `execution-<requestId>.sqlite` to the delivery root (a snapshot now)."""
