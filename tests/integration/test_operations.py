@@ -280,7 +280,7 @@ def test_a_failed_feature_waits_before_its_next_attempt(  # type: ignore[no-unty
     assert {r.status for r in rows} == {"DONE"} and {r.attempts for r in rows} == {1}
 
 
-def test_a_paused_controller_that_lost_its_task_changes_nothing(service_factory) -> None:  # type: ignore[no-untyped-def]
+def test_a_paused_controller_that_lost_its_task_changes_nothing(service_factory, caplog) -> None:  # type: ignore[no-untyped-def]
     svc = service_factory(5000.0, max_in_flight=2)
     paused, successor = svc.controller(), svc.controller()
     task_id = geopackage_task(svc, svc.http, svc.collection_id, "paused", 4)
@@ -292,7 +292,9 @@ def test_a_paused_controller_that_lost_its_task_changes_nothing(service_factory)
     # `paused` stops (a frozen VM, a partition) long enough for its lease to run out ...
     with svc.db.session() as session:
         session.execute(update(Task).where(Task.id == task_id).values(lease_until=Task.created))
-    run_until([successor], lambda: svc.task(task_id)["status"] == "DONE")
+    with caplog.at_level(logging.WARNING, logger="eobatch.lifecycle.leases"):
+        run_until([successor], lambda: svc.task(task_id)["status"] == "DONE")
+    assert f"task {task_id}: taken over from controller {paused.id}" in caplog.text
     # ... then wakes up with the results of the jobs it had dispatched: the store refuses them.
     wait_for(lambda: all(job.done() for job in jobs), "the paused controller's jobs")
     before = (ledger_of(svc, task_id), svc.balance())

@@ -82,6 +82,14 @@ class Leases:
                 for task in tasks:
                     ours = task.controller_id == self.controller_id
                     if not (ours and self._epochs.get(task.id) == task.lease_epoch):
+                        if task.controller_id not in (None, self.controller_id):
+                            # An operator watching a failover wants to see it happen.
+                            log.warning(
+                                "task %s: taken over from controller %s, whose lease ran out at %s",
+                                task.id,
+                                task.controller_id,
+                                task.lease_until,
+                            )
                         task.lease_epoch += 1
                         task.controller_id = self.controller_id
                         taken.append(task.id)
