@@ -15,9 +15,10 @@ from eobatch.config import Settings
 from eobatch.lifecycle.controller import Controller
 from eobatch.lifecycle.recovery import Cluster
 from eobatch.logs import configure_logging
-from eobatch.sealing import keyring_for
+from eobatch.sealing import KEY_FILE, SealingError, keyring_for
 from eobatch.signing import check_secret_key
 from eobatch.store import Database
+from eobatch.store.db import schema_revision
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +27,11 @@ def open_database(settings: Settings) -> Database:
     """The store at its newest schema (replicas starting together migrate it once), checked
     to open with this deployment's secret key (`SealingError` otherwise)."""
     db = Database(settings.resolved_database_url)
+    try:
+        refuse_upgrade_with_a_new_key(db, settings)
+    except BaseException:
+        db.dispose()
+        raise
     keyring = keyring_for(settings)
     db.migrate(keyring)
     try:
@@ -34,6 +40,21 @@ def open_database(settings: Settings) -> Database:
         db.dispose()
         raise
     return db
+
+
+def refuse_upgrade_with_a_new_key(db: Database, settings: Settings) -> None:
+    """A shared (PostgreSQL) store is upgraded only with the deployment's key: without
+    EOBATCH_SECRET_KEY or a key file, a key made here would seal what the upgrade seals (the
+    stored credentials, at 0010_security) where no replica can open it."""
+    if db.is_sqlite or settings.secret_key is not None or (settings.data_dir / KEY_FILE).exists():
+        return
+    current, head = schema_revision(db.engine)
+    if current is not None and current != head:
+        raise SealingError(
+            f"the store is at schema revision {current} and upgrading it to {head} needs the "
+            "deployment's key: set EOBATCH_SECRET_KEY to the key every replica uses and run "
+            "`eobatch migrate` again"
+        )
 
 
 @contextmanager

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from alembic import command
 from alembic.config import Config
 from cryptography.fernet import Fernet
 from sqlalchemy import text
+from typer.testing import CliRunner
 
+from eobatch.cli import app as cli_app
 from eobatch.sealing import Keyring, open_secrets
 from eobatch.signing import token_signing_key
 from eobatch.store import Database
-from eobatch.store.db import _MIGRATIONS
+from eobatch.store.db import _MIGRATIONS, schema_revision
 
 
 def _upgrade(db: Database, revision: str) -> None:
@@ -107,5 +110,33 @@ def test_0010_seals_the_credentials_already_stored(database_url: str) -> None:
             value = session.execute(text("SELECT value FROM service_secrets")).scalar_one()
         assert (json.loads(stored) if isinstance(stored, str) else stored) == storage
         assert value == "signing-key-in-clear"
+    finally:
+        db.dispose()
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_a_shared_store_is_not_upgraded_with_a_key_made_on_the_spot(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without the deployment's key, `eobatch migrate` (and any command) would seal the stored
+    credentials with a new key no replica has: it refuses and changes nothing."""
+    db = Database(database_url)
+    try:
+        _upgrade(db, "0009_operations")
+        monkeypatch.delenv("EOBATCH_SECRET_KEY", raising=False)
+        env = {"EOBATCH_DATABASE_URL": database_url, "COLUMNS": "300"}
+        data = ["--data-dir", str(tmp_path / "operator")]
+        for command in (["migrate"], ["tasks", "list"]):
+            refused = CliRunner().invoke(cli_app, [*command, *data], env=env)
+            assert refused.exit_code == 1, refused.output
+            assert "needs the deployment's key: set EOBATCH_SECRET_KEY" in refused.output
+        assert not (tmp_path / "operator" / "secret.key").exists()
+        assert schema_revision(db.engine)[0] == "0009_operations"
+        key = Fernet.generate_key().decode()
+        done = CliRunner().invoke(
+            cli_app, ["migrate", *data], env={**env, "EOBATCH_SECRET_KEY": key}
+        )
+        assert done.exit_code == 0, done.output
+        assert schema_revision(db.engine)[0] == schema_revision(db.engine)[1]
     finally:
         db.dispose()
