@@ -66,7 +66,7 @@ def serve(
         settings = settings.model_copy(update={"log_format": "json"})
     sock = _listen(host, port)
     with _one_controller(settings, f"eobatch serve on {host}:{port}", needed=controller):
-        _db(settings).dispose()
+        _db(settings, upgrade=True).dispose()
         console.print(
             f"[bold]eobatch[/] serving http://{host}:{port} (store: {_shown_url(settings)})",
             highlight=False,
@@ -123,7 +123,7 @@ def demo(
 
     settings = _settings(data_dir).model_copy(update={"workers": workers})
     with _one_controller(settings, "eobatch demo"):
-        _db(settings).dispose()
+        _db(settings, upgrade=True).dispose()
         try:
             run_demo(settings, console)
         except EobatchError as exc:

@@ -50,18 +50,19 @@ def settings_or_exit(data_dir: Path | None) -> Settings:
         raise typer.Exit(2) from None
 
 
-def database_or_exit(settings: Settings) -> Database:
-    """The store at its newest schema, or a one-line error naming it and exit code 1."""
+def database_or_exit(settings: Settings, upgrade: bool = False) -> Database:
+    """The store at its newest schema, or a one-line error naming it and exit code 1. Only
+    `upgrade` (serve, demo) migrates a PostgreSQL store; an embedded SQLite one always is."""
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import SQLAlchemyError
 
     from eobatch.sealing import SealingError
     from eobatch.service import open_database
-    from eobatch.store.db import UnknownSchema
+    from eobatch.store.db import NotUpgraded, UnknownSchema
 
     try:
-        return open_database(settings)
-    except (SealingError, UnknownSchema) as exc:
+        return open_database(settings, upgrade)
+    except (SealingError, UnknownSchema, NotUpgraded) as exc:
         errors.print(f"[red]error:[/] {exc}", highlight=False)
         raise typer.Exit(1) from None
     except SQLAlchemyError as exc:

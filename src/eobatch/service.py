@@ -18,16 +18,25 @@ from eobatch.logs import configure_logging
 from eobatch.sealing import KEY_FILE, SealingError, keyring_for
 from eobatch.signing import check_secret_key
 from eobatch.store import Database
-from eobatch.store.db import schema_revision
+from eobatch.store.db import NotUpgraded, schema_revision
 
 log = logging.getLogger(__name__)
 
 
-def open_database(settings: Settings) -> Database:
+def open_database(settings: Settings, upgrade: bool = True) -> Database:
     """The store at its newest schema (replicas starting together migrate it once), checked
-    to open with this deployment's secret key (`SealingError` otherwise)."""
+    to open with this deployment's secret key (`SealingError` otherwise). Without `upgrade`
+    a shared (PostgreSQL) store behind the schema is refused (`NotUpgraded`): an operator's
+    command must not change the schema under replicas still running the older version."""
     db = Database(settings.resolved_database_url)
     try:
+        if not upgrade and not db.is_sqlite:
+            current, head = schema_revision(db.engine)
+            if current != head:
+                raise NotUpgraded(
+                    f"the store is at schema revision {current or '(empty)'} and this eobatch "
+                    f"needs {head}: run `eobatch migrate` once every replica runs this version"
+                )
         refuse_upgrade_with_a_new_key(db, settings)
     except BaseException:
         db.dispose()

@@ -94,6 +94,11 @@ class UnknownSchema(Exception):
     eobatch migrated it)."""
 
 
+class NotUpgraded(Exception):
+    """A shared store behind this version's schema, opened by a command that does not upgrade
+    it (only `eobatch migrate` and `eobatch serve` do: not an operator's `tasks list`)."""
+
+
 def _check_known(connection: Connection) -> None:
     current = MigrationContext.configure(connection).get_current_revision()
     scripts = ScriptDirectory.from_config(_alembic_config())
