@@ -10,6 +10,7 @@ import json
 import time
 from collections import Counter
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -243,12 +244,26 @@ def _summary(task: Task, counts: Counter[str], settings: Settings) -> list[tuple
     ]
     if task.estimate:
         rows.append(("estimate", json.dumps(task.estimate)))
+    if task.controller_id:  # who works on it, and whether that controller is still alive
+        rows.append(("controller", _holder(task)))
     if task.description:
         rows.append(("description", task.description))
     if task.error:
         rows.append(("error", task.error))
     rows.extend(_results(task, settings))
     return rows
+
+
+def _holder(task: Task) -> str:
+    if task.lease_until is None:
+        return task.controller_id or ""
+    left = (task.lease_until - datetime.now(UTC)).total_seconds()
+    if left >= 0:
+        return f"{task.controller_id} (lease renewed, {left:.0f} s left)"
+    return (
+        f"{task.controller_id} (lease ran out {-left:.0f} s ago: that controller stopped; "
+        "another one takes the task over)"
+    )
 
 
 def _results(task: Task, settings: Settings) -> list[tuple[str, str]]:

@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from importlib.metadata import version
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from eobatch.accounts import authenticate_client, list_accounts
 from eobatch.cli import app
 from eobatch.config import Settings
 from eobatch.service import open_database
+from eobatch.store.models import Task
 from tests.integration.harness import Service
 
 runner = CliRunner()
@@ -230,6 +232,18 @@ def test_tasks_list_show_features(service: Service) -> None:
     api = service.http.get(f"/api/v2/batch/process/{done['id']}/features").json()["data"]
     cli = runner.invoke(app, ["tasks", "features", done["id"], "--json", *data], env=env)
     assert json.loads(cli.output) == api
+
+    assert "controller" not in shown.output  # nobody holds a task that ended
+    for offset, says in (
+        (-60, r"lease ran out \d+ s ago: that controller stopped"),
+        (20, r"lease renewed, \d+ s left"),
+    ):
+        with service.db.session() as session:  # as a controller holding it would leave it
+            task = session.get(Task, done["id"])
+            task.controller_id = "replica-a-123"
+            task.lease_until = datetime.now(UTC) + timedelta(seconds=offset)
+        held = runner.invoke(app, ["tasks", "show", done["id"], *data], env=env).output
+        assert re.search(r"controller\s+replica-a-123 \(" + says, held), held
 
     wrong = runner.invoke(app, ["tasks", "list", "--status", "RUNNING", *data], env=env)
     assert wrong.exit_code == 2 and "allowed: CREATED, ANALYSING" in wrong.output
