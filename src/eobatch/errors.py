@@ -67,6 +67,14 @@ class Conflict(EobatchError):
     code = "COMMON_EXCEPTION"
 
 
+class Unavailable(EobatchError):
+    """A server the request needs did not answer as it should: the service's problem, not the
+    request's (503, worth retrying)."""
+
+    status = 503
+    code = "COMMON_EXCEPTION"
+
+
 class AnalysisError(Exception):
     """The analysis of a task failed; the message becomes the task's `error`."""
 

@@ -18,7 +18,7 @@ from eobatch.logs import configure_logging
 from eobatch.sealing import KEY_FILE, SealingError, keyring_for
 from eobatch.signing import check_secret_key
 from eobatch.store import Database
-from eobatch.store.db import NotUpgraded, schema_revision
+from eobatch.store.db import NotUpgraded, check_known_schema, schema_revision
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +31,7 @@ def open_database(settings: Settings, upgrade: bool = True) -> Database:
     db = Database(settings.resolved_database_url)
     try:
         if not upgrade and not db.is_sqlite:
+            check_known_schema(db.engine)  # a newer eobatch's store: say so, not "migrate"
             current, head = schema_revision(db.engine)
             if current != head:
                 raise NotUpgraded(

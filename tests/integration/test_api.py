@@ -470,6 +470,16 @@ def test_delivery_keys_that_cannot_write_are_a_400(
     assert error["errors"][0]["parameter"] == "output->delivery"
     assert task_count(db) == 0
 
+    def unreachable(self, key: str, data: bytes) -> None:  # type: ignore[no-untyped-def]
+        raise ConnectionResetError("connection reset by peer")
+
+    # the storage failing, not the request: a 503 a client may retry, and nothing created
+    monkeypatch.setattr(Location, "put", unreachable)
+    response = alice.http.post("/api/v2/batch/process", json=valid_request(alice.collection_id))
+    error = assert_error(response, 503)
+    assert "ConnectionResetError: connection reset by peer" in error["message"]
+    assert task_count(db) == 0
+
 
 def test_low_balance_is_forbidden(app, db, settings) -> None:  # type: ignore[no-untyped-def]
     poor = _user(app, db, settings, "poor", pu=999)

@@ -148,3 +148,22 @@ def test_a_shared_store_is_not_upgraded_with_a_key_made_on_the_spot(
         assert schema_revision(db.engine)[0] == schema_revision(db.engine)[1]
     finally:
         db.dispose()
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_operators_commands_name_a_newer_eobatchs_store_as_such(
+    database_url: str, tmp_path: Path
+) -> None:
+    db = Database(database_url)
+    try:
+        db.migrate()
+        with db.engine.begin() as connection:
+            connection.execute(text("UPDATE alembic_version SET version_num = '0099_future'"))
+        env = {"EOBATCH_DATABASE_URL": database_url, "COLUMNS": "300"}
+        listed = CliRunner().invoke(
+            cli_app, ["tasks", "list", "--data-dir", str(tmp_path)], env=env
+        )
+        assert listed.exit_code == 1, listed.output
+        assert "a newer eobatch migrated it" in listed.output  # not "run eobatch migrate"
+    finally:
+        db.dispose()

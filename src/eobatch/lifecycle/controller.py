@@ -176,6 +176,12 @@ class Controller:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
+        # The last snapshots of tasks that just ended (nobody writes them later), given the
+        # time an upload takes to finish.
+        self.snapshot_due(periodic=False)
+        deadline = time.monotonic() + timeout
+        for upload in list(self.snapshotting.values()):
+            upload.join(max(0.0, deadline - time.monotonic()))
         self.leases.stop_keeper()
         for task_id in {task_id for task_id, _ in self.in_flight.values()}:
             self._drop_local(task_id)
@@ -506,8 +512,14 @@ class Controller:
                 )
             pending = {t.id: self.pending[t.id] for t in tasks}
         running = Counter(tid for tid, _ in self.in_flight.values())  # jobs
+        # Features waiting out a retry delay are no work to give places to meanwhile.
         return [
-            Demand(t.id, t.account_id, running[t.id], pending.get(t.id, 0) - len(self._busy(t.id)))
+            Demand(
+                t.id,
+                t.account_id,
+                running[t.id],
+                pending.get(t.id, 0) - len(self._busy(t.id) | self._backing_off(t.id)),
+            )
             for t in tasks
         ]
 
@@ -976,14 +988,15 @@ class Controller:
 
     # -- bookkeeping ------------------------------------------------------------------------
 
-    def snapshot_due(self) -> None:
-        """Upload the execution database of each task in progress every interval, and once
-        more for each task that just ended."""
+    def snapshot_due(self, periodic: bool = True) -> None:
+        """Upload the execution database of each task in progress every interval (unless not
+        `periodic`), and once more for each task that just ended."""
         now = time.monotonic()
         due = {
             task_id: context
             for task_id, (context, _) in self.contexts.items()
-            if now - self.last_snapshot.get(task_id, -1e9) >= self.settings.execution_db_interval_s
+            if periodic
+            and now - self.last_snapshot.get(task_id, -1e9) >= self.settings.execution_db_interval_s
         }
         finals, self.final_snapshots = self.final_snapshots, {}
         for task_id, context in {**due, **finals}.items():

@@ -11,11 +11,12 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from obstore.exceptions import PermissionDeniedError, UnauthenticatedError
 from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.orm import Session
 
 from eobatch.config import Settings
-from eobatch.errors import Conflict, Forbidden, InvalidRequest, NotFound
+from eobatch.errors import Conflict, Forbidden, InvalidRequest, NotFound, Unavailable, describe
 from eobatch.lifecycle import events
 from eobatch.lifecycle.billing import to_pu
 from eobatch.lifecycle.states import (
@@ -117,10 +118,15 @@ def create_task(
     try:  # the first write: keys that may list the bucket but not write to it fail here
         bookkeeping.put(request_key, json.dumps(redacted_request(body), indent=2).encode())
     except Exception as exc:
-        raise InvalidRequest.at(
-            "output->delivery",
-            f"cannot write to {bookkeeping.url_for(request_key)} ({type(exc).__name__}); give "
-            "credentials allowed to write the bucket, and check that its server is reachable",
+        where = bookkeeping.url_for(request_key)
+        if _denied(exc):
+            raise InvalidRequest.at(
+                "output->delivery",
+                f"cannot write to {where} ({type(exc).__name__}): give credentials allowed to "
+                "write the bucket",
+            ) from exc
+        raise Unavailable(
+            f"Could not write to {where} ({describe(exc, 300)}); nothing was created, try again"
         ) from exc
     try:
         with db.session() as session:
@@ -140,6 +146,15 @@ def create_task(
         raise
     events.created(task_id, account_id)
     return task_json(task)
+
+
+def _denied(error: BaseException) -> bool:
+    """Whether a storage error says the credentials may not do it (the request's fault), as
+    obstore, GCS and local folders say it."""
+    if isinstance(error, PermissionDeniedError | UnauthenticatedError | PermissionError):
+        return True
+    text = str(error)
+    return any(s in text for s in ("AccessDenied", "403", "Forbidden", "401", "Unauthorized"))
 
 
 def _owned_task(session: Session, account_id: str, task_id: str, lock: bool = False) -> Task:

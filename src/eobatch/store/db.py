@@ -110,6 +110,12 @@ def _check_known(connection: Connection) -> None:
         )
 
 
+def check_known_schema(engine: Engine) -> None:
+    """Raise `UnknownSchema` if the store is at a revision this eobatch does not know."""
+    with engine.connect() as connection:
+        _check_known(connection)
+
+
 def migrate(engine: Engine, keyring: Keyring | None = None) -> None:
     """Bring the schema to the newest Alembic revision (`keyring` seals the credentials of a
     store from before 0010_security; a store without any needs none).
