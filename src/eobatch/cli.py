@@ -86,14 +86,14 @@ def _shown_url(settings: Settings) -> str:
 def migrate(data_dir: Path | None = DataDir) -> None:
     """Bring the store's schema to this version (safe to run from several places at once)."""
     from eobatch.sealing import SealingError, keyring_for
-    from eobatch.service import refuse_upgrade_with_a_new_key
+    from eobatch.service import check_shared_schema
     from eobatch.store import Database
     from eobatch.store.db import UnknownSchema, schema_revision
 
     settings = _settings(data_dir)
     db = Database(settings.resolved_database_url)
     try:
-        refuse_upgrade_with_a_new_key(db, settings)
+        check_shared_schema(db, settings, upgrade=True)
         before, head = schema_revision(db.engine)
         with console.status(f"migrating {_shown_url(settings)} from {before or 'empty'}"):
             db.migrate(keyring_for(settings))

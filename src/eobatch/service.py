@@ -25,20 +25,11 @@ log = logging.getLogger(__name__)
 
 def open_database(settings: Settings, upgrade: bool = True) -> Database:
     """The store at its newest schema (replicas starting together migrate it once), checked
-    to open with this deployment's secret key (`SealingError` otherwise). Without `upgrade`
-    a shared (PostgreSQL) store behind the schema is refused (`NotUpgraded`): an operator's
-    command must not change the schema under replicas still running the older version."""
+    to open with this deployment's secret key (`SealingError` otherwise). A shared store is
+    first checked by `check_shared_schema` (without `upgrade`, one behind is refused)."""
     db = Database(settings.resolved_database_url)
     try:
-        if not upgrade and not db.is_sqlite:
-            check_known_schema(db.engine)  # a newer eobatch's store: say so, not "migrate"
-            current, head = schema_revision(db.engine)
-            if current != head:
-                raise NotUpgraded(
-                    f"the store is at schema revision {current or '(empty)'} and this eobatch "
-                    f"needs {head}: run `eobatch migrate` once every replica runs this version"
-                )
-        refuse_upgrade_with_a_new_key(db, settings)
+        check_shared_schema(db, settings, upgrade)
     except BaseException:
         db.dispose()
         raise
@@ -52,14 +43,26 @@ def open_database(settings: Settings, upgrade: bool = True) -> Database:
     return db
 
 
-def refuse_upgrade_with_a_new_key(db: Database, settings: Settings) -> None:
-    """A shared (PostgreSQL) store is upgraded only with the deployment's key: without
-    EOBATCH_SECRET_KEY or a key file, a key made here would seal what the upgrade seals (the
-    stored credentials, at 0010_security) where no replica can open it."""
-    if db.is_sqlite or settings.secret_key is not None or (settings.data_dir / KEY_FILE).exists():
+def check_shared_schema(db: Database, settings: Settings, upgrade: bool) -> None:
+    """What may happen to a shared (PostgreSQL) store's schema here: refused if a newer
+    eobatch migrated it (`UnknownSchema`); if it is behind, refused without `upgrade`
+    (`NotUpgraded`: an operator's command must not change the schema under replicas still
+    running the older version), and refused without the deployment's key (`SealingError`: a
+    key made here would seal what the upgrade seals, the stored credentials at 0010_security,
+    where no replica can open it). An embedded SQLite store (one process) is always upgraded."""
+    if db.is_sqlite:
         return
+    check_known_schema(db.engine)
     current, head = schema_revision(db.engine)
-    if current is not None and current != head:
+    if current == head:
+        return
+    if not upgrade:
+        raise NotUpgraded(
+            f"the store is at schema revision {current or '(empty)'} and this eobatch needs "
+            f"{head}: run `eobatch migrate` once every replica runs this version"
+        )
+    has_key = settings.secret_key is not None or (settings.data_dir / KEY_FILE).exists()
+    if current is not None and not has_key:
         raise SealingError(
             f"the store is at schema revision {current} and upgrading it to {head} needs the "
             "deployment's key: set EOBATCH_SECRET_KEY to the key every replica uses and run "

@@ -111,14 +111,14 @@ def task_events(records: list[logging.LogRecord]) -> list[logging.LogRecord]:
 def test_a_lease_shorter_than_the_analysis_gives_one_analysis(  # type: ignore[no-untyped-def]
     service_factory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Renewed every second, a 3-second lease survives a loaded machine's pauses (1 s did not).
-    svc = service_factory(5000.0, lease_s=3.0)
+    # Renewed every 2 s, a 6-second lease survives a loaded machine's pauses (1 s did not).
+    svc = service_factory(5000.0, lease_s=6.0)
     analyses: list[str] = []
     analyse = controller_module.analyse_task
 
     def slow_analysis(db, settings, task, fence=None):  # type: ignore[no-untyped-def]
         analyses.append(task.id)
-        time.sleep(4 * settings.lease_s)  # the analysis outlasts its lease four times over
+        time.sleep(2 * settings.lease_s)  # the analysis outlasts its lease twice over
         return analyse(db, settings, task, fence)
 
     monkeypatch.setattr(controller_module, "analyse_task", slow_analysis)

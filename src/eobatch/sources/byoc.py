@@ -427,12 +427,10 @@ def max_meters_per_pixel(overview_meters: list[float]) -> float | None:
 def collection_max_meters_per_pixel(session: Session, collection_id: str) -> float | None:
     sizes = session.scalars(
         select(Tile.overview_meters).where(
-            Tile.collection_id == collection_id,
-            Tile.status == "INGESTED",
-            Tile.overview_meters.is_not(None),
+            Tile.collection_id == collection_id, Tile.status == "INGESTED"
         )
     ).all()
-    return max_meters_per_pixel([s for s in sizes if s is not None])
+    return max_meters_per_pixel([s for s in sizes if s])
 
 
 def coarsest_overview_meters(
